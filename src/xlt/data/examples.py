@@ -1,0 +1,47 @@
+"""The in-memory form every task loader returns, so training code never sees file formats."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled example; ``source`` is the same example in the source language when known,
+    which is what translation-based and alignment methods need."""
+
+    target: tuple[str, ...]  # the example in the target language: 1 segment, or (premise, hypothesis)
+    source: tuple[str, ...] | None  # the same example in the source language (English), None if unknown
+    label: int
+    id: str = ""
+
+
+@dataclass
+class TaskData:
+    """All splits of one task for one (source, target) language pair."""
+
+    task: str
+    labels: tuple[str, ...]  # index = label id
+    source_lang: str  # canonical codes (xlt.languages)
+    target_lang: str
+    train: list[Example]
+    valid: list[Example]
+    test: list[Example]
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+
+def heldout_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split ``range(n)`` into sorted (train, held-out) index lists, ``round(n * fraction)`` held out.
+
+    Rows are ranked by SHA-256 of ``"{seed}:{index}"``, so the split depends only on (n, fraction,
+    seed): it is the same on every machine and Python version, and the same index set for every
+    language of a parallel data set.
+    """
+    ranked = sorted(range(n), key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).digest())
+    held = sorted(ranked[: round(n * fraction)])
+    held_set = set(held)
+    return [i for i in range(n) if i not in held_set], held

@@ -1,0 +1,92 @@
+"""Task registry: ``load_task`` turns a task name and languages into a :class:`TaskData`.
+
+Tasks: ``nusax`` (sentiment, xlt.data.nusax), ``xnli`` (NLI, xlt.data.xnli), ``custom`` (the
+user's CSV/JSONL files, xlt.data.user_file). Data sets are read from the data directory found
+by :func:`resolve_data_dir`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from xlt.data import nusax, user_file, xnli
+from xlt.data.examples import TaskData
+from xlt.errors import XltError
+
+ENV_VAR = "XLT_DATA_DIR"
+
+
+def _checkout_data_dir() -> Path | None:
+    """``shared/datasets`` next to the repo checkout this file lives in (editable installs)."""
+    parents = Path(__file__).resolve().parents
+    return parents[4] / "shared" / "datasets" if len(parents) > 4 else None
+
+
+CHECKOUT_DATA_DIR = _checkout_data_dir()
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The data directory: ``data_dir``, else $XLT_DATA_DIR, else ``../shared/datasets`` from the
+    current directory, else the one beside the repo checkout."""
+    for given, what in ((data_dir, "--data-dir"), (os.environ.get(ENV_VAR) or None, f"${ENV_VAR}")):
+        if given is not None:
+            path = Path(given).expanduser()
+            if not path.is_dir():
+                raise XltError(f"data directory {path} (from {what}) does not exist")
+            return path
+    for path in (Path.cwd().parent / "shared" / "datasets", CHECKOUT_DATA_DIR):
+        if path is not None and path.is_dir():
+            return path.resolve()
+    raise XltError(
+        f"no data directory found: pass --data-dir DIR or set {ENV_VAR}=DIR, where DIR holds "
+        "nusax/ and xnli/ (looked in ../shared/datasets and beside the repo checkout)"
+    )
+
+
+def _no_files(task: str, train_file, test_file) -> None:
+    if train_file is not None or test_file is not None:
+        raise XltError(f"--train-file/--test-file apply only to task custom, not {task}")
+
+
+def _load_nusax(target_lang, source_lang, data_dir, train_file, test_file) -> TaskData:
+    _no_files("nusax", train_file, test_file)
+    try:
+        root = resolve_data_dir(data_dir)
+    except XltError:
+        if data_dir is not None or os.environ.get(ENV_VAR) or not nusax.hub_available():
+            raise
+        root = None  # UNTESTED: Hub fallback
+    return nusax.load(root, target_lang, source_lang)
+
+
+def _load_xnli(target_lang, source_lang, data_dir, train_file, test_file) -> TaskData:
+    _no_files("xnli", train_file, test_file)
+    return xnli.load(resolve_data_dir(data_dir), target_lang, source_lang)
+
+
+def _load_custom(target_lang, source_lang, data_dir, train_file, test_file) -> TaskData:
+    return user_file.load(train_file, test_file, target_lang, source_lang)
+
+
+TASKS: dict[str, Callable[..., TaskData]] = {
+    "nusax": _load_nusax,
+    "xnli": _load_xnli,
+    "custom": _load_custom,
+}
+
+
+def load_task(
+    task: str,
+    target_lang: str,
+    source_lang: str = "en",
+    data_dir: str | Path | None = None,
+    train_file: str | Path | None = None,
+    test_file: str | Path | None = None,
+) -> TaskData:
+    """Load ``task`` for ``target_lang``, each example paired with its ``source_lang`` version."""
+    loader = TASKS.get(task.strip().lower())
+    if loader is None:
+        raise XltError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
+    return loader(target_lang, source_lang, data_dir, train_file, test_file)

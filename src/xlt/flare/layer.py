@@ -1,0 +1,75 @@
+"""The FLARE LoRA layer: LoRA whose rank-r bottleneck fuses the source-language representation.
+
+``h = W·x + B(fuse(A·drop(x), A·x_src)) · scaling``: one down-projection A shared by both
+languages, the fusion in the bottleneck, the up-projection B after it, LoRA scaling once.
+
+The source input ``x_src`` is set on the layer (``layer.source``) by
+:class:`xlt.flare.model.FlareModel` for the duration of a forward *and* backward pass, so a
+gradient-checkpointed re-forward during backward fuses exactly what the first forward fused.
+A fused layer called without source states raises instead of silently acting as plain LoRA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from peft.tuners.lora.layer import Linear as LoraLinear
+from torch import nn
+
+from xlt.flare.fusion import build_fusion
+
+
+@dataclass
+class SourceStates:
+    """The source-language input of one projection: ``states`` (B, Ts, in_features), ``mask`` (B, Ts)."""
+
+    states: torch.Tensor
+    mask: torch.Tensor
+
+
+class FlareLinear(LoraLinear):
+    """A PEFT LoRA ``Linear`` whose update fuses source states (registered as a PEFT custom module)."""
+
+    adapter_layer_names = LoraLinear.adapter_layer_names + ("lora_fusion",)
+
+    def __init__(self, base_layer: nn.Module, adapter_name: str, config, **kwargs: Any) -> None:
+        super().__init__(base_layer, adapter_name, config=config, **kwargs)
+        self.fuse = True  # False: plain LoRA here (e.g. mT5 cross-attention, whose input is no token sequence)
+        self.source: SourceStates | None = None
+        self.flare_name = ""  # module path, set by FlareModel, for error messages
+
+    def update_layer(self, adapter_name: str, r: int, lora_alpha: int, config, **kwargs: Any) -> None:
+        if "lora_fusion" not in self._modules:
+            self.lora_fusion = nn.ModuleDict()  # before super(): it activates every adapter_layer_names dict
+        self.lora_fusion[adapter_name] = build_fusion(config.fusion, r, causal=config.causal)
+        super().update_layer(adapter_name, r, lora_alpha=lora_alpha, config=config, **kwargs)
+        self.lora_fusion[adapter_name].to(self.lora_A[adapter_name].weight.device)
+
+    def merge(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a FLARE adapter cannot be merged into the weights: its update depends on the source input")
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if self.disable_adapters or not self.fuse:
+            return super().forward(x, *args, **kwargs)
+        if self.source is None:
+            raise RuntimeError(
+                f"FLARE layer {self.flare_name or '?'} called without source states; run the model inside "
+                "FlareModel.fusing(...) (use zero_source=True to evaluate without a source)"
+            )
+        result = self.base_layer(x, *args, **kwargs)
+        out_dtype = result.dtype
+        for name in self.active_adapters:
+            if name not in self.lora_A:
+                continue
+            lora_A, lora_B = self.lora_A[name], self.lora_B[name]
+            x_in = self._cast_input_dtype(x, lora_A.weight.dtype)
+            target = lora_A(self.lora_dropout[name](x_in))
+            source = lora_A(self.source.states.to(lora_A.weight.dtype))
+            fused = self.lora_fusion[name](target, source, self.source.mask)
+            result = result + lora_B(fused) * self.scaling[name]
+        return result.to(out_dtype)
+
+    def __repr__(self) -> str:
+        return "flare." + super().__repr__()

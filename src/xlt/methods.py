@@ -1,0 +1,176 @@
+"""Stage-2 methods: what each one reads, whether it trains, and which adapter it attaches.
+
+| method          | reads                      | trains            |
+|-----------------|----------------------------|-------------------|
+| zero-shot       | target text                | nothing           |
+| translate-test  | English text of the example| nothing           |
+| lora            | target text                | LoRA (q, v)       |
+| input-fusion    | English + target, 2× length| LoRA (q, v)       |
+| flare           | target text + English pass | FLARE LoRA (q, v) |
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, ContextManager
+
+import torch
+from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+from safetensors.torch import load_file
+
+from xlt.errors import XltError
+from xlt.flare.config import FlareConfig
+from xlt.flare.fusion import check_fusion_name
+from xlt.flare.model import FlareModel
+from xlt.models.architectures import Architecture
+from xlt.training.batches import Batch
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    view: str  # which text the task model reads (xlt.training.batches.VIEWS)
+    adapter: str | None  # None: evaluate the English model as is; "lora" | "flare"
+
+    @property
+    def trains(self) -> bool:
+        return self.adapter is not None
+
+    @property
+    def needs_source_pass(self) -> bool:
+        return self.adapter == "flare"
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("zero-shot", "target", None),
+        Method("translate-test", "source", None),
+        Method("lora", "target", "lora"),
+        Method("input-fusion", "concat", "lora"),
+        Method("flare", "target", "flare"),
+    )
+}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise XltError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+@dataclass(frozen=True)
+class AdapterSettings:
+    r: int = 64
+    alpha: int = 128
+    dropout: float = 0.1
+    fusion: str | None = None
+    source_layer_offset: int = 1
+    train_head: bool = False
+
+
+def lora_config(method: Method, arch: Architecture, settings: AdapterSettings) -> LoraConfig:
+    common = dict(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(arch.targets),
+        modules_to_save=["classifier", "score"] if settings.train_head else None,
+    )
+    if method.adapter == "flare":
+        check_fusion_name(settings.fusion or "")
+        return FlareConfig(
+            fusion=settings.fusion, source_layer_offset=settings.source_layer_offset, causal=arch.causal, **common
+        )
+    return LoraConfig(**common)
+
+
+@dataclass
+class AdaptedModel:
+    """A task model, its adapter (if any) and how to run one step of it."""
+
+    model: torch.nn.Module
+    method: Method
+    flare: FlareModel | None = None
+    zero_source: bool = False  # diagnostic: fuse zeros instead of the English states
+
+    def step_context(self, batch: Batch) -> ContextManager:
+        if self.flare is None:
+            return contextlib.nullcontext()
+        if self.zero_source:
+            states = self.flare.zero_source_states(len(batch), batch.labels.device)
+        else:
+            states = self.flare.source_states(batch.source)
+        return self.flare.fusing(states)
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+
+def attach(model: torch.nn.Module, method: Method, arch: Architecture, settings: AdapterSettings) -> AdaptedModel:
+    """Wrap the English task model for ``method``; methods that do not train get it frozen."""
+    if not method.trains:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return AdaptedModel(model, method)
+    config = lora_config(method, arch, settings)
+    peft_model = get_peft_model(model, config)
+    flare = FlareModel(peft_model, arch, settings.source_layer_offset) if method.adapter == "flare" else None
+    return AdaptedModel(peft_model, method, flare)
+
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def save_adapter(adapted: AdaptedModel, folder: str | Path) -> None:
+    """Adapter weights as safetensors + PEFT config, written to a temp dir and renamed into place."""
+    import os
+    import shutil
+    import tempfile
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        adapted.model.save_pretrained(tmp, safe_serialization=True)
+        if not (tmp / ADAPTER_WEIGHTS).exists():
+            raise RuntimeError(f"PEFT wrote no {ADAPTER_WEIGHTS}")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_adapter(adapted: AdaptedModel, folder: str | Path) -> int:
+    """Load saved adapter weights into a freshly attached adapter; every tensor must match.
+
+    A PEFT load reports missing/unexpected keys instead of failing; here any mismatch is an
+    error, so a checkpoint can never "load" while leaving the adapter at its initialization.
+    Returns the number of tensors loaded.
+    """
+    path = Path(folder) / ADAPTER_WEIGHTS
+    if not path.exists():
+        raise XltError(f"no adapter weights at {path}")
+    state = load_file(str(path))
+    result = set_peft_model_state_dict(adapted.model, state)
+    unexpected = list(result.unexpected_keys)
+    expected = {n for n, p in adapted.model.named_parameters() if p.requires_grad}
+    missing = sorted(expected & set(result.missing_keys))
+    if unexpected or missing or not state:
+        raise XltError(
+            f"adapter at {folder} does not match the model: {len(missing)} missing, {len(unexpected)} unexpected "
+            f"tensors (e.g. {(missing + unexpected)[:2]})"
+        )
+    return len(state)
+
+
+def adapter_summary(folder: str | Path) -> dict:
+    return json.loads((Path(folder) / "adapter_config.json").read_text())
+
+
+TrainHook = Callable[[AdaptedModel], None]

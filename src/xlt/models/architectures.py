@@ -1,0 +1,47 @@
+"""Where each architecture keeps its layers and attention projections: one table row per family.
+
+Paths are relative to the backbone (``hf_model.base_model``: ``BertModel``, ``LlamaModel``, the
+``MT5ForConditionalGeneration`` itself), so the same row serves every task head. A stack's
+``final`` module produces the output that "layer L+1" would receive (the final norm for pre-norm
+models); ``None`` means the last layer's own output (post-norm encoders such as BERT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xlt.errors import XltError
+
+
+@dataclass(frozen=True)
+class Stack:
+    layers: str  # path of the ModuleList of layers
+    final: str | None = None  # path of the module whose output follows the last layer
+    mask_key: str = "attention_mask"  # which model input masks this stack's positions
+
+
+@dataclass(frozen=True)
+class Architecture:
+    family: str  # encoder | decoder | encoder-decoder
+    stacks: tuple[Stack, ...]
+    targets: tuple[str, ...]  # attention projection names that get (FLARE) LoRA
+    unfused: tuple[str, ...] = ()  # path fragments whose projections get plain LoRA (mT5 cross-attention)
+    causal: bool = False
+    pre_norm: bool = False
+
+
+_ENCODER = Architecture("encoder", (Stack("encoder.layer"),), ("query", "value"))
+_DECODER = Architecture("decoder", (Stack("layers", final="norm"),), ("q_proj", "v_proj"), causal=True, pre_norm=True)
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "bert": _ENCODER,
+    "xlm-roberta": _ENCODER,
+}
+
+
+def architecture_for(model_type: str) -> Architecture:
+    if model_type not in ARCHITECTURES:
+        raise XltError(
+            f"model type {model_type!r} is not supported yet; supported: {', '.join(sorted(ARCHITECTURES))}"
+        )
+    return ARCHITECTURES[model_type]

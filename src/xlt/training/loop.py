@@ -1,0 +1,117 @@
+"""The training and prediction loops, on ``accelerate`` so multi-process training needs no rewrite.
+
+``step_context(batch)`` wraps each forward *and* backward: FLARE uses it to set the source states
+that the layers fuse (and that a gradient-checkpointed re-forward fuses again).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, ContextManager, Sequence
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from xlt.data.examples import Example
+from xlt.training.batches import Batch
+
+StepContext = Callable[[Batch], ContextManager]
+
+
+def no_context(batch: Batch) -> ContextManager:
+    return contextlib.nullcontext()
+
+
+@dataclass
+class TrainSettings:
+    epochs: int
+    lr: float
+    batch_size: int = 32
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1
+    bf16: bool = False
+    show_progress: bool = True
+
+
+def make_accelerator(bf16: bool) -> Accelerator:
+    return Accelerator(mixed_precision="bf16" if bf16 else "no")
+
+
+def batches_of(examples: Sequence[Example], batch_size: int, order: Sequence[int] | None = None):
+    order = list(range(len(examples))) if order is None else list(order)
+    for start in range(0, len(order), batch_size):
+        yield [examples[i] for i in order[start : start + batch_size]]
+
+
+def train(
+    model: torch.nn.Module,
+    examples: Sequence[Example],
+    to_batch: Callable[[list[Example]], Batch],
+    settings: TrainSettings,
+    seed: int,
+    step_context: StepContext = no_context,
+    desc: str = "train",
+) -> float:
+    """Train the parameters that require grad; returns wall-clock seconds."""
+    accelerator = make_accelerator(settings.bf16)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    steps_per_epoch = math.ceil(len(examples) / settings.batch_size)
+    total = max(1, settings.epochs * steps_per_epoch)
+    warmup = int(settings.warmup_ratio * total)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    start = time.perf_counter()
+    bar = tqdm(total=total, desc=desc, disable=not settings.show_progress, leave=False)
+    for _ in range(settings.epochs):
+        order = torch.randperm(len(examples), generator=generator).tolist()
+        for chunk in batches_of(examples, settings.batch_size, order):
+            batch = to_batch(chunk).to(accelerator.device)
+            with step_context(batch):
+                with accelerator.autocast():
+                    loss = model(**batch.inputs, labels=batch.labels).loss
+                accelerator.backward(loss)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.update()
+    bar.close()
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    examples: Sequence[Example],
+    to_batch: Callable[[list[Example]], Batch],
+    batch_size: int = 64,
+    step_context: StepContext = no_context,
+    bf16: bool = False,
+    show_progress: bool = True,
+    desc: str = "evaluate",
+) -> list[int]:
+    """Argmax predictions in eval mode (the model's own mode is restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    preds: list[int] = []
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    try:
+        chunks = list(batches_of(examples, batch_size))
+        for chunk in tqdm(chunks, desc=desc, disable=not show_progress, leave=False):
+            batch = to_batch(chunk).to(device)
+            with step_context(batch), autocast:
+                logits = model(**batch.inputs).logits
+            preds.extend(logits.argmax(-1).tolist())
+    finally:
+        model.train(was_training)
+    return preds
