@@ -35,7 +35,8 @@ def read_table(path: str | Path, required: tuple[str, ...]) -> list[dict[str, st
             header = reader.fieldnames or []
             missing = [c for c in required if c not in header]
             if missing:
-                raise XltError(f"{path}: missing column {missing[0]!r} (columns: {', '.join(header) or 'none'})")
+                columns = ", ".join(header) or "none"
+                raise XltError(f"{path}: missing column {missing[0]!r} (columns: {columns})")
             return [{k: v or "" for k, v in row.items() if k is not None} for row in reader]
     if suffix == ".jsonl":
         records = []

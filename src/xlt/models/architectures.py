@@ -36,6 +36,9 @@ _DECODER = Architecture("decoder", (Stack("layers", final="norm"),), ("q_proj", 
 ARCHITECTURES: dict[str, Architecture] = {
     "bert": _ENCODER,
     "xlm-roberta": _ENCODER,
+    "llama": _DECODER,
+    "qwen2": _DECODER,
+    "gemma2": _DECODER,
 }
 
 

@@ -41,6 +41,15 @@ def make_accelerator(bf16: bool) -> Accelerator:
     return Accelerator(mixed_precision="bf16" if bf16 else "no")
 
 
+def enable_checkpointing(model: torch.nn.Module) -> None:
+    """Non-reentrant activation checkpointing (frozen inputs need no ``requires_grad`` trick)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def batches_of(examples: Sequence[Example], batch_size: int, order: Sequence[int] | None = None):
     order = list(range(len(examples))) if order is None else list(order)
     for start in range(0, len(order), batch_size):

@@ -1,0 +1,96 @@
+"""The settings of one run, from CLI flags or a YAML file with the same keys, validated up front."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xlt.errors import XltError
+from xlt.flare.fusion import check_fusion_name
+from xlt.methods import get_method
+
+
+@dataclass
+class RunConfig:
+    task: str = "nusax"
+    method: str = "lora"
+    fusion: str | None = None  # flare only; default add_relu
+    model: str = "e5-small"
+    source_lang: str = "en"
+    target_lang: str = "ace"
+    seed: int = 0
+    output_dir: str = "runs/run"
+    data_dir: str | None = None
+    train_file: str | None = None  # task "custom"
+    test_file: str | None = None
+    # stage 2 (paper defaults: LoRA on query/value, r=64, alpha=128)
+    epochs: int = 5
+    lr: float = 5e-4
+    batch_size: int = 32
+    max_length: int = 64
+    lora_r: int = 64
+    lora_alpha: int = 128
+    lora_dropout: float = 0.1
+    source_layer_offset: int = 1
+    train_head: bool = False
+    gradient_checkpointing: bool = False
+    bf16: bool = False
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    zero_source_eval: bool = True  # flare: also report metrics with the English states zeroed
+    # stage 1 (English task model), cached per (model, task, seed, these settings)
+    stage1_epochs: int = 4
+    stage1_lr: float = 5e-5
+    stage1_freeze_embeddings: bool = True
+    stage1_dir: str | None = None  # cache root for stage-1 models; default $XLT_CACHE_DIR/stage1
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        method = get_method(self.method)
+        if method.adapter == "flare":
+            self.fusion = check_fusion_name(self.fusion or "add_relu")
+        elif self.fusion is not None:
+            raise XltError(f"--fusion is only for --method flare, not {self.method!r}")
+        for name in ("epochs", "batch_size", "max_length", "lora_r", "stage1_epochs"):
+            if getattr(self, name) < 1:
+                raise XltError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.source_layer_offset not in (0, 1):
+            raise XltError(f"source_layer_offset must be 0 or 1, got {self.source_layer_offset}")
+        for name in ("max_train_examples", "max_eval_examples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise XltError(f"{name} must be >= 1, got {value}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise XltError(f"unknown config key(s): {', '.join(unknown)}")
+        try:
+            return cls(**values)
+        except TypeError as err:
+            raise XltError(f"bad config: {err}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise XltError(f"config file not found: {path}")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise XltError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        if not isinstance(values, dict):
+            raise XltError(f"config file {path} must hold a mapping of keys to values")
+        return cls.from_dict({**values, **(overrides or {})})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,175 @@
+"""One run of the modular pipeline: stage 1 (English task model, cached) then one stage-2 method.
+
+Outputs of a stage-2 run in ``output_dir``: ``config.yaml`` (resolved settings), ``adapter/``
+(safetensors, for methods that train) and ``metrics.json``, written last: a run directory with
+``metrics.json`` is complete. ``evaluate_run`` rebuilds the model from these files alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from functools import partial
+from pathlib import Path
+
+from xlt.config import RunConfig
+from xlt.data.examples import TaskData
+from xlt.data.tasks import load_task
+from xlt.errors import XltError
+from xlt.io import write_json, write_yaml
+from xlt.methods import AdaptedModel, AdapterSettings, attach, get_method, load_adapter, save_adapter
+from xlt.metrics import classification_metrics, gap_to_source
+from xlt.models.architectures import architecture_for
+from xlt.models.cache import build_once, cache_root
+from xlt.models.loading import load_classifier, load_tokenizer, model_slug, resolve_model
+from xlt.training.batches import make_batch
+from xlt.training.loop import TrainSettings, enable_checkpointing, predict, train
+
+STAGE1_INFO = "stage1.json"
+
+
+def _set_seed(seed: int) -> None:
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
+def load_data(cfg: RunConfig, target_lang: str | None = None) -> TaskData:
+    data = load_task(
+        cfg.task, target_lang or cfg.target_lang, cfg.source_lang, cfg.data_dir, cfg.train_file, cfg.test_file
+    )
+    if cfg.max_train_examples:
+        data.train = data.train[: cfg.max_train_examples]
+    if cfg.max_eval_examples:
+        data.test = data.test[: cfg.max_eval_examples]
+    return data
+
+
+def stage1_settings(cfg: RunConfig) -> dict:
+    """Everything the English task model depends on: its cache key."""
+    return {
+        "model": cfg.model, "task": cfg.task, "source_lang": cfg.source_lang, "seed": cfg.seed,
+        "epochs": cfg.stage1_epochs, "lr": cfg.stage1_lr, "freeze_embeddings": cfg.stage1_freeze_embeddings,
+        "max_length": cfg.max_length, "batch_size": cfg.batch_size, "bf16": cfg.bf16,
+        "max_train_examples": cfg.max_train_examples, "max_eval_examples": cfg.max_eval_examples,
+        "train_file": cfg.train_file, "test_file": cfg.test_file,
+    }
+
+
+def stage1_dir(cfg: RunConfig) -> Path:
+    settings = stage1_settings(cfg)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    root = Path(cfg.stage1_dir) if cfg.stage1_dir else cache_root() / "stage1"
+    return root / model_slug(cfg.model) / cfg.task / f"seed{cfg.seed}-{digest}"
+
+
+def ensure_stage1(cfg: RunConfig) -> Path:
+    """The English task model for (model, task, seed): trained once, then reused by every stage-2 run."""
+    folder = stage1_dir(cfg)
+
+    def build(tmp: Path) -> None:
+        english = load_data(cfg, target_lang=cfg.source_lang)
+        _set_seed(cfg.seed)
+        path = resolve_model(cfg.model)
+        tokenizer = load_tokenizer(path)
+        model = load_classifier(path, english.labels)
+        if cfg.stage1_freeze_embeddings:
+            model.get_input_embeddings().weight.requires_grad_(False)
+        to_batch = partial(make_batch, tokenizer, view="target", max_length=cfg.max_length)
+        settings = TrainSettings(cfg.stage1_epochs, cfg.stage1_lr, cfg.batch_size, bf16=cfg.bf16,
+                                 show_progress=cfg.show_progress)
+        seconds = train(model, english.train, to_batch, settings, cfg.seed, desc=f"stage 1 ({cfg.source_lang})")
+        preds = predict(model, english.test, to_batch, bf16=cfg.bf16, show_progress=cfg.show_progress)
+        metrics = classification_metrics(preds, [ex.label for ex in english.test], english.num_labels)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / STAGE1_INFO, {"settings": stage1_settings(cfg), "labels": list(english.labels),
+                                       "train_seconds": seconds, "source_metrics": metrics})
+
+    return build_once(folder, build)
+
+
+def build_model(cfg: RunConfig, stage1: Path, labels: tuple[str, ...]) -> tuple[AdaptedModel, object]:
+    info = json.loads((stage1 / STAGE1_INFO).read_text())
+    if tuple(info["labels"]) != tuple(labels):
+        raise XltError(f"label set {list(labels)} differs from the English model's {info['labels']}")
+    tokenizer = load_tokenizer(str(stage1))
+    model = load_classifier(str(stage1), labels)
+    arch = architecture_for(model.config.model_type)
+    adapter = AdapterSettings(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.fusion, cfg.source_layer_offset,
+                              cfg.train_head)
+    adapted = attach(model, get_method(cfg.method), arch, adapter)
+    if cfg.gradient_checkpointing:
+        enable_checkpointing(model)
+    return adapted, tokenizer
+
+
+def evaluate_adapted(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: TaskData) -> dict:
+    method = adapted.method
+    to_batch = partial(make_batch, tokenizer, view=method.view, max_length=cfg.max_length,
+                       with_source=method.needs_source_pass)
+    golds = [ex.label for ex in data.test]
+    run = partial(predict, adapted.model, data.test, to_batch, step_context=adapted.step_context, bf16=cfg.bf16,
+                  show_progress=cfg.show_progress)
+    result = {"metrics": classification_metrics(run(desc=f"test ({cfg.target_lang})"), golds, data.num_labels)}
+    if adapted.flare is not None and cfg.zero_source_eval:
+        adapted.zero_source = True
+        try:
+            preds = run(desc="test, source zeroed")
+        finally:
+            adapted.zero_source = False
+        result["metrics_zero_source"] = classification_metrics(preds, golds, data.num_labels)
+    return result
+
+
+def run_stage2(cfg: RunConfig) -> dict:
+    """Train (if the method trains) and evaluate one method; writes the run directory."""
+    method = get_method(cfg.method)
+    out = Path(cfg.output_dir)
+    data = load_data(cfg)
+    stage1 = ensure_stage1(cfg)
+    info = json.loads((stage1 / STAGE1_INFO).read_text())
+    _set_seed(cfg.seed)
+    adapted, tokenizer = build_model(cfg, stage1, data.labels)
+    train_seconds = 0.0
+    if method.trains:
+        to_batch = partial(make_batch, tokenizer, view=method.view, max_length=cfg.max_length,
+                           with_source=method.needs_source_pass)
+        settings = TrainSettings(cfg.epochs, cfg.lr, cfg.batch_size, bf16=cfg.bf16, show_progress=cfg.show_progress)
+        train_seconds = train(adapted.model, data.train, to_batch, settings, cfg.seed, adapted.step_context,
+                              desc=f"{cfg.method} ({cfg.target_lang})")
+    result = evaluate_adapted(cfg, adapted, tokenizer, data)
+    source_metrics = info["source_metrics"]
+    metrics = {
+        "task": cfg.task, "method": cfg.method, "fusion": cfg.fusion, "model": cfg.model,
+        "source_lang": data.source_lang, "target_lang": data.target_lang, "seed": cfg.seed,
+        "trainable_params": adapted.trainable_params if method.trains else 0,
+        "train_seconds": round(train_seconds, 2), "train_examples": len(data.train) if method.trains else 0,
+        "test_examples": len(data.test), **result, "source_metrics": source_metrics,
+        "gap": {k: gap_to_source(source_metrics[k], result["metrics"][k]) for k in result["metrics"]},
+        "stage1_dir": str(stage1.resolve()), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    write_yaml(out / "config.yaml", cfg.to_dict())
+    if method.trains:
+        save_adapter(adapted, out / "adapter")
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def evaluate_run(run_dir: str | Path) -> dict:
+    """Rebuild a finished run from its directory and evaluate it again on the same test set."""
+    run_dir = Path(run_dir)
+    for name in ("config.yaml", "metrics.json"):
+        if not (run_dir / name).is_file():
+            raise XltError(f"{run_dir} is not a finished run: {name} is missing")
+    cfg = RunConfig.from_yaml(run_dir / "config.yaml")
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    stage1 = Path(saved["stage1_dir"])
+    if not (stage1 / STAGE1_INFO).is_file():
+        raise XltError(f"the run's English model {stage1} is missing")
+    data = load_data(cfg)
+    adapted, tokenizer = build_model(cfg, stage1, data.labels)
+    if adapted.method.trains:
+        load_adapter(adapted, run_dir / "adapter")
+    return evaluate_adapted(cfg, adapted, tokenizer, data)

@@ -1,0 +1,185 @@
+"""FLARE wiring and the correctness properties the published code gets wrong."""
+
+import pytest
+import torch
+
+from helpers import LABELS, tiny
+from xlt.flare.layer import FlareLinear
+from xlt.methods import AdapterSettings, attach, get_method, load_adapter, save_adapter
+from xlt.errors import XltError
+from xlt.models.architectures import architecture_for
+from xlt.models.loading import load_classifier, resolve_model
+from xlt.training.batches import make_batch
+from xlt.training.loop import enable_checkpointing
+
+
+def _batch(tokenizer, examples):
+    return make_batch(tokenizer, examples, "target", 32, with_source=True)
+
+
+def _hidden_states(adapted, inputs):
+    """Hidden states of the same model with adapters disabled (index 0 = embeddings)."""
+    with adapted.model.disable_adapter(), torch.no_grad():
+        adapted.model.eval()
+        out = adapted.flare.backbone(**inputs, output_hidden_states=True)
+        adapted.model.train()
+    return out.hidden_states
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+def test_layer_i_fuses_the_source_state_of_layer_i_plus_offset(parallel_examples, offset):
+    adapted, tok = tiny(offset=offset)
+    batch = _batch(tok, parallel_examples)
+    hidden = _hidden_states(adapted, batch.source)
+    states = adapted.flare.source_states(batch.source)
+    assert len(states) == 4  # 2 layers x (query, value)
+    for layer, src in states.items():
+        index = int(layer.flare_name.split(".")[2])
+        # BERT's query/value of layer j receive hidden_states[j]; the final output is hidden_states[L]
+        assert torch.allclose(src.states, hidden[index + offset], atol=1e-6), layer.flare_name
+        assert torch.equal(src.mask, batch.source["attention_mask"])
+
+
+def test_prenorm_model_fuses_the_normalized_input_of_the_projection():
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, num_labels=3, pad_token_id=0)
+    model = LlamaForSequenceClassification(config)
+    arch = architecture_for("llama")
+    adapted = attach(model, get_method("flare"), arch, AdapterSettings(r=4, alpha=8, fusion="add"))
+    ids = torch.randint(1, 64, (2, 6))
+    source = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    states = adapted.flare.source_states(source)
+    backbone = adapted.flare.backbone
+    with torch.no_grad(), adapted.model.disable_adapter():
+        hidden = backbone(**source, output_hidden_states=True).hidden_states
+        normed_layer1 = backbone.layers[1].input_layernorm(hidden[1])
+    for layer, src in states.items():
+        if layer.flare_name.startswith("layers.0."):
+            # offset 1: layer 0 fuses what layer 1's projection sees: the *normalized* residual state
+            assert torch.allclose(src.states, normed_layer1, atol=1e-5)
+            assert not torch.allclose(src.states, hidden[1], atol=1e-3)
+        else:
+            assert torch.allclose(src.states, hidden[-1], atol=1e-5)  # final output, after the final norm
+
+
+def test_source_pass_runs_in_eval_mode_without_grad_and_restores_train_mode(parallel_examples):
+    adapted, tok = tiny()
+    model = adapted.model
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.5
+    model.train()
+    batch = _batch(tok, parallel_examples)
+    first = adapted.flare.source_states(batch.source)
+    second = adapted.flare.source_states(batch.source)
+    for layer in first:
+        assert torch.equal(first[layer].states, second[layer].states)  # no dropout noise
+        assert not first[layer].states.requires_grad
+    assert all(m.training for m in model.modules())
+    assert all(not layer.disable_adapters for layer in adapted.flare.layers)
+
+
+def _count_fused_calls(adapted):
+    calls = []
+    hooks = [layer.lora_fusion["default"].register_forward_hook(lambda *a, n=layer.flare_name: calls.append(n))
+             for layer in adapted.flare.layers]
+    return calls, hooks
+
+
+def test_fusion_stays_on_under_gradient_checkpointing(parallel_examples):
+    grads = {}
+    for checkpointing in (False, True):
+        adapted, tok = tiny(fusion="mul")
+        if checkpointing:
+            enable_checkpointing(adapted.model.get_base_model())
+        adapted.model.train()
+        batch = _batch(tok, parallel_examples)
+        calls, hooks = _count_fused_calls(adapted)
+        with adapted.step_context(batch):
+            loss = adapted.model(**batch.inputs, labels=batch.labels).loss
+            loss.backward()
+        for h in hooks:
+            h.remove()
+        # every fused layer ran its fusion; with checkpointing the re-forward fused again
+        assert len(calls) == (8 if checkpointing else 4)
+        grads[checkpointing] = {n: p.grad.clone() for n, p in adapted.model.named_parameters() if p.grad is not None}
+    assert grads[True].keys() == grads[False].keys()
+    for name in grads[False]:
+        assert torch.allclose(grads[True][name], grads[False][name], atol=1e-6), name
+
+
+def test_fusion_is_active_in_eval_and_missing_source_is_an_error(parallel_examples):
+    adapted, tok = tiny()
+    adapted.model.eval()
+    batch = _batch(tok, parallel_examples)
+    calls, hooks = _count_fused_calls(adapted)
+    with torch.no_grad(), adapted.step_context(batch):
+        fused = adapted.model(**batch.inputs).logits
+    assert len(calls) == 4
+    with pytest.raises(RuntimeError, match="without source states"):
+        adapted.model(**batch.inputs)
+    adapted.zero_source = True
+    with torch.no_grad(), adapted.step_context(batch):
+        zeroed = adapted.model(**batch.inputs).logits
+    assert not torch.allclose(fused, zeroed)  # the English states change the prediction
+
+
+def test_parameter_counts_match_lora_except_cross_attention():
+    lora, _ = tiny(method="lora", fusion=None, r=8)
+    counts = {f: tiny(fusion=f, r=8)[0].trainable_params for f in ("add", "mul", "add_relu", "mul_relu")}
+    assert set(counts.values()) == {lora.trainable_params}
+    assert lora.trainable_params == 4 * (32 * 8 + 8 * 32)
+    cross = tiny(fusion="cross_attention", r=8)[0].trainable_params
+    assert cross == lora.trainable_params + 4 * 3 * 8 * 8  # q, k, v (r x r) per fused projection
+
+
+def test_one_step_changes_only_adapter_parameters(parallel_examples):
+    adapted, tok = tiny(fusion="add_relu")
+    before = {n: p.detach().clone() for n, p in adapted.model.named_parameters()}
+    opt = torch.optim.SGD([p for p in adapted.model.parameters() if p.requires_grad], lr=0.1)
+    batch = _batch(tok, parallel_examples)
+    with adapted.step_context(batch):
+        adapted.model(**batch.inputs, labels=batch.labels).loss.backward()
+    opt.step()
+    changed = {n for n, p in adapted.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all("lora_" in n for n in changed)
+    assert any("lora_A" in n for n in changed) and any("lora_B" in n for n in changed)
+
+
+@pytest.mark.parametrize("fusion", ["mul_relu", "cross_attention"])
+def test_save_then_load_gives_identical_logits(tmp_path, parallel_examples, fusion):
+    adapted, tok = tiny(fusion=fusion)
+    batch = _batch(tok, parallel_examples)
+    adapted.model.eval()
+    with torch.no_grad(), adapted.step_context(batch):
+        expected = adapted.model(**batch.inputs).logits
+    save_adapter(adapted, tmp_path / "adapter")
+    fresh, _ = tiny(fusion=fusion, adapter_seed=123)
+    loaded = load_adapter(fresh, tmp_path / "adapter")
+    assert loaded == sum(1 for n, p in fresh.model.named_parameters() if p.requires_grad)
+    fresh.model.eval()
+    with torch.no_grad(), fresh.step_context(batch):
+        assert torch.equal(fresh.model(**batch.inputs).logits, expected)
+
+
+def test_loading_a_mismatched_adapter_fails_instead_of_loading_nothing(tmp_path):
+    adapted, _ = tiny(fusion="add", r=4)
+    save_adapter(adapted, tmp_path / "adapter")
+    other, _ = tiny(fusion="cross_attention", r=4)  # expects fusion weights the file lacks
+    with pytest.raises(XltError, match="does not match the model"):
+        load_adapter(other, tmp_path / "adapter")
+    wrong_rank, _ = tiny(fusion="add", r=8)
+    with pytest.raises(Exception):
+        load_adapter(wrong_rank, tmp_path / "adapter")
+
+
+def test_flare_layers_are_peft_layers_on_query_and_value_only():
+    adapted, _ = tiny()
+    names = sorted(layer.flare_name for layer in adapted.flare.layers)
+    assert names == ["encoder.layer.0.attention.self.query", "encoder.layer.0.attention.self.value",
+                     "encoder.layer.1.attention.self.query", "encoder.layer.1.attention.self.value"]
+    assert all(isinstance(layer, FlareLinear) for layer in adapted.flare.layers)
+    model = load_classifier(resolve_model("tiny-random/bert"), LABELS)
+    assert sum(isinstance(m, FlareLinear) for m in model.modules()) == 0  # no global patching

@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from xlt.errors import XltError
+from xlt.flare.config import FlareConfig
+from xlt.flare.fusion import (
+    FUSIONS,
+    CrossAttentionFusion,
+    PositionwiseFusion,
+    align_to_target,
+    build_fusion,
+)
+
+T = torch.tensor([[[1.0, -2.0], [3.0, 0.5]]])
+S = torch.tensor([[[2.0, 1.0], [-4.0, 2.0]]])
+MASK = torch.ones(1, 2, dtype=torch.long)
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("add", [[3.0, -1.0], [-1.0, 2.5]]),
+        ("mul", [[2.0, -2.0], [-12.0, 1.0]]),
+        ("add_relu", [[3.0, 0.0], [0.0, 2.5]]),
+        ("mul_relu", [[2.0, 0.0], [0.0, 1.0]]),
+    ],
+)
+def test_positionwise_fusions_compute_their_formula(name, expected):
+    out = PositionwiseFusion(name)(T, S, MASK)
+    assert torch.equal(out, torch.tensor([expected]))
+
+
+def test_align_zeroes_padding_then_pads_or_truncates():
+    source = torch.arange(1.0, 7.0).reshape(1, 3, 2)
+    mask = torch.tensor([[1, 1, 0]])
+    padded = align_to_target(source, mask, 5)
+    assert padded.shape == (1, 5, 2)
+    assert torch.equal(padded[0, :2], source[0, :2])
+    assert torch.count_nonzero(padded[0, 2:]) == 0  # the pad position and the appended ones are zero
+    assert torch.equal(align_to_target(source, mask, 1), source[:, :1])
+
+
+def test_padded_source_positions_never_reach_the_output():
+    t = torch.randn(2, 4, 3)
+    s = torch.randn(2, 4, 3)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    s_changed = s.clone()
+    s_changed[1, 2:] = 100.0  # garbage at padded positions
+    for name in FUSIONS:
+        fusion = build_fusion(name, 3)
+        assert torch.allclose(fusion(t, s, mask), fusion(t, s_changed, mask)), name
+
+
+def test_cross_attention_causal_mask_hides_future_source_positions():
+    torch.manual_seed(0)
+    attn = CrossAttentionFusion(4, causal=True)
+    t, s = torch.randn(1, 5, 4), torch.randn(1, 5, 4)
+    mask = torch.ones(1, 5, dtype=torch.long)
+    base = attn(t, s, mask)
+    s_future = s.clone()
+    s_future[0, 3:] += 10.0
+    changed = attn(t, s_future, mask)
+    assert torch.allclose(base[0, :3], changed[0, :3])  # positions 0..2 cannot see source 3, 4
+    assert not torch.allclose(base[0, 3:], changed[0, 3:])
+    bidirectional = CrossAttentionFusion(4, causal=False)
+    bidirectional.load_state_dict(attn.state_dict())
+    assert not torch.allclose(bidirectional(t, s, mask)[0, 0], bidirectional(t, s_future, mask)[0, 0])
+
+
+def test_cross_attention_with_no_visible_source_adds_nothing():
+    attn = CrossAttentionFusion(4)
+    t = torch.randn(1, 3, 4)
+    out = attn(t, torch.randn(1, 2, 4), torch.zeros(1, 2, dtype=torch.long))
+    assert torch.allclose(out, t) and torch.isfinite(out).all()
+
+
+def test_unknown_fusion_is_an_error_not_plain_lora():
+    with pytest.raises(XltError, match="unknown fusion 'concat'"):
+        build_fusion("concat", 4)
+    with pytest.raises(XltError, match="unknown fusion 'sum'"):
+        FlareConfig(fusion="sum", r=4, target_modules=["query"])

@@ -1,0 +1,72 @@
+"""Metrics on hand-computed cases."""
+
+import math
+
+import pytest
+
+from xlt.metrics import (accuracy, classification_metrics, format_table, gap_to_source, macro_f1,
+                         mean_std, summarize_runs)
+
+# golds 0 0 0 1 1 2 / preds 0 0 1 1 2 2:
+#   class 0: tp 2 fp 0 fn 1 -> F1 4/5;  class 1: tp 1 fp 1 fn 1 -> 1/2;  class 2: tp 1 fp 1 fn 0 -> 2/3
+#   class 3 occurs in neither -> excluded.
+GOLDS = [0, 0, 0, 1, 1, 2]
+PREDS = [0, 0, 1, 1, 2, 2]
+
+
+def test_accuracy_and_macro_f1():
+    assert accuracy(PREDS, GOLDS) == pytest.approx(4 / 6)
+    assert macro_f1(PREDS, GOLDS, num_labels=4) == pytest.approx((4 / 5 + 1 / 2 + 2 / 3) / 3)
+    assert classification_metrics(PREDS, GOLDS, 4) == {
+        "accuracy": pytest.approx(4 / 6), "macro_f1": pytest.approx((4 / 5 + 1 / 2 + 2 / 3) / 3)}
+
+
+def test_macro_f1_counts_a_gold_class_never_predicted_as_zero():
+    # class 0: tp 1 fp 1 fn 0 -> 2/3; class 1: tp 0 fn 1 -> 0
+    assert macro_f1([0, 0], [0, 1], 2) == pytest.approx(1 / 3)
+    assert macro_f1([1, 1], [1, 1], 3) == 1.0
+
+
+def test_length_mismatch():
+    with pytest.raises(ValueError, match="2 predictions for 3 gold labels"):
+        accuracy([0, 1], [0, 1, 2])
+
+
+def test_mean_std():
+    mean, std = mean_std([1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.5 and std == pytest.approx(math.sqrt(5 / 3))
+    assert mean_std([0.7]) == (0.7, 0.0)
+
+
+def test_gap_to_source():
+    gap = gap_to_source(0.8, 0.6)
+    assert gap["absolute"] == pytest.approx(0.2)
+    assert gap["relative"] == pytest.approx(0.25)
+
+
+def run(method, lang, seed, acc, fusion=None):
+    return {"task": "nusax", "method": method, "fusion": fusion, "target_lang": lang, "seed": seed,
+            "metrics": {"accuracy": acc, "macro_f1": acc - 0.1}}
+
+
+def test_summarize_and_format_table():
+    rows = [
+        run("flare", "jv", 1, 0.80, fusion="add"), run("flare", "jv", 2, 0.82, fusion="add"),
+        run("flare", "su", 1, 0.70, fusion="add"), run("flare", "su", 2, 0.74, fusion="add"),
+        run("lora", "jv", 1, 0.75), run("lora", "su", 1, 0.65),
+    ]
+    summary = summarize_runs(rows)
+    assert len(summary) == 4
+    jv = summary[0]
+    assert (jv["method"], jv["fusion"], jv["target_lang"], jv["n_seeds"]) == ("flare", "add", "jv", 2)
+    assert jv["metrics"]["accuracy"]["mean"] == pytest.approx(0.81)
+    assert jv["metrics"]["accuracy"]["std"] == pytest.approx(math.sqrt(2) * 0.01)
+    assert jv["metrics"]["macro_f1"]["mean"] == pytest.approx(0.71)
+
+    assert format_table(summary).splitlines() == [
+        "| method | jv | su | mean |",
+        "|---|---:|---:|---:|",
+        "| flare (add) | 0.810 ± 0.014 | 0.720 ± 0.028 | 0.765 |",
+        "| lora | 0.750 | 0.650 | 0.700 |",
+    ]
+    assert "| lora | 0.650 | 0.550 | 0.600 |" in format_table(summary, metric="macro_f1")
