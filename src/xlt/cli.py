@@ -56,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seeds", type=int, nargs="+")
     demo.add_argument("--languages", nargs="+")
     demo.add_argument("--model", default="e5-small")
+    demo.add_argument("--epochs", type=int, help="stage-2 epochs (default 3; the reference protocol uses 5)")
     demo.add_argument("--data-dir")
+    demo.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                      help="bf16 autocast (default: on, as in the reference protocol)")
     return parser
 
 
@@ -86,6 +89,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     plan = QUICK if args.quick else FULL
     if args.seeds:
         plan = dataclasses.replace(plan, seeds=tuple(args.seeds))
+    if args.epochs is not None:
+        plan = dataclasses.replace(plan, epochs=args.epochs)
+    if args.bf16 is not None:
+        plan = dataclasses.replace(plan, bf16=args.bf16)
     if args.languages:
         plan = dataclasses.replace(plan, languages=tuple(args.languages))
     print(run_demo(args.output_dir, plan, model=args.model, data_dir=args.data_dir))

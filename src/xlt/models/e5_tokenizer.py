@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 SPECIALS = {"bos": "<s>", "pad": "<pad>", "eos": "</s>", "unk": "<unk>", "mask": "<mask>"}
@@ -69,7 +70,7 @@ def precompiled_charsmap(norm_map: dict[int, str]) -> bytes:
                 units[base ^ key] = key
                 used[base ^ key] = 1
                 queue.append((child, base ^ key))
-    trie_bytes = b"".join(u.to_bytes(4, "little") for u in units)
+    trie_bytes = np.array(units, dtype="<u4").tobytes()
     return len(trie_bytes).to_bytes(4, "little") + trie_bytes + bytes(blob)
 
 

@@ -50,10 +50,23 @@ def enable_checkpointing(model: torch.nn.Module) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def batches_of(examples: Sequence[Example], batch_size: int, order: Sequence[int] | None = None):
-    order = list(range(len(examples))) if order is None else list(order)
-    for start in range(0, len(order), batch_size):
-        yield [examples[i] for i in order[start : start + batch_size]]
+def text_length(ex: Example) -> int:
+    """A cheap length proxy (characters of both languages) for grouping similar lengths."""
+    return sum(map(len, ex.target)) + sum(map(len, ex.source or ()))
+
+
+def length_grouped_batches(examples: Sequence[Example], batch_size: int, generator: torch.Generator,
+                           window: int = 16) -> list[list[int]]:
+    """Shuffled batches of similar length: less padding, same randomness across epochs.
+
+    Shuffle, sort each window of ``window`` batches by length, cut into batches, shuffle the batches.
+    """
+    order = torch.randperm(len(examples), generator=generator).tolist()
+    batches = []
+    for start in range(0, len(order), batch_size * window):
+        chunk = sorted(order[start : start + batch_size * window], key=lambda i: -text_length(examples[i]))
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def train(
@@ -81,9 +94,8 @@ def train(
     start = time.perf_counter()
     bar = tqdm(total=total, desc=desc, disable=not settings.show_progress, leave=False)
     for _ in range(settings.epochs):
-        order = torch.randperm(len(examples), generator=generator).tolist()
-        for chunk in batches_of(examples, settings.batch_size, order):
-            batch = to_batch(chunk).to(accelerator.device)
+        for indices in length_grouped_batches(examples, settings.batch_size, generator):
+            batch = to_batch([examples[i] for i in indices]).to(accelerator.device)
             with step_context(batch):
                 with accelerator.autocast():
                     loss = model(**batch.inputs, labels=batch.labels).loss
@@ -112,15 +124,17 @@ def predict(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    preds: list[int] = []
+    preds = [0] * len(examples)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    by_length = sorted(range(len(examples)), key=lambda i: text_length(examples[i]))  # less padding
+    chunks = [by_length[i : i + batch_size] for i in range(0, len(by_length), batch_size)]
     try:
-        chunks = list(batches_of(examples, batch_size))
-        for chunk in tqdm(chunks, desc=desc, disable=not show_progress, leave=False):
-            batch = to_batch(chunk).to(device)
+        for indices in tqdm(chunks, desc=desc, disable=not show_progress, leave=False):
+            batch = to_batch([examples[i] for i in indices]).to(device)
             with step_context(batch), autocast:
                 logits = model(**batch.inputs).logits
-            preds.extend(logits.argmax(-1).tolist())
+            for i, pred in zip(indices, logits.argmax(-1).tolist()):
+                preds[i] = pred
     finally:
         model.train(was_training)
     return preds
