@@ -41,3 +41,16 @@ def test_demo_writes_one_result_per_run_and_a_summary(tmp_path):
     assert summary == table
     assert "| flare (add_relu) |" in summary and "± " in summary  # two seeds: mean ± std
     assert len(list((tmp_path / "stage1").rglob("stage1.json"))) == 2  # one English model per seed
+
+
+def test_demo_reuses_finished_runs(tmp_path, monkeypatch):
+    plan = DemoPlan(languages=("jv",), max_train_examples=8, max_eval_examples=8, epochs=1, stage1_epochs=1,
+                    bf16=False)
+    first = run_demo(tmp_path, plan, model="tiny-random/bert", show_progress=False)
+    import xlt.demo
+
+    def fail(cfg):
+        raise AssertionError(f"re-ran {cfg.method}")
+
+    monkeypatch.setattr(xlt.demo, "run_stage2", fail)
+    assert run_demo(tmp_path, plan, model="tiny-random/bert", show_progress=False) == first

@@ -31,12 +31,21 @@ def test_layer_i_fuses_the_source_state_of_layer_i_plus_offset(parallel_examples
     adapted, tok = tiny(offset=offset)
     batch = _batch(tok, parallel_examples)
     hidden = _hidden_states(adapted, batch.source)
-    states = adapted.flare.source_states(batch.source)
-    assert len(states) == 4  # 2 layers x (query, value)
-    for layer, src in states.items():
-        index = int(layer.flare_name.split(".")[2])
+    seen = {}  # what each FLARE layer holds at the moment it runs inside the fused forward
+    hooks = [layer.register_forward_pre_hook(lambda m, a: seen.__setitem__(m.flare_name, m.source))
+             for layer in adapted.flare.layers]
+    with torch.no_grad(), adapted.step_context(batch):
+        adapted.model(**batch.inputs)
+    for h in hooks:
+        h.remove()
+    assert len(seen) == 4  # 2 layers x (query, value)
+    for name, src in seen.items():
+        index = int(name.split(".")[2])
         # BERT's query/value of layer j receive hidden_states[j]; the final output is hidden_states[L]
-        assert torch.allclose(src.states, hidden[index + offset], atol=1e-6), layer.flare_name
+        assert torch.allclose(src.states, hidden[index + offset], atol=1e-6), name
+        for other in range(len(hidden)):
+            if other != index + offset:
+                assert not torch.allclose(src.states, hidden[other], atol=1e-3)
         assert torch.equal(src.mask, batch.source["attention_mask"])
 
 

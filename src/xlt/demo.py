@@ -2,7 +2,8 @@
 
 Stage 1 once per seed, then every baseline and FLARE (add_relu) for each target language;
 ``results.jsonl`` (one object per run) and ``summary.md`` are rewritten atomically after each run,
-so an interrupted demo leaves complete files describing the runs that finished.
+so an interrupted demo leaves complete files describing the runs that finished, and running it
+again with the same settings reuses those runs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from xlt.config import RunConfig
 from xlt.io import write_text_atomic
 from xlt.metrics import format_table, mean_std, summarize_runs
-from xlt.run import run_stage2
+from xlt.run import finished_run, run_stage2
 
 DEMO_METHODS: tuple[tuple[str, str | None], ...] = (
     ("zero-shot", None),
@@ -83,7 +84,7 @@ def run_demo(output_dir: str | Path, plan: DemoPlan, model: str = "e5-small", da
                     max_train_examples=plan.max_train_examples, max_eval_examples=plan.max_eval_examples,
                     bf16=plan.bf16, show_progress=show_progress,
                 )
-                metrics = run_stage2(cfg)
+                metrics = finished_run(cfg) or run_stage2(cfg)  # an interrupted demo resumes
                 rows.append(metrics)
                 done += 1
                 print(f"[{done}/{total}] seed {seed} {lang:>4} {name:<16} accuracy {metrics['metrics']['accuracy']:.3f}"

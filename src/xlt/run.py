@@ -158,6 +158,20 @@ def run_stage2(cfg: RunConfig) -> dict:
     return metrics
 
 
+def finished_run(cfg: RunConfig) -> dict | None:
+    """The metrics of a complete run of exactly this config in ``cfg.output_dir``, if there is one."""
+    out = Path(cfg.output_dir)
+    if not (out / "metrics.json").is_file() or not (out / "config.yaml").is_file():
+        return None
+    try:
+        saved = RunConfig.from_yaml(out / "config.yaml")
+    except XltError:
+        return None
+    if saved.replace(show_progress=cfg.show_progress) != cfg:
+        return None
+    return json.loads((out / "metrics.json").read_text())
+
+
 def evaluate_run(run_dir: str | Path) -> dict:
     """Rebuild a finished run from its directory and evaluate it again on the same test set."""
     run_dir = Path(run_dir)
