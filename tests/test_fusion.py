@@ -8,6 +8,7 @@ from xlt.flare.fusion import (
     CrossAttentionFusion,
     PositionwiseFusion,
     align_to_target,
+    relative_positions,
     build_fusion,
 )
 
@@ -33,11 +34,41 @@ def test_positionwise_fusions_compute_their_formula(name, expected):
 def test_align_zeroes_padding_then_pads_or_truncates():
     source = torch.arange(1.0, 7.0).reshape(1, 3, 2)
     mask = torch.tensor([[1, 1, 0]])
-    padded = align_to_target(source, mask, 5)
+    padded = align_to_target(source, mask, torch.arange(5).unsqueeze(0))
     assert padded.shape == (1, 5, 2)
     assert torch.equal(padded[0, :2], source[0, :2])
     assert torch.count_nonzero(padded[0, 2:]) == 0  # the pad position and the appended ones are zero
-    assert torch.equal(align_to_target(source, mask, 1), source[:, :1])
+    assert torch.equal(align_to_target(source, mask, torch.zeros(1, 1, dtype=torch.long)), source[:, :1])
+
+
+def test_left_and_right_padding_align_the_same_tokens():
+    states = torch.randn(1, 3, 2)
+    right = torch.cat([states, torch.zeros(1, 2, 2)], 1)  # 3 real tokens, then 2 pads
+    left = torch.cat([torch.full((1, 2, 2), 9.0), states], 1)  # 2 pads (garbage states), then 3 real
+    right_mask, left_mask = torch.tensor([[1, 1, 1, 0, 0]]), torch.tensor([[0, 0, 1, 1, 1]])
+    target_mask = torch.tensor([[0, 1, 1, 1, 1]])  # a left-padded target with 4 real tokens
+    positions = relative_positions(target_mask)
+    assert positions.tolist() == [[-1, 0, 1, 2, 3]]
+    a = align_to_target(right, right_mask, positions)
+    b = align_to_target(left, left_mask, positions)
+    assert torch.equal(a, b)
+    assert torch.equal(a[0, 1:4], states[0]) and torch.count_nonzero(a[0, [0, 4]]) == 0
+
+
+def test_causal_cross_attention_uses_relative_positions_under_left_padding():
+    torch.manual_seed(0)
+    attn = CrossAttentionFusion(4, causal=True)
+    t = torch.randn(1, 4, 4)
+    s = torch.randn(1, 4, 4)
+    s_mask = torch.tensor([[0, 1, 1, 1]])  # left padded: real source at relative 0, 1, 2
+    positions = relative_positions(torch.tensor([[0, 0, 1, 1]]))  # target real tokens at relative 0, 1
+    base = attn(t, s, s_mask, positions)
+    later = s.clone()
+    later[0, 3] += 10.0  # relative source position 2: in the future of both target tokens
+    assert torch.allclose(base, attn(t, later, s_mask, positions))
+    first = s.clone()
+    first[0, 1] += 10.0  # relative source position 0: visible to both
+    assert not torch.allclose(base[0, 2:], attn(t, first, s_mask, positions)[0, 2:])
 
 
 def test_padded_source_positions_never_reach_the_output():

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir")
     demo.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                       help="bf16 autocast (default: on, as in the reference protocol)")
+    from xlt.alignment import retrieval_cli
+
+    retrieval_cli.add_parser(sub)
     return parser
 
 
@@ -99,7 +102,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "demo": _cmd_demo}
+def _cmd_retrieval(args: argparse.Namespace) -> int:
+    from xlt.alignment import retrieval_cli
+
+    return retrieval_cli.run(args)
+
+
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "demo": _cmd_demo, "retrieval": _cmd_retrieval}
 
 
 def main(argv: list[str] | None = None) -> int:

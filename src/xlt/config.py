@@ -45,7 +45,8 @@ class RunConfig:
     # stage 1 (English task model), cached per (model, task, seed, these settings)
     stage1_epochs: int = 4
     stage1_lr: float = 5e-5
-    stage1_freeze_embeddings: bool = True
+    stage1_freeze_embeddings: bool = True  # full fine-tuning only
+    stage1_method: str | None = None  # "full" or "lora" (merged into the weights); default by family
     stage1_max_train_examples: int | None = None  # English training examples for stage 1 (None: all)
     stage1_dir: str | None = None  # cache root for stage-1 models; default $XLT_CACHE_DIR/stage1
     show_progress: bool = True
@@ -59,6 +60,8 @@ class RunConfig:
         for name in ("epochs", "batch_size", "max_length", "lora_r", "stage1_epochs"):
             if getattr(self, name) < 1:
                 raise XltError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.stage1_method not in (None, "full", "lora"):
+            raise XltError(f"stage1_method must be 'full' or 'lora', got {self.stage1_method!r}")
         if self.source_layer_offset not in (0, 1):
             raise XltError(f"source_layer_offset must be 0 or 1, got {self.source_layer_offset}")
         for name in ("max_train_examples", "max_eval_examples", "stage1_max_train_examples"):

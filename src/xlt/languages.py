@@ -1,39 +1,49 @@
 """Language codes: one canonical code per language, many accepted spellings.
 
 The canonical code is the ISO 639-1 code where the language has one, else the ISO 639-3 code
-(so ``jv`` for Javanese but ``ace`` for Acehnese). Codes, 639-3 codes and names are all accepted,
-case-insensitively; ``-`` and spaces count as ``_`` (``Toba Batak`` -> ``bbc``).
+(so ``jv`` for Javanese but ``ace`` for Acehnese). Codes, 639-3 codes, names and MASSIVE locales
+(``jv-ID``) are all accepted, case-insensitively; ``-`` and spaces count as ``_``
+(``Toba Batak`` -> ``bbc``).
 
-=========  ==========  ======================  ======================
+=========  ==========  ======================  =========================================
 canonical  ISO 639-3   other accepted names    folder/file name
-=========  ==========  ======================  ======================
+=========  ==========  ======================  =========================================
 ace        ace         acehnese, achinese      nusax: acehnese
 ban        ban         balinese                nusax: balinese
 bjn        bjn         banjarese, banjar       nusax: banjarese
 bug        bug         buginese                nusax: buginese
-en         eng         english                 nusax: english, xnli: en
-id         ind         indonesian              nusax: indonesian
-jv         jav         javanese                nusax: javanese
+en         eng         english                 nusax: english, xnli: en, massive: en-US
+id         ind         indonesian              nusax: indonesian, massive: id-ID
+jv         jav         javanese                nusax: javanese, massive: jv-ID
 mad        mad         madurese                nusax: madurese
 min        min         minangkabau             nusax: minangkabau
 nij        nij         ngaju                   nusax: ngaju
 su         sun         sundanese               nusax: sundanese
 bbc        bbc         toba_batak              nusax: toba_batak
-ar         ara         arabic                  xnli: ar
+ar         ara         arabic                  xnli: ar, massive: ar-SA
 bg         bul         bulgarian               xnli: bg
-de         deu         german                  xnli: de
-el         ell         greek                   xnli: el
-es         spa         spanish                 xnli: es
-fr         fra         french                  xnli: fr
-hi         hin         hindi                   xnli: hi
-ru         rus         russian                 xnli: ru
-sw         swa, swh    swahili                 xnli: sw
-th         tha         thai                    xnli: th
-tr         tur         turkish                 xnli: tr
-ur         urd         urdu                    xnli: ur
-vi         vie         vietnamese              xnli: vi
-zh         zho         chinese                 xnli: zh
-=========  ==========  ======================  ======================
+de         deu         german                  xnli: de, massive: de-DE
+el         ell         greek                   xnli: el, massive: el-GR
+es         spa         spanish                 xnli: es, massive: es-ES
+fr         fra         french                  xnli: fr, massive: fr-FR
+hi         hin         hindi                   xnli: hi, massive: hi-IN
+ru         rus         russian                 xnli: ru, massive: ru-RU
+sw         swa, swh    swahili                 xnli: sw, massive: sw-KE
+th         tha         thai                    xnli: th, massive: th-TH
+tr         tur         turkish                 xnli: tr, massive: tr-TR
+ur         urd         urdu                    xnli: ur, massive: ur-PK
+vi         vie         vietnamese              xnli: vi, massive: vi-VN
+zh         zho         chinese                 xnli: zh, massive: zh-CN
+af         afr         afrikaans               massive: af-ZA
+az         aze, azj    azerbaijani             massive: az-AZ
+cy         cym         welsh                   massive: cy-GB
+is         isl         icelandic               massive: is-IS
+ja         jpn         japanese                massive: ja-JP
+ko         kor         korean                  massive: ko-KR
+tl         tgl         tagalog, filipino       massive: tl-PH
+=========  ==========  ======================  =========================================
+
+Task ``massive-intent`` uses the same locale files as ``massive``.
 """
 
 from __future__ import annotations
@@ -68,6 +78,21 @@ _LANGUAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "ur": (("urd",), ("urdu",)),
     "vi": (("vie",), ("vietnamese",)),
     "zh": (("zho",), ("chinese",)),
+    "af": (("afr",), ("afrikaans",)),
+    "az": (("aze", "azj"), ("azerbaijani",)),
+    "cy": (("cym",), ("welsh",)),
+    "is": (("isl",), ("icelandic",)),
+    "ja": (("jpn",), ("japanese",)),
+    "ko": (("kor",), ("korean",)),
+    "tl": (("tgl",), ("tagalog", "filipino")),
+}
+
+# canonical code -> MASSIVE locale (its file name); locales are accepted as language spellings too.
+_MASSIVE: dict[str, str] = {
+    "af": "af-ZA", "ar": "ar-SA", "az": "az-AZ", "cy": "cy-GB", "de": "de-DE", "el": "el-GR",
+    "en": "en-US", "es": "es-ES", "fr": "fr-FR", "hi": "hi-IN", "id": "id-ID", "is": "is-IS",
+    "ja": "ja-JP", "jv": "jv-ID", "ko": "ko-KR", "ru": "ru-RU", "sw": "sw-KE", "th": "th-TH",
+    "tl": "tl-PH", "tr": "tr-TR", "ur": "ur-PK", "vi": "vi-VN", "zh": "zh-CN",
 }
 
 _ALIASES: dict[str, str] = {
@@ -75,6 +100,7 @@ _ALIASES: dict[str, str] = {
     for code, (iso3, names) in _LANGUAGES.items()
     for alias in (code, *iso3, *names)
 }
+_ALIASES.update({locale.lower().replace("-", "_"): code for code, locale in _MASSIVE.items()})
 
 _NUSAX = ("ace", "ban", "bjn", "bug", "en", "id", "jv", "mad", "min", "nij", "su", "bbc")
 _XNLI = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
@@ -83,6 +109,8 @@ _XNLI = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr",
 TASK_LANGUAGES: dict[str, dict[str, str]] = {
     "nusax": {code: _LANGUAGES[code][1][0] for code in _NUSAX},
     "xnli": {code: code for code in _XNLI},
+    "massive": _MASSIVE,
+    "massive-intent": _MASSIVE,
 }
 
 
@@ -107,7 +135,8 @@ def iso639_3(lang: str) -> str:
 
 
 def dataset_name(task: str, lang: str) -> str:
-    """The name the task's folders/files use for ``lang`` ('javanese' for nusax, 'sw' for xnli)."""
+    """The name the task's folders/files use for ``lang`` ('javanese' for nusax, 'sw' for xnli,
+    'sw-KE' for massive)."""
     names = TASK_LANGUAGES.get(task)
     if names is None:
         raise XltError(f"no language table for task {task!r}; known: {', '.join(TASK_LANGUAGES)}")

@@ -78,7 +78,7 @@ def lora_config(method: Method, arch: Architecture, settings: AdapterSettings) -
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=list(arch.targets),
-        modules_to_save=["classifier", "score"] if settings.train_head else None,
+        modules_to_save=list(arch.head) if settings.train_head else None,
     )
     if method.adapter == "flare":
         check_fusion_name(settings.fusion or "")
@@ -104,7 +104,7 @@ class AdaptedModel:
             states = self.flare.zero_source_states(len(batch), batch.labels.device)
         else:
             states = self.flare.source_states(batch.source)
-        return self.flare.fusing(states)
+        return self.flare.fusing(states, self.flare.target_positions(batch.inputs))
 
     @property
     def trainable_params(self) -> int:

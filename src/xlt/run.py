@@ -14,6 +14,8 @@ from functools import partial
 from pathlib import Path
 
 from xlt.config import RunConfig
+from peft import LoraConfig, get_peft_model
+
 from xlt.data.examples import TaskData
 from xlt.data.tasks import load_task
 from xlt.errors import XltError
@@ -52,6 +54,7 @@ def stage1_settings(cfg: RunConfig) -> dict:
     return {
         "model": cfg.model, "task": cfg.task, "source_lang": cfg.source_lang, "seed": cfg.seed,
         "epochs": cfg.stage1_epochs, "lr": cfg.stage1_lr, "freeze_embeddings": cfg.stage1_freeze_embeddings,
+        "method": cfg.stage1_method, "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha,
         "max_length": cfg.max_length, "batch_size": cfg.batch_size, "bf16": cfg.bf16,
         "max_train_examples": cfg.stage1_max_train_examples, "max_eval_examples": cfg.max_eval_examples,
         "train_file": cfg.train_file, "test_file": cfg.test_file,
@@ -74,8 +77,14 @@ def ensure_stage1(cfg: RunConfig) -> Path:
         _set_seed(cfg.seed)
         path = resolve_model(cfg.model)
         tokenizer = load_tokenizer(path)
-        model = load_classifier(path, english.labels)
-        if cfg.stage1_freeze_embeddings:
+        model = load_classifier(path, english.labels, tokenizer.pad_token_id)
+        arch = architecture_for(model.config.model_type)
+        method = cfg.stage1_method or arch.stage1
+        if method == "lora":  # large decoders: LoRA + head, merged into the weights afterwards
+            model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                                     lora_dropout=cfg.lora_dropout, target_modules=list(arch.targets),
+                                                     modules_to_save=list(arch.head)))
+        elif cfg.stage1_freeze_embeddings:  # the word embeddings are 80% of e5-small's parameters
             model.get_input_embeddings().weight.requires_grad_(False)
         to_batch = partial(make_batch, tokenizer, view="target", max_length=cfg.max_length)
         settings = TrainSettings(cfg.stage1_epochs, cfg.stage1_lr, cfg.batch_size, bf16=cfg.bf16,
@@ -83,10 +92,12 @@ def ensure_stage1(cfg: RunConfig) -> Path:
         seconds = train(model, english.train, to_batch, settings, cfg.seed, desc=f"stage 1 ({cfg.source_lang})")
         preds = predict(model, english.test, to_batch, bf16=cfg.bf16, show_progress=cfg.show_progress)
         metrics = classification_metrics(preds, [ex.label for ex in english.test], english.num_labels)
+        if method == "lora":
+            model = model.merge_and_unload()
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / STAGE1_INFO, {"settings": stage1_settings(cfg), "labels": list(english.labels),
-                                       "train_seconds": seconds, "source_metrics": metrics})
+                                       "method": method, "train_seconds": seconds, "source_metrics": metrics})
 
     return build_once(folder, build)
 
@@ -96,7 +107,7 @@ def build_model(cfg: RunConfig, stage1: Path, labels: tuple[str, ...]) -> tuple[
     if tuple(info["labels"]) != tuple(labels):
         raise XltError(f"label set {list(labels)} differs from the English model's {info['labels']}")
     tokenizer = load_tokenizer(str(stage1))
-    model = load_classifier(str(stage1), labels)
+    model = load_classifier(str(stage1), labels, tokenizer.pad_token_id)
     arch = architecture_for(model.config.model_type)
     adapter = AdapterSettings(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.fusion, cfg.source_layer_offset,
                               cfg.train_head)

@@ -1,4 +1,9 @@
-"""The in-memory form every task loader returns, so training code never sees file formats."""
+"""The in-memory form every task loader returns, so training code never sees file formats.
+
+Classification tasks return :class:`TaskData` of :class:`Example`; generation tasks (slot filling,
+later MT and JSON NER) return :class:`GenTaskData` of :class:`GenExample`, which names the prompt
+template and metric to use (xlt.generation_tasks) so the trainer needs no per-task code.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,32 @@ class TaskData:
     @property
     def num_labels(self) -> int:
         return len(self.labels)
+
+
+@dataclass(frozen=True)
+class GenExample:
+    """One input/output pair for a generation task; the ``*_source`` fields are the same example
+    in the source language (English), None if unknown, for translation-based and alignment methods."""
+
+    prompt_target: str  # target-language input text (e.g. the utterance), before templating
+    prompt_source: str | None  # the same input in the source language
+    answer: str  # gold output in the target language
+    answer_source: str | None  # gold output of the source-language example
+    id: str = ""
+
+
+@dataclass
+class GenTaskData:
+    """All splits of one generation task for one (source, target) language pair."""
+
+    task: str
+    source_lang: str  # canonical codes (xlt.languages)
+    target_lang: str
+    train: list[GenExample]
+    valid: list[GenExample]
+    test: list[GenExample]
+    template: str  # key of xlt.generation_tasks.TEMPLATES
+    metric: str  # key of xlt.generation_tasks.GEN_METRICS
 
 
 def heldout_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:

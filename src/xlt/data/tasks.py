@@ -1,8 +1,10 @@
-"""Task registry: ``load_task`` turns a task name and languages into a :class:`TaskData`.
+"""Task registry: ``load_task`` turns a task name and languages into a :class:`TaskData`
+(classification) or :class:`GenTaskData` (generation).
 
 Tasks: ``nusax`` (sentiment, xlt.data.nusax), ``xnli`` (NLI, xlt.data.xnli), ``custom`` (the
-user's CSV/JSONL files, xlt.data.user_file). Data sets are read from the data directory found
-by :func:`resolve_data_dir`.
+user's CSV/JSONL files, xlt.data.user_file), ``massive`` and ``massive-intent`` (slot filling and
+intent as generation, xlt.data.massive). Data sets are read from the data directory found by
+:func:`resolve_data_dir`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from xlt.data import nusax, user_file, xnli
-from xlt.data.examples import TaskData
+from xlt.data import massive, nusax, user_file, xnli
+from xlt.data.examples import GenTaskData, TaskData
 from xlt.errors import XltError
 
 ENV_VAR = "XLT_DATA_DIR"
@@ -41,7 +43,7 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
             return path.resolve()
     raise XltError(
         f"no data directory found: pass --data-dir DIR or set {ENV_VAR}=DIR, where DIR holds "
-        "nusax/ and xnli/ (looked in ../shared/datasets and beside the repo checkout)"
+        "nusax/, xnli/ or massive/ (looked in ../shared/datasets and beside the repo checkout)"
     )
 
 
@@ -70,10 +72,22 @@ def _load_custom(target_lang, source_lang, data_dir, train_file, test_file) -> T
     return user_file.load(train_file, test_file, target_lang, source_lang)
 
 
-TASKS: dict[str, Callable[..., TaskData]] = {
+def _load_massive(target_lang, source_lang, data_dir, train_file, test_file) -> GenTaskData:
+    _no_files("massive", train_file, test_file)
+    return massive.load(resolve_data_dir(data_dir), target_lang, source_lang, "slots")
+
+
+def _load_massive_intent(target_lang, source_lang, data_dir, train_file, test_file) -> GenTaskData:
+    _no_files("massive-intent", train_file, test_file)
+    return massive.load(resolve_data_dir(data_dir), target_lang, source_lang, "intent")
+
+
+TASKS: dict[str, Callable[..., TaskData | GenTaskData]] = {
     "nusax": _load_nusax,
     "xnli": _load_xnli,
     "custom": _load_custom,
+    "massive": _load_massive,
+    "massive-intent": _load_massive_intent,
 }
 
 
@@ -84,8 +98,9 @@ def load_task(
     data_dir: str | Path | None = None,
     train_file: str | Path | None = None,
     test_file: str | Path | None = None,
-) -> TaskData:
-    """Load ``task`` for ``target_lang``, each example paired with its ``source_lang`` version."""
+) -> TaskData | GenTaskData:
+    """Load ``task`` for ``target_lang``, each example paired with its ``source_lang`` version;
+    generation tasks (``massive*``) give :class:`GenTaskData`, the others :class:`TaskData`."""
     loader = TASKS.get(task.strip().lower())
     if loader is None:
         raise XltError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")

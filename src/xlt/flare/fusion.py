@@ -2,7 +2,9 @@
 
 A position-wise fusion is one function of two equal-shaped tensors plus one line in
 ``POSITIONWISE``. Cross-attention is the one fusion with parameters. Every fusion is an
-``nn.Module`` taking ``(target, source, source_mask)`` so the FLARE layer treats them alike.
+``nn.Module`` taking ``(target, source, source_mask, target_positions)`` so the FLARE layer
+treats them alike; ``target_positions`` is each target token's index among the real tokens of
+its row (``relative_positions`` of the target mask; ``None``: no padding before the tokens).
 """
 
 from __future__ import annotations
@@ -41,29 +43,44 @@ POSITIONWISE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = 
 FUSIONS = (*POSITIONWISE, "cross_attention")
 
 
-def align_to_target(source: torch.Tensor, source_mask: torch.Tensor, target_len: int) -> torch.Tensor:
-    """Zero the padded source positions, then pad or truncate the source to the target length.
+def relative_positions(mask: torch.Tensor) -> torch.Tensor:
+    """Index of each real token among the real tokens of its row (-1 at padding), for any padding side."""
+    mask = mask.long()
+    return torch.where(mask.bool(), mask.cumsum(-1) - 1, torch.full_like(mask, -1))
 
-    Position-wise fusion pairs source position j with target position j; a padded source
-    position must contribute nothing, never the hidden state of a pad token.
+
+def default_positions(target: torch.Tensor) -> torch.Tensor:
+    batch, length = target.shape[:2]
+    return torch.arange(length, device=target.device).expand(batch, length)
+
+
+def align_to_target(source: torch.Tensor, source_mask: torch.Tensor, target_positions: torch.Tensor) -> torch.Tensor:
+    """The source state at the same *relative* position as each target token; zeros where there is none.
+
+    Position-wise fusion pairs the k-th real target token with the k-th real source token, so left
+    and right padding align alike; a padded source position, a target position past the source's
+    end and a padded target position (position -1) all get zeros, never a pad token's state.
     """
-    source = source * source_mask.unsqueeze(-1).to(source.dtype)
-    length = source.shape[1]
-    if length >= target_len:
-        return source[:, :target_len]
-    return nn.functional.pad(source, (0, 0, 0, target_len - length))
+    start = source_mask.long().argmax(-1, keepdim=True)  # first real source token
+    count = source_mask.long().sum(-1, keepdim=True)
+    valid = (target_positions >= 0) & (target_positions < count)
+    index = (start + target_positions.clamp(min=0)).clamp(max=source.shape[1] - 1)
+    gathered = torch.gather(source, 1, index.unsqueeze(-1).expand(-1, -1, source.shape[-1]))
+    return gathered * valid.unsqueeze(-1).to(source.dtype)
 
 
 class PositionwiseFusion(nn.Module):
-    """A parameter-free fusion applied position by position after length alignment."""
+    """A parameter-free fusion applied position by position after alignment."""
 
     def __init__(self, name: str):
         super().__init__()
         self.name = name
         self.fn = POSITIONWISE[name]
 
-    def forward(self, target: torch.Tensor, source: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
-        return self.fn(target, align_to_target(source, source_mask, target.shape[1]).to(target.dtype))
+    def forward(self, target: torch.Tensor, source: torch.Tensor, source_mask: torch.Tensor,
+                target_positions: torch.Tensor | None = None) -> torch.Tensor:
+        positions = default_positions(target) if target_positions is None else target_positions
+        return self.fn(target, align_to_target(source, source_mask, positions).to(target.dtype))
 
     def extra_repr(self) -> str:
         return self.name
@@ -73,8 +90,9 @@ class CrossAttentionFusion(nn.Module):
     """Single-head attention in the rank-r bottleneck: target queries, source keys and values.
 
     Output is ``T + softmax(QK^T/sqrt(r) + masks)·V``. Source padding is masked; with
-    ``causal=True`` target position i sees source positions <= i only (decoder models must not
-    see the future). A target row with no visible source position gets a zero attention output.
+    ``causal=True`` the target token at relative position i sees source tokens at relative
+    positions <= i only (decoder models must not see the future), whatever the padding side.
+    A target row with no visible source position gets a zero attention output.
     """
 
     def __init__(self, rank: int, causal: bool = False):
@@ -85,14 +103,14 @@ class CrossAttentionFusion(nn.Module):
         self.causal = causal
         self.scale = 1.0 / math.sqrt(rank)
 
-    def forward(self, target: torch.Tensor, source: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, target: torch.Tensor, source: torch.Tensor, source_mask: torch.Tensor,
+                target_positions: torch.Tensor | None = None) -> torch.Tensor:
         source = source.to(target.dtype)
         scores = torch.matmul(self.q(target), self.k(source).transpose(1, 2)) * self.scale
         visible = source_mask.bool().unsqueeze(1).expand(-1, target.shape[1], -1)
         if self.causal:
-            t_idx = torch.arange(target.shape[1], device=target.device).unsqueeze(1)
-            s_idx = torch.arange(source.shape[1], device=target.device).unsqueeze(0)
-            visible = visible & (s_idx <= t_idx).unsqueeze(0)
+            positions = default_positions(target) if target_positions is None else target_positions
+            visible = visible & (relative_positions(source_mask).unsqueeze(1) <= positions.unsqueeze(-1))
         scores = scores.masked_fill(~visible, torch.finfo(scores.dtype).min)
         weights = torch.softmax(scores, dim=-1) * visible.any(-1, keepdim=True).to(scores.dtype)
         return target + torch.matmul(weights, self.v(source))

@@ -38,6 +38,7 @@ class FlareLinear(LoraLinear):
         super().__init__(base_layer, adapter_name, config=config, **kwargs)
         self.fuse = True  # False: plain LoRA here (e.g. mT5 cross-attention, whose input is no token sequence)
         self.source: SourceStates | None = None
+        self.target_positions: torch.Tensor | None = None  # (B, T) relative positions; None: no left padding
         self.flare_name = ""  # module path, set by FlareModel, for error messages
 
     def update_layer(self, adapter_name: str, r: int, lora_alpha: int, config, **kwargs: Any) -> None:
@@ -67,7 +68,7 @@ class FlareLinear(LoraLinear):
             x_in = self._cast_input_dtype(x, lora_A.weight.dtype)
             target = lora_A(self.lora_dropout[name](x_in))
             source = lora_A(self.source.states.to(lora_A.weight.dtype))
-            fused = self.lora_fusion[name](target, source, self.source.mask)
+            fused = self.lora_fusion[name](target, source, self.source.mask, self.target_positions)
             result = result + lora_B(fused) * self.scaling[name]
         return result.to(out_dtype)
 

@@ -18,6 +18,7 @@ from typing import Iterator, Mapping
 import torch
 from torch import nn
 
+from xlt.flare.fusion import relative_positions
 from xlt.flare.layer import FlareLinear, SourceStates
 from xlt.models.architectures import Architecture, Stack
 
@@ -82,9 +83,21 @@ class FlareModel:
             return self.backbone.get_submodule(stack.final)
         return self.backbone.get_submodule(stack.layers)[-1]
 
+    def _complete(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Encoder-decoder classifiers feed the decoder the shifted input (as MT5ForSequenceClassification
+        does); the source pass must call the backbone with the same decoder inputs."""
+        inputs = dict(inputs)
+        if self.architecture.family == "encoder-decoder" and "decoder_input_ids" not in inputs:
+            task_model = self.model.get_base_model()
+            inputs["decoder_input_ids"] = task_model._shift_right(inputs["input_ids"])
+            # decoder position j reads input token j-1 and is pooled at input j's EOS: it is real iff input j is
+            inputs["decoder_attention_mask"] = inputs["attention_mask"]
+        return inputs
+
     @torch.no_grad()
     def source_states(self, source_inputs: Mapping[str, torch.Tensor]) -> dict[FlareLinear, SourceStates]:
         """The frozen source pass: adapters off, eval mode, no grad; returns each fused layer's source."""
+        source_inputs = self._complete(source_inputs)
         needed = set(self.wiring.values())
         captured: dict[SourceKey, torch.Tensor] = {}
         hooks = []
@@ -113,16 +126,25 @@ class FlareModel:
             states[layer] = SourceStates(zeros, torch.ones(batch_size, 1, dtype=torch.long, device=zeros.device))
         return states
 
+    def target_positions(self, target_inputs: Mapping[str, torch.Tensor]) -> dict[int, torch.Tensor]:
+        """Each stack's relative target positions, from the mask of the inputs the task model reads."""
+        return {s: relative_positions(target_inputs[stack.mask_key])
+                for s, stack in enumerate(self.architecture.stacks) if stack.mask_key in target_inputs}
+
     @contextmanager
-    def fusing(self, states: Mapping[FlareLinear, SourceStates]) -> Iterator[None]:
+    def fusing(self, states: Mapping[FlareLinear, SourceStates],
+               target_positions: Mapping[int, torch.Tensor] | None = None) -> Iterator[None]:
         """Set the source states for every fused layer for one forward (and its backward)."""
         missing = [layer.flare_name for layer in self.wiring if layer not in states]
         if missing:
             raise ValueError(f"no source states for FLARE layers: {', '.join(missing[:3])}")
-        for layer in self.wiring:
+        positions = target_positions or {}
+        for layer, (stack, _, _) in self.wiring.items():
             layer.source = states[layer]
+            layer.target_positions = positions.get(stack)
         try:
             yield
         finally:
             for layer in self.wiring:
                 layer.source = None
+                layer.target_positions = None

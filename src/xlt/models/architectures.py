@@ -28,10 +28,25 @@ class Architecture:
     unfused: tuple[str, ...] = ()  # path fragments whose projections get plain LoRA (mT5 cross-attention)
     causal: bool = False
     pre_norm: bool = False
+    head: tuple[str, ...] = ("classifier",)  # sequence-classification head module names
+    stage1: str = "full"  # how the English task model is trained: full fine-tuning, or LoRA merged
+
+
 
 
 _ENCODER = Architecture("encoder", (Stack("encoder.layer"),), ("query", "value"))
-_DECODER = Architecture("decoder", (Stack("layers", final="norm"),), ("q_proj", "v_proj"), causal=True, pre_norm=True)
+_DECODER = Architecture("decoder", (Stack("layers", final="norm"),), ("q_proj", "v_proj"), causal=True,
+                        pre_norm=True, head=("score",), stage1="lora")
+_MT5 = Architecture(
+    "encoder-decoder",
+    (Stack("encoder.block", final="encoder.final_layer_norm"),
+     Stack("decoder.block", final="decoder.final_layer_norm", mask_key="decoder_attention_mask")),
+    ("q", "v"),
+    unfused=("EncDecAttention",),
+    pre_norm=True,
+    head=("classification_head",),
+    stage1="lora",
+)
 
 ARCHITECTURES: dict[str, Architecture] = {
     "bert": _ENCODER,
@@ -39,6 +54,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "llama": _DECODER,
     "qwen2": _DECODER,
     "gemma2": _DECODER,
+    "mt5": _MT5,
 }
 
 

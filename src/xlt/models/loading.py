@@ -5,6 +5,7 @@ Never ``trust_remote_code``: a model id runs only the modeling code shipped with
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from xlt.errors import XltError
@@ -32,20 +33,33 @@ def model_slug(name: str) -> str:
 
 
 def load_tokenizer(path: str):
-    from transformers import AutoTokenizer
+    """The tokenizer; a local folder that names the generic fast class gets exactly its tokenizer.json
+    (``AutoTokenizer`` would substitute a model-specific class that rebuilds its own pipeline)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    config = Path(path) / "tokenizer_config.json"
+    generic = config.is_file() and json.loads(config.read_text()).get("tokenizer_class") == "PreTrainedTokenizerFast"
     try:
-        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        if generic:
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except OSError as err:
         raise XltError(f"cannot load a tokenizer from {path!r}: {str(err).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:  # e.g. Llama 3: pad with EOS; masks keep it out of pooling and fusion
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
-def load_classifier(path: str, labels: tuple[str, ...]):
-    """A sequence-classification model with ``len(labels)`` outputs and the label names in its config."""
+def load_classifier(path: str, labels: tuple[str, ...], pad_token_id: int | None = None):
+    """A sequence-classification model with ``len(labels)`` outputs and the label names in its config.
+
+    Decoder classifiers pool the last non-pad token, so the model must know the tokenizer's pad id.
+    """
     from transformers import AutoModelForSequenceClassification
 
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        model = AutoModelForSequenceClassification.from_pretrained(
             path,
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
@@ -54,6 +68,9 @@ def load_classifier(path: str, labels: tuple[str, ...]):
         )
     except OSError as err:
         raise XltError(f"cannot load model {path!r}: {str(err).splitlines()[0]}") from None
+    if pad_token_id is not None and model.config.pad_token_id is None:
+        model.config.pad_token_id = pad_token_id
+    return model
 
 
 def is_local(path: str) -> bool:

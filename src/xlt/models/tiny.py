@@ -1,14 +1,17 @@
 """Tiny random models built from configs (hidden 32, 2 layers) with a matching tiny tokenizer.
 
-They make every code path testable offline in seconds. The tokenizer is a character-level
-WordPiece over printable ASCII plus common Latin letters, so real data runs through it.
+They make every code path testable offline in seconds: one row of ``TINY`` per family. The
+tokenizer is a character-level WordPiece over printable ASCII plus common Latin letters, so real
+data runs through it and generated ids decode back to text.
 """
 
 from __future__ import annotations
 
 import json
 import string
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
@@ -17,62 +20,118 @@ from xlt.errors import XltError
 from xlt.models.cache import build_once, cache_root
 
 _CHARS = sorted(set(string.ascii_letters + string.digits + string.punctuation + "àáâäçèéêëìíîïñòóôöùúûüß"))
-_SPECIALS = {
-    "bert": {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"},
-    "xlm-roberta": {"pad": "<pad>", "unk": "<unk>", "cls": "<s>", "sep": "</s>", "mask": "<mask>"},
+_SIZE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+_DECODER_SIZE = dict(_SIZE, num_key_value_heads=2, max_position_embeddings=512)
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    specials: tuple[str, ...]  # in id order; names below index into it
+    pad: str
+    unk: str
+    single: str  # post-processor templates ($A, $B)
+    pair: str
+    config: Callable[[dict], object]  # token ids -> config
+    auto_class: str  # which transformers Auto class saves the weights
+    padding_side: str = "right"
+    extra: dict | None = None  # other special tokens for the tokenizer (bos, eos, cls, sep, mask)
+
+
+def _bert(ids):
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=ids["vocab"], pad_token_id=ids["[PAD]"], max_position_embeddings=512, **_SIZE)
+
+
+def _xlmr(ids):
+    from transformers import XLMRobertaConfig
+
+    return XLMRobertaConfig(vocab_size=ids["vocab"], pad_token_id=ids["<pad>"], bos_token_id=ids["<s>"],
+                            eos_token_id=ids["</s>"], max_position_embeddings=512, **_SIZE)
+
+
+def _decoder(config_class: str, **extra):
+    def build(ids):
+        import transformers
+
+        cls = getattr(transformers, config_class)
+        return cls(vocab_size=ids["vocab"], pad_token_id=ids["<pad>"], bos_token_id=ids["<s>"],
+                   eos_token_id=ids["</s>"], tie_word_embeddings=True, **_DECODER_SIZE, **extra)
+
+    return build
+
+
+def _mt5(ids):
+    from transformers import MT5Config
+
+    return MT5Config(vocab_size=ids["vocab"], d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2,
+                     num_heads=4, pad_token_id=ids["<pad>"], eos_token_id=ids["</s>"],
+                     decoder_start_token_id=ids["<pad>"], tie_word_embeddings=False)
+
+
+_ENCODER_XLMR = ("<pad>", "<unk>", "<s>", "</s>", "<mask>")
+_DECODER_SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
+_DECODER = dict(specials=_DECODER_SPECIALS, pad="<pad>", unk="<unk>", single="<s> $A", pair="<s> $A </s> $B:1",
+                auto_class="AutoModelForCausalLM", padding_side="left", extra={"bos_token": "<s>", "eos_token": "</s>"})
+
+TINY: dict[str, TinySpec] = {
+    "bert": TinySpec(("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"), "[PAD]", "[UNK]", "[CLS] $A [SEP]",
+                     "[CLS] $A [SEP] $B:1 [SEP]:1", _bert, "AutoModel",
+                     extra={"cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}),
+    "xlm-roberta": TinySpec(_ENCODER_XLMR, "<pad>", "<unk>", "<s> $A </s>", "<s> $A </s> </s> $B:1 </s>:1",
+                            _xlmr, "AutoModel",
+                            extra={"cls_token": "<s>", "sep_token": "</s>", "mask_token": "<mask>",
+                                   "bos_token": "<s>", "eos_token": "</s>"}),
+    "llama": TinySpec(config=_decoder("LlamaConfig"), **_DECODER),
+    "qwen2": TinySpec(config=_decoder("Qwen2Config"), **_DECODER),
+    "gemma2": TinySpec(config=_decoder("Gemma2Config", head_dim=8, sliding_window=16), **_DECODER),
+    "mt5": TinySpec(("<pad>", "</s>", "<unk>"), "<pad>", "<unk>", "$A </s>", "$A </s> $B:1 </s>:1", _mt5,
+                    "AutoModelForSeq2SeqLM", extra={"eos_token": "</s>"}),
 }
+TINY_FAMILIES = tuple(TINY)
 
 
-def _tiny_config(family: str, vocab_size: int, pad_id: int):
-    from transformers import BertConfig, XLMRobertaConfig
-
-    common = dict(
-        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=512, pad_token_id=pad_id,
-    )
-    if family == "bert":
-        return BertConfig(**common)
-    return XLMRobertaConfig(**common, bos_token_id=2, eos_token_id=3)
-
-
-TINY_FAMILIES = tuple(_SPECIALS)
-
-
-def _build_tokenizer(family: str) -> Tokenizer:
-    sp = _SPECIALS[family]
-    vocab = {tok: i for i, tok in enumerate([sp["pad"], sp["unk"], sp["cls"], sp["sep"], sp["mask"]])}
+def _build_tokenizer(spec: TinySpec) -> Tokenizer:
+    vocab = {tok: i for i, tok in enumerate(spec.specials)}
     for ch in _CHARS:
         vocab.setdefault(ch, len(vocab))
         vocab.setdefault("##" + ch, len(vocab))
-    tok = Tokenizer(models.WordPiece(vocab, unk_token=sp["unk"], max_input_chars_per_word=100))
+    tok = Tokenizer(models.WordPiece(vocab, unk_token=spec.unk, max_input_chars_per_word=100))
     tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    cls, sep = sp["cls"], sp["sep"]
+    used = {t for t in spec.specials if t in spec.single + spec.pair}
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
-        special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])],
+        single=spec.single, pair=spec.pair, special_tokens=[(t, vocab[t]) for t in sorted(used)]
     )
     return tok
 
 
 def _build(family: str, folder: Path) -> None:
-    from transformers import AutoModel, PreTrainedTokenizerFast
+    import transformers
+    from transformers import PreTrainedTokenizerFast
 
-    sp = _SPECIALS[family]
+    spec = TINY[family]
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_build_tokenizer(family), pad_token=sp["pad"], unk_token=sp["unk"],
-        cls_token=sp["cls"], sep_token=sp["sep"], mask_token=sp["mask"], model_max_length=512,
+        tokenizer_object=_build_tokenizer(spec), pad_token=spec.pad, unk_token=spec.unk,
+        model_max_length=512, padding_side=spec.padding_side, **(spec.extra or {}),
     )
     tokenizer.save_pretrained(folder)
+    # name the generic class: model-specific classes (e.g. Qwen2Tokenizer) would rebuild their own pipeline
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json.dumps(config, indent=2))
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in spec.specials}
+    ids["vocab"] = len(tokenizer)
     torch.manual_seed(0)
-    config = _tiny_config(family, len(tokenizer), tokenizer.pad_token_id)
-    AutoModel.from_config(config).save_pretrained(folder)
+    model = getattr(transformers, spec.auto_class).from_config(spec.config(ids))
+    model.save_pretrained(folder)
     (folder / "xlt_tiny.json").write_text(json.dumps({"family": family}))
 
 
 def ensure_tiny(family: str, cache_dir: str | Path | None = None) -> Path:
-    if family not in TINY_FAMILIES:
+    if family not in TINY:
         raise XltError(f"unknown tiny-random family {family!r}; choose one of: {', '.join(TINY_FAMILIES)}")
     root = Path(cache_dir) if cache_dir else cache_root() / "models"
     return build_once(root / f"tiny-random-{family}", lambda folder: _build(family, folder))

@@ -54,7 +54,7 @@ def encode(tokenizer, segments: list[tuple[str, ...]], max_length: int) -> dict[
 def make_batch(tokenizer, examples: list[Example], view: str, max_length: int, with_source: bool = False) -> Batch:
     labels = torch.tensor([ex.label for ex in examples], dtype=torch.long)
     if view == "concat":
-        sep = f" {tokenizer.sep_token} " if tokenizer.sep_token else " "
+        sep = f" {tokenizer.sep_token or tokenizer.eos_token} " if (tokenizer.sep_token or tokenizer.eos_token) else " "
         pairs = [(sep.join(_segments(ex, "source")), sep.join(ex.target)) for ex in examples]
         inputs = encode(tokenizer, pairs, 2 * max_length)
     else:

@@ -1,0 +1,1 @@
+"""Cross-lingual alignment diagnostics."""

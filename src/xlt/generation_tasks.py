@@ -1,0 +1,127 @@
+"""Pluggable pieces of generation tasks: prompt templates and metrics, looked up by name.
+
+A :class:`~xlt.data.examples.GenTaskData` names its template and metric, so the trainer (teacher
+forcing, greedy decoding) stays task-agnostic: a new task (MT, JSON NER) is one ``TEMPLATES`` entry
+plus one ``GEN_METRICS`` entry. A metric takes decoded predictions and gold answers (strings) and
+returns a dict of floats.
+
+Template wording is English for every target language: the answer format (slot names, intent
+labels, ``None``) is shared by all languages, and a fixed instruction keeps the prompt identical
+between source-language training and target-language testing; only the ``{text}`` changes.
+
+Normalization (:func:`normalize`): runs of whitespace become one space, ends are stripped, and text
+is case-folded. Generated and gold words are compared only after it, so ``Five  AM`` = ``five am``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from xlt.errors import XltError
+
+NO_SLOTS = "none"  # normalized form of an answer without slots ("None", "", "none;" ...)
+
+
+@dataclass(frozen=True)
+class Template:
+    """A prompt template; ``{text}`` is replaced by the input (plain replace, not ``str.format``,
+    so templates may contain literal braces, e.g. JSON). The prompt ends without a trailing space:
+    where the answer starts (space, newline, EOS) is the tokenizer-side trainer's choice."""
+
+    name: str
+    text: str
+
+    def prompt(self, text: str) -> str:
+        return self.text.replace("{text}", text)
+
+
+TEMPLATES: dict[str, Template] = {
+    "slots": Template("slots", "Extract the slots from the utterance as 'slot: words; ...' or None.\n"
+                               "Utterance: {text}\nSlots:"),
+    "intent": Template("intent", "Give the intent label of the utterance.\nUtterance: {text}\nIntent:"),
+}
+
+
+def normalize(text: str | None) -> str:
+    """Whitespace-collapsed, stripped, case-folded text ('' for None)."""
+    return " ".join((text or "").split()).casefold()
+
+
+def parse_slot_output(text: str | None) -> list[tuple[str, str]]:
+    """``(slot, words)`` pairs of a generation, normalized; never raises.
+
+    Pairs are split on ``;`` and newlines; empty chunks (trailing ``;``) and ``none`` in any case
+    are skipped. A chunk without a colon is kept as ``("", chunk)``: it matches no gold pair, so
+    malformed output costs precision instead of vanishing. The slot name ends at the first colon.
+    """
+    pairs = []
+    for chunk in (text or "").replace("\n", ";").split(";"):
+        chunk = normalize(chunk)
+        if not chunk or chunk == NO_SLOTS:
+            continue
+        slot, colon, words = chunk.partition(":")
+        pairs.append((slot.strip(), words.strip()) if colon else ("", chunk))
+    return pairs
+
+
+def _normalize_answer(text: str | None) -> str:
+    """Full-string form for exact match: :func:`normalize`, trailing ``;`` dropped, and every
+    empty answer ('', 'None', 'none;') written ``none``."""
+    text = normalize(text).rstrip("; ")
+    return text or NO_SLOTS
+
+
+def _check(preds: list[str], golds: list[str]) -> None:
+    if len(preds) != len(golds):
+        raise ValueError(f"{len(preds)} predictions for {len(golds)} gold answers")
+    if not golds:
+        raise ValueError("no examples to score")
+
+
+def slot_metrics(preds: list[str], golds: list[str]) -> dict:
+    """Micro precision/recall/F1 over (slot, words) pairs, counted as multisets per example (a
+    pair given twice in the gold must be predicted twice), plus full-string ``exact_match``.
+
+    0/0 ratios (no predicted or no gold pairs at all) are 1.0 when both sides are empty, else 0.0.
+    """
+    _check(preds, golds)
+    tp = n_pred = n_gold = 0
+    for pred, gold in zip(preds, golds):
+        p, g = Counter(parse_slot_output(pred)), Counter(parse_slot_output(gold))
+        tp += sum((p & g).values())
+        n_pred += sum(p.values())
+        n_gold += sum(g.values())
+    empty = float(n_pred == n_gold == 0)
+    return {
+        "slot_f1": 2 * tp / (n_pred + n_gold) if n_pred + n_gold else empty,
+        "slot_precision": tp / n_pred if n_pred else empty,
+        "slot_recall": tp / n_gold if n_gold else empty,
+        "exact_match": sum(_normalize_answer(p) == _normalize_answer(g)
+                           for p, g in zip(preds, golds)) / len(golds),
+    }
+
+
+def intent_metrics(preds: list[str], golds: list[str]) -> dict:
+    """Accuracy of the normalized prediction against the gold intent label."""
+    _check(preds, golds)
+    return {"accuracy": sum(normalize(p) == normalize(g) for p, g in zip(preds, golds)) / len(golds)}
+
+
+GEN_METRICS: dict[str, Callable[[list[str], list[str]], dict]] = {
+    "slots": slot_metrics,
+    "intent": intent_metrics,
+}
+
+
+def get_template(name: str) -> Template:
+    if name not in TEMPLATES:
+        raise XltError(f"unknown prompt template {name!r}; known: {', '.join(TEMPLATES)}")
+    return TEMPLATES[name]
+
+
+def get_metric(name: str) -> Callable[[list[str], list[str]], dict]:
+    if name not in GEN_METRICS:
+        raise XltError(f"unknown generation metric {name!r}; known: {', '.join(GEN_METRICS)}")
+    return GEN_METRICS[name]
