@@ -32,6 +32,7 @@ class RunConfig:
     lr: float = 5e-4
     batch_size: int = 32
     max_length: int = 64
+    max_answer_length: int = 48  # generation tasks: answer tokens in training, new tokens in decoding
     lora_r: int = 64
     lora_alpha: int = 128
     lora_dropout: float = 0.1
@@ -39,6 +40,7 @@ class RunConfig:
     train_head: bool = False
     gradient_checkpointing: bool = False
     bf16: bool = False
+    fp16: bool = False  # refused for mT5, whose activations overflow in fp16
     max_train_examples: int | None = None  # stage-2 (target-language) training examples
     max_eval_examples: int | None = None
     zero_source_eval: bool = True  # flare: also report metrics with the English states zeroed
@@ -57,7 +59,9 @@ class RunConfig:
             self.fusion = check_fusion_name(self.fusion or "add_relu")
         elif self.fusion is not None:
             raise XltError(f"--fusion is only for --method flare, not {self.method!r}")
-        for name in ("epochs", "batch_size", "max_length", "lora_r", "stage1_epochs"):
+        if self.bf16 and self.fp16:
+            raise XltError("choose one of bf16 and fp16")
+        for name in ("epochs", "batch_size", "max_length", "max_answer_length", "lora_r", "stage1_epochs"):
             if getattr(self, name) < 1:
                 raise XltError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.stage1_method not in (None, "full", "lora"):

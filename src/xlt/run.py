@@ -3,6 +3,7 @@
 Outputs of a stage-2 run in ``output_dir``: ``config.yaml`` (resolved settings), ``adapter/``
 (safetensors, for methods that train) and ``metrics.json``, written last: a run directory with
 ``metrics.json`` is complete. ``evaluate_run`` rebuilds the model from these files alone.
+Classification and generation tasks share this code through :mod:`xlt.tasks_kinds`.
 """
 
 from __future__ import annotations
@@ -10,23 +11,22 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from functools import partial
 from pathlib import Path
 
-from xlt.config import RunConfig
 from peft import LoraConfig, get_peft_model
 
-from xlt.data.examples import TaskData
+from xlt.config import RunConfig
+from xlt.data.examples import GenTaskData, TaskData
 from xlt.data.tasks import load_task
 from xlt.errors import XltError
 from xlt.io import write_json, write_yaml
 from xlt.methods import AdaptedModel, AdapterSettings, attach, get_method, load_adapter, save_adapter
-from xlt.metrics import classification_metrics, gap_to_source
-from xlt.models.architectures import architecture_for
+from xlt.metrics import gap_to_source
+from xlt.models.architectures import Architecture, architecture_for
 from xlt.models.cache import build_once, cache_root
-from xlt.models.loading import load_classifier, load_tokenizer, model_slug, resolve_model
-from xlt.training.batches import make_batch
-from xlt.training.loop import TrainSettings, enable_checkpointing, predict, train
+from xlt.models.loading import load_tokenizer, model_slug, resolve_model
+from xlt.tasks_kinds import kind_of
+from xlt.training.loop import TrainSettings, enable_checkpointing, no_context, train
 
 STAGE1_INFO = "stage1.json"
 
@@ -37,7 +37,7 @@ def _set_seed(seed: int) -> None:
     set_seed(seed)
 
 
-def load_data(cfg: RunConfig, stage1: bool = False) -> TaskData:
+def load_data(cfg: RunConfig, stage1: bool = False) -> TaskData | GenTaskData:
     """Stage 2 reads the target language; stage 1 the source language (English) of the same task."""
     target = cfg.source_lang if stage1 else cfg.target_lang
     data = load_task(cfg.task, target, cfg.source_lang, cfg.data_dir, cfg.train_file, cfg.test_file)
@@ -55,7 +55,8 @@ def stage1_settings(cfg: RunConfig) -> dict:
         "model": cfg.model, "task": cfg.task, "source_lang": cfg.source_lang, "seed": cfg.seed,
         "epochs": cfg.stage1_epochs, "lr": cfg.stage1_lr, "freeze_embeddings": cfg.stage1_freeze_embeddings,
         "method": cfg.stage1_method, "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha,
-        "max_length": cfg.max_length, "batch_size": cfg.batch_size, "bf16": cfg.bf16,
+        "max_length": cfg.max_length, "max_answer_length": cfg.max_answer_length, "batch_size": cfg.batch_size,
+        "bf16": cfg.bf16, "fp16": cfg.fp16,
         "max_train_examples": cfg.stage1_max_train_examples, "max_eval_examples": cfg.max_eval_examples,
         "train_file": cfg.train_file, "test_file": cfg.test_file,
     }
@@ -68,47 +69,69 @@ def stage1_dir(cfg: RunConfig) -> Path:
     return root / model_slug(cfg.model) / cfg.task / f"seed{cfg.seed}-{digest}"
 
 
+def _architecture(path: str) -> Architecture:
+    from transformers import AutoConfig
+
+    try:
+        return architecture_for(AutoConfig.from_pretrained(path, trust_remote_code=False).model_type)
+    except OSError as err:
+        raise XltError(f"cannot load model {path!r}: {str(err).splitlines()[0]}") from None
+
+
+def _check_precision(cfg: RunConfig, arch: Architecture, model_type: str) -> None:
+    if cfg.fp16 and model_type == "mt5":
+        raise XltError("fp16 is refused for mT5 (its activations overflow in fp16); use bf16 or fp32")
+
+
+def _settings(cfg: RunConfig, epochs: int, lr: float) -> TrainSettings:
+    return TrainSettings(epochs, lr, cfg.batch_size, bf16=cfg.bf16, fp16=cfg.fp16, show_progress=cfg.show_progress)
+
+
 def ensure_stage1(cfg: RunConfig) -> Path:
     """The English task model for (model, task, seed): trained once, then reused by every stage-2 run."""
     folder = stage1_dir(cfg)
 
     def build(tmp: Path) -> None:
         english = load_data(cfg, stage1=True)
+        kind = kind_of(english)
         _set_seed(cfg.seed)
         path = resolve_model(cfg.model)
+        arch = _architecture(path)
         tokenizer = load_tokenizer(path)
-        model = load_classifier(path, english.labels, tokenizer.pad_token_id)
-        arch = architecture_for(model.config.model_type)
+        model = kind.load_model(path, tokenizer, english, arch)
+        _check_precision(cfg, arch, model.config.model_type)
         method = cfg.stage1_method or arch.stage1
-        if method == "lora":  # large decoders: LoRA + head, merged into the weights afterwards
+        if method == "lora":  # large decoders: LoRA (+ head), merged into the weights afterwards
+            head = list(arch.head) if kind.name == "classification" else None
             model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                                      lora_dropout=cfg.lora_dropout, target_modules=list(arch.targets),
-                                                     modules_to_save=list(arch.head)))
+                                                     modules_to_save=head))
         elif cfg.stage1_freeze_embeddings:  # the word embeddings are 80% of e5-small's parameters
             model.get_input_embeddings().weight.requires_grad_(False)
-        to_batch = partial(make_batch, tokenizer, view="target", max_length=cfg.max_length)
-        settings = TrainSettings(cfg.stage1_epochs, cfg.stage1_lr, cfg.batch_size, bf16=cfg.bf16,
-                                 show_progress=cfg.show_progress)
-        seconds = train(model, english.train, to_batch, settings, cfg.seed, desc=f"stage 1 ({cfg.source_lang})")
-        preds = predict(model, english.test, to_batch, bf16=cfg.bf16, show_progress=cfg.show_progress)
-        metrics = classification_metrics(preds, [ex.label for ex in english.test], english.num_labels)
+        to_batch = kind.train_batches(cfg, tokenizer, model, english, "target", False)
+        seconds = train(model, english.train, to_batch, _settings(cfg, cfg.stage1_epochs, cfg.stage1_lr), cfg.seed,
+                        desc=f"stage 1 ({cfg.source_lang})")
         if method == "lora":
             model = model.merge_and_unload()
+        metrics = kind.evaluate(cfg, model, tokenizer, english, "target", False, no_context,
+                                desc=f"stage 1 test ({cfg.source_lang})")
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / STAGE1_INFO, {"settings": stage1_settings(cfg), "labels": list(english.labels),
-                                       "method": method, "train_seconds": seconds, "source_metrics": metrics})
+        labels = list(english.labels) if isinstance(english, TaskData) else None
+        write_json(tmp / STAGE1_INFO, {"settings": stage1_settings(cfg), "labels": labels, "method": method,
+                                       "train_seconds": seconds, "source_metrics": metrics})
 
     return build_once(folder, build)
 
 
-def build_model(cfg: RunConfig, stage1: Path, labels: tuple[str, ...]) -> tuple[AdaptedModel, object]:
+def build_model(cfg: RunConfig, stage1: Path, data: TaskData | GenTaskData) -> tuple[AdaptedModel, object]:
     info = json.loads((stage1 / STAGE1_INFO).read_text())
-    if tuple(info["labels"]) != tuple(labels):
-        raise XltError(f"label set {list(labels)} differs from the English model's {info['labels']}")
+    if isinstance(data, TaskData) and tuple(info["labels"] or ()) != tuple(data.labels):
+        raise XltError(f"label set {list(data.labels)} differs from the English model's {info['labels']}")
     tokenizer = load_tokenizer(str(stage1))
-    model = load_classifier(str(stage1), labels, tokenizer.pad_token_id)
-    arch = architecture_for(model.config.model_type)
+    arch = _architecture(str(stage1))
+    model = kind_of(data).load_model(str(stage1), tokenizer, data, arch)
+    _check_precision(cfg, arch, model.config.model_type)
     adapter = AdapterSettings(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.fusion, cfg.source_layer_offset,
                               cfg.train_head)
     adapted = attach(model, get_method(cfg.method), arch, adapter)
@@ -117,21 +140,18 @@ def build_model(cfg: RunConfig, stage1: Path, labels: tuple[str, ...]) -> tuple[
     return adapted, tokenizer
 
 
-def evaluate_adapted(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: TaskData) -> dict:
+def evaluate_adapted(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: TaskData | GenTaskData) -> dict:
     method = adapted.method
-    to_batch = partial(make_batch, tokenizer, view=method.view, max_length=cfg.max_length,
-                       with_source=method.needs_source_pass)
-    golds = [ex.label for ex in data.test]
-    run = partial(predict, adapted.model, data.test, to_batch, step_context=adapted.step_context, bf16=cfg.bf16,
-                  show_progress=cfg.show_progress)
-    result = {"metrics": classification_metrics(run(desc=f"test ({cfg.target_lang})"), golds, data.num_labels)}
+    kind = kind_of(data)
+    run = lambda desc: kind.evaluate(cfg, adapted.model, tokenizer, data, method.view,  # noqa: E731
+                                     method.needs_source_pass, adapted.step_context, desc)
+    result = {"metrics": run(f"test ({cfg.target_lang})")}
     if adapted.flare is not None and cfg.zero_source_eval:
         adapted.zero_source = True
         try:
-            preds = run(desc="test, source zeroed")
+            result["metrics_zero_source"] = run("test, source zeroed")
         finally:
             adapted.zero_source = False
-        result["metrics_zero_source"] = classification_metrics(preds, golds, data.num_labels)
     return result
 
 
@@ -143,14 +163,13 @@ def run_stage2(cfg: RunConfig) -> dict:
     stage1 = ensure_stage1(cfg)
     info = json.loads((stage1 / STAGE1_INFO).read_text())
     _set_seed(cfg.seed)
-    adapted, tokenizer = build_model(cfg, stage1, data.labels)
+    adapted, tokenizer = build_model(cfg, stage1, data)
     train_seconds = 0.0
     if method.trains:
-        to_batch = partial(make_batch, tokenizer, view=method.view, max_length=cfg.max_length,
-                           with_source=method.needs_source_pass)
-        settings = TrainSettings(cfg.epochs, cfg.lr, cfg.batch_size, bf16=cfg.bf16, show_progress=cfg.show_progress)
-        train_seconds = train(adapted.model, data.train, to_batch, settings, cfg.seed, adapted.step_context,
-                              desc=f"{cfg.method} ({cfg.target_lang})")
+        to_batch = kind_of(data).train_batches(cfg, tokenizer, adapted.model, data, method.view,
+                                               method.needs_source_pass)
+        train_seconds = train(adapted.model, data.train, to_batch, _settings(cfg, cfg.epochs, cfg.lr), cfg.seed,
+                              adapted.step_context, desc=f"{cfg.method} ({cfg.target_lang})")
     result = evaluate_adapted(cfg, adapted, tokenizer, data)
     source_metrics = info["source_metrics"]
     metrics = {
@@ -159,7 +178,8 @@ def run_stage2(cfg: RunConfig) -> dict:
         "trainable_params": adapted.trainable_params if method.trains else 0,
         "train_seconds": round(train_seconds, 2), "train_examples": len(data.train) if method.trains else 0,
         "test_examples": len(data.test), **result, "source_metrics": source_metrics,
-        "gap": {k: gap_to_source(source_metrics[k], result["metrics"][k]) for k in result["metrics"]},
+        "gap": {k: gap_to_source(source_metrics[k], v) for k, v in result["metrics"].items()
+                if k in source_metrics and source_metrics[k]},
         "stage1_dir": str(stage1.resolve()), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_yaml(out / "config.yaml", cfg.to_dict())
@@ -195,7 +215,7 @@ def evaluate_run(run_dir: str | Path) -> dict:
     if not (stage1 / STAGE1_INFO).is_file():
         raise XltError(f"the run's English model {stage1} is missing")
     data = load_data(cfg)
-    adapted, tokenizer = build_model(cfg, stage1, data.labels)
+    adapted, tokenizer = build_model(cfg, stage1, data)
     if adapted.method.trains:
         load_adapter(adapted, run_dir / "adapter")
     return evaluate_adapted(cfg, adapted, tokenizer, data)

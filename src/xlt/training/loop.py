@@ -34,11 +34,12 @@ class TrainSettings:
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
     bf16: bool = False
+    fp16: bool = False
     show_progress: bool = True
 
 
-def make_accelerator(bf16: bool) -> Accelerator:
-    return Accelerator(mixed_precision="bf16" if bf16 else "no")
+def make_accelerator(bf16: bool, fp16: bool = False) -> Accelerator:
+    return Accelerator(mixed_precision="bf16" if bf16 else "fp16" if fp16 else "no")
 
 
 def enable_checkpointing(model: torch.nn.Module) -> None:
@@ -50,9 +51,11 @@ def enable_checkpointing(model: torch.nn.Module) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def text_length(ex: Example) -> int:
+def text_length(ex) -> int:
     """A cheap length proxy (characters of both languages) for grouping similar lengths."""
-    return sum(map(len, ex.target)) + sum(map(len, ex.source or ()))
+    if isinstance(ex, Example):
+        return sum(map(len, ex.target)) + sum(map(len, ex.source or ()))
+    return len(ex.prompt_target) + len(ex.answer) + len(ex.prompt_source or "")  # GenExample
 
 
 def length_grouped_batches(examples: Sequence[Example], batch_size: int, generator: torch.Generator,
@@ -79,7 +82,7 @@ def train(
     desc: str = "train",
 ) -> float:
     """Train the parameters that require grad; returns wall-clock seconds."""
-    accelerator = make_accelerator(settings.bf16)
+    accelerator = make_accelerator(settings.bf16, settings.fp16)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(examples) / settings.batch_size)

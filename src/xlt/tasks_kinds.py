@@ -1,0 +1,81 @@
+"""Classification and generation differ in four places only; each kind answers them.
+
+- which model class to load (a classification head, or a causal/seq2seq LM);
+- how examples become teacher-forced training batches;
+- how a trained model is evaluated (argmax + accuracy/macro-F1, or greedy decoding + the task's metric);
+- what the English task model is checked against.
+``run.py`` is written once against this interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+from xlt.config import RunConfig
+from xlt.data.examples import GenTaskData, TaskData
+from xlt.errors import XltError
+from xlt.generation_tasks import get_metric
+from xlt.metrics import classification_metrics
+from xlt.models.architectures import Architecture
+from xlt.models.loading import load_classifier
+from xlt.training.batches import Batch, make_batch
+from xlt.training.generation import GenBatcher, gold_answer, greedy_generate
+from xlt.training.loop import predict
+
+StepContext = Callable[[Batch], object]
+
+
+@dataclass(frozen=True)
+class Classification:
+    name: str = "classification"
+
+    def load_model(self, path: str, tokenizer, data: TaskData, arch: Architecture):
+        return load_classifier(path, data.labels, tokenizer.pad_token_id)
+
+    def train_batches(self, cfg: RunConfig, tokenizer, model, data: TaskData, view: str, with_source: bool):
+        return partial(make_batch, tokenizer, view=view, max_length=cfg.max_length, with_source=with_source)
+
+    def evaluate(self, cfg: RunConfig, model, tokenizer, data: TaskData, view: str, with_source: bool,
+                 step_context: StepContext, desc: str) -> dict:
+        to_batch = self.train_batches(cfg, tokenizer, model, data, view, with_source)
+        preds = predict(model, data.test, to_batch, step_context=step_context, bf16=cfg.bf16,
+                        show_progress=cfg.show_progress, desc=desc)
+        return classification_metrics(preds, [ex.label for ex in data.test], data.num_labels)
+
+
+@dataclass(frozen=True)
+class Generation:
+    name: str = "generation"
+
+    def load_model(self, path: str, tokenizer, data: GenTaskData, arch: Architecture):
+        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+        if arch.family == "encoder":
+            raise XltError(f"task {data.task!r} generates text: use a decoder or encoder-decoder model")
+        auto = AutoModelForSeq2SeqLM if arch.family == "encoder-decoder" else AutoModelForCausalLM
+        model = auto.from_pretrained(path, trust_remote_code=False)
+        model.generation_config.do_sample = False  # greedy decoding, whatever the checkpoint suggests
+        return model
+
+    def batcher(self, cfg: RunConfig, tokenizer, model, data: GenTaskData) -> GenBatcher:
+        seq2seq = model.config.is_encoder_decoder
+        start = getattr(model.config, "decoder_start_token_id", None)
+        return GenBatcher(tokenizer, seq2seq, cfg.max_length, cfg.max_answer_length, data.template, start)
+
+    def train_batches(self, cfg: RunConfig, tokenizer, model, data: GenTaskData, view: str, with_source: bool):
+        batcher = self.batcher(cfg, tokenizer, model, data)
+        return lambda examples: batcher.batch(examples, view, with_source, teacher_forced=True)
+
+    def evaluate(self, cfg: RunConfig, model, tokenizer, data: GenTaskData, view: str, with_source: bool,
+                 step_context: StepContext, desc: str) -> dict:
+        batcher = self.batcher(cfg, tokenizer, model, data)
+        preds = greedy_generate(model, batcher, data.test, view, with_source, step_context,
+                                max_new_tokens=cfg.max_answer_length, bf16=cfg.bf16,
+                                show_progress=cfg.show_progress, desc=desc)
+        return get_metric(data.metric)(preds, [gold_answer(ex, view) for ex in data.test])
+
+
+def kind_of(data: TaskData | GenTaskData) -> Classification | Generation:
+    return Generation() if isinstance(data, GenTaskData) else Classification()

@@ -1,0 +1,162 @@
+"""Generation tasks: teacher-forced batches (loss on answer tokens only) and greedy decoding.
+
+FLARE for generation (the rule, identical in training and decoding):
+- the source is the English *prompt* only; the English answer is never used (at test time it
+  would be the label). Decoder-only models: the target token at relative position p (prompt or
+  answer) fuses English prompt token p, zeros past its end; causal cross-attention lets it see
+  English prompt tokens <= p.
+- mT5: the encoder fuses the English prompt's encoder states; decoder self-attention fuses the
+  decoder states of the frozen model reading the English prompt while teacher-forced on the
+  *same* target decoder input (in decoding: the tokens generated so far), so position t only
+  ever sees positions <= t. Cross-attention projections get plain LoRA.
+Decoding is greedy and deterministic (never the checkpoint's sampling defaults) and re-runs the
+whole sequence each step without a KV cache, so every step goes through exactly the training
+forward path, FLARE contexts included. That costs O(length²); fine for short outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, ContextManager, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from xlt.data.examples import GenExample
+from xlt.errors import XltError
+from xlt.generation_tasks import get_template
+from xlt.training.batches import Batch
+
+IGNORE = -100
+
+
+def prompt_text(ex: GenExample, view: str, template: str, sep: str) -> str:
+    """The templated prompt a method reads: target text, English text, or both (input fusion)."""
+    if view == "target":
+        text = ex.prompt_target
+    elif ex.prompt_source is None:
+        raise XltError(f"example {ex.id or '?'} has no source-language text, which this method needs")
+    elif view == "source":
+        text = ex.prompt_source
+    else:  # concat
+        text = f"{ex.prompt_source}{sep}{ex.prompt_target}"
+    return get_template(template).prompt(text)
+
+
+def gold_answer(ex: GenExample, view: str) -> str:
+    """translate-test answers the English prompt, so it is scored against the English answer."""
+    return ex.answer_source if view == "source" and ex.answer_source is not None else ex.answer
+
+
+def _pad(rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
+    width = max(map(len, rows))
+    return torch.tensor([([value] * (width - len(r)) + r) if left else (r + [value] * (width - len(r))) for r in rows])
+
+
+class GenBatcher:
+    """Builds teacher-forced (answers given) or prompt-only batches for one model family."""
+
+    def __init__(self, tokenizer, seq2seq: bool, max_length: int, max_answer_length: int, template: str,
+                 decoder_start_token_id: int | None = None):
+        self.tok = tokenizer
+        self.seq2seq = seq2seq
+        self.max_length = max_length
+        self.max_answer = max_answer_length
+        self.template = template
+        self.start = decoder_start_token_id if decoder_start_token_id is not None else tokenizer.pad_token_id
+        self.sep = f" {tokenizer.sep_token or tokenizer.eos_token} "
+
+    def _prompts(self, texts: list[str]) -> list[list[int]]:
+        return self.tok(texts, truncation=True, max_length=self.max_length)["input_ids"]
+
+    def _answers(self, texts: list[str]) -> list[list[int]]:
+        ids = self.tok(texts, add_special_tokens=False, truncation=True, max_length=self.max_answer - 1)["input_ids"]
+        return [a + [self.tok.eos_token_id] for a in ids]
+
+    def encode_prompts(self, prompts: list[list[int]]) -> dict[str, torch.Tensor]:
+        left = not self.seq2seq  # decoders generate to the right of the prompt
+        return {"input_ids": _pad(prompts, self.tok.pad_token_id, left),
+                "attention_mask": _pad([[1] * len(p) for p in prompts], 0, left)}
+
+    def decoder_inputs(self, decoder_rows: list[list[int]]) -> dict[str, torch.Tensor]:
+        return {"decoder_input_ids": _pad(decoder_rows, self.tok.pad_token_id, False),
+                "decoder_attention_mask": _pad([[1] * len(r) for r in decoder_rows], 0, False)}
+
+    def batch(self, examples: Sequence[GenExample], view: str, with_source: bool, teacher_forced: bool) -> Batch:
+        prompts = self._prompts([prompt_text(ex, view, self.template, self.sep) for ex in examples])
+        source_prompts = (self._prompts([prompt_text(ex, "source", self.template, self.sep) for ex in examples])
+                          if with_source else None)
+        answers = self._answers([gold_answer(ex, view) for ex in examples]) if teacher_forced else None
+        if self.seq2seq:
+            inputs = self.encode_prompts(prompts)
+            labels = _pad(answers, IGNORE, False) if answers else torch.full((len(examples), 1), IGNORE)
+            decoder_rows = [[self.start] + a[:-1] for a in answers] if answers else [[self.start]] * len(examples)
+            inputs.update(self.decoder_inputs(decoder_rows))
+            source = None
+            if source_prompts is not None:
+                source = {**self.encode_prompts(source_prompts), **self.decoder_inputs(decoder_rows)}
+            return Batch(inputs, labels, source)
+        rows = [p + a for p, a in zip(prompts, answers)] if answers else prompts
+        inputs = self.encode_prompts(rows)
+        if answers:
+            labels = _pad([[IGNORE] * len(p) + a for p, a in zip(prompts, answers)], IGNORE, True)
+        else:
+            labels = torch.full((len(examples), 1), IGNORE)
+        source = self.encode_prompts(source_prompts) if source_prompts is not None else None
+        return Batch(inputs, labels, source)
+
+
+@torch.no_grad()
+def greedy_generate(model: torch.nn.Module, batcher: GenBatcher, examples: Sequence[GenExample], view: str,
+                    with_source: bool, step_context: Callable[[Batch], ContextManager], max_new_tokens: int = 48,
+                    batch_size: int = 32, bf16: bool = False, show_progress: bool = True,
+                    desc: str = "generate") -> list[str]:
+    """Greedy decoding, one full forward per new token (see the module docstring)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    eos, pad = batcher.tok.eos_token_id, batcher.tok.pad_token_id
+    outputs: list[str] = []
+    try:
+        for start in tqdm(range(0, len(examples), batch_size), desc=desc, disable=not show_progress, leave=False):
+            chunk = examples[start : start + batch_size]
+            batch = batcher.batch(chunk, view, with_source, teacher_forced=False).to(device)
+            generated = [[] for _ in chunk]
+            done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
+            for _ in range(max_new_tokens):
+                step = _with_generated(batch, batcher, generated, device)
+                with step_context(step), autocast:
+                    logits = model(**step.inputs).logits[:, -1]
+                next_ids = logits.argmax(-1)
+                for i, token in enumerate(next_ids.tolist()):
+                    if not done[i]:
+                        generated[i].append(token)
+                done |= next_ids.eq(eos)
+                if bool(done.all()):
+                    break
+            outputs += [batcher.tok.decode([t for t in g if t not in (eos, pad)], skip_special_tokens=True).strip()
+                        for g in generated]
+    finally:
+        model.train(was_training)
+    return outputs
+
+
+def _with_generated(batch: Batch, batcher: GenBatcher, generated: list[list[int]], device) -> Batch:
+    """The batch extended by the tokens generated so far (rows that finished are padded)."""
+    eos, pad = batcher.tok.eos_token_id, batcher.tok.pad_token_id
+    grown = [g[: g.index(eos) + 1] if eos in g else g for g in generated]
+    if batcher.seq2seq:
+        decoder = batcher.decoder_inputs([[batcher.start] + g for g in grown])
+        inputs = {**{k: v for k, v in batch.inputs.items() if not k.startswith("decoder_")},
+                  **{k: v.to(device) for k, v in decoder.items()}}
+        source = None if batch.source is None else {
+            **{k: v for k, v in batch.source.items() if not k.startswith("decoder_")},
+            **{k: v for k, v in inputs.items() if k.startswith("decoder_")}}  # teacher-forced on the same prefix
+        return Batch(inputs, batch.labels, source)
+    width = max(map(len, grown))
+    extra = torch.tensor([g + [pad] * (width - len(g)) for g in grown], dtype=torch.long, device=device)
+    extra_mask = torch.tensor([[1] * len(g) + [0] * (width - len(g)) for g in grown], dtype=torch.long, device=device)
+    inputs = {"input_ids": torch.cat([batch.inputs["input_ids"], extra], 1),
+              "attention_mask": torch.cat([batch.inputs["attention_mask"], extra_mask], 1)}
+    return Batch(inputs, batch.labels, batch.source)
