@@ -5,7 +5,7 @@ floor is one LoRA step plus one no-grad forward (what FLARE must at least do wit
 the source states). Inputs are random token ids, batch 32 x 128 tokens (input fusion reads the
 English and target text together: 256 tokens).
 
-    python benchmarks/step_time.py [--models tiny-random/bert e5-small] [--steps 5]
+    python benchmarks/step_time.py [--models tiny-random/bert tiny-random/llama tiny-random/mt5 e5-small]
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from xlt.training.batches import Batch
 LABELS = ("negative", "neutral", "positive")
 
 
-def _inputs(vocab: int, batch: int, length: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def _inputs(vocab: int, batch: int, length: int, generator: torch.Generator, eos: int | None) -> dict[str, torch.Tensor]:
     ids = torch.randint(5, vocab, (batch, length), generator=generator)
+    if eos is not None:
+        ids[:, -1] = eos  # encoder-decoder classifiers pool the EOS position
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
@@ -46,12 +48,13 @@ def bench_model(name: str, batch: int, length: int, steps: int) -> dict[str, flo
     for label, method, fusion, seq in (("lora", "lora", None, length), ("flare", "flare", "add_relu", length),
                                        ("input-fusion", "input-fusion", None, 2 * length)):
         torch.manual_seed(0)
-        model = load_classifier(path, LABELS)
+        model = load_classifier(path, LABELS, pad_token_id=0)
         adapted = attach(model, get_method(method), architecture_for(model.config.model_type),
                          AdapterSettings(r=64, alpha=128, fusion=fusion))
         vocab = model.config.vocab_size
-        b = Batch(_inputs(vocab, batch, seq, generator), torch.zeros(batch, dtype=torch.long),
-                  _inputs(vocab, batch, length, generator) if method == "flare" else None)
+        eos = model.config.eos_token_id if model.config.is_encoder_decoder else None
+        b = Batch(_inputs(vocab, batch, seq, generator, eos), torch.zeros(batch, dtype=torch.long),
+                  _inputs(vocab, batch, length, generator, eos) if method == "flare" else None)
         opt = torch.optim.AdamW([p for p in adapted.model.parameters() if p.requires_grad], lr=1e-4)
         adapted.model.train()
 
@@ -74,12 +77,17 @@ def bench_model(name: str, batch: int, length: int, steps: int) -> dict[str, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["tiny-random/bert", "e5-small"])
+    parser.add_argument("--models", nargs="+",
+                        default=["tiny-random/bert", "tiny-random/llama", "tiny-random/mt5", "e5-small"])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
+    import warnings
+
     from transformers.utils import logging as hf_logging
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
