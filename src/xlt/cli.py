@@ -60,9 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir")
     demo.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                       help="bf16 autocast (default: on, as in the reference protocol)")
-    from xlt.alignment import retrieval_cli
+    from xlt.alignment import merge_cli, retrieval_cli
 
     retrieval_cli.add_parser(sub)
+    merge_cli.add_parser(sub)
     return parser
 
 
@@ -108,7 +109,14 @@ def _cmd_retrieval(args: argparse.Namespace) -> int:
     return retrieval_cli.run(args)
 
 
-COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "demo": _cmd_demo, "retrieval": _cmd_retrieval}
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from xlt.alignment import merge_cli
+
+    return merge_cli.run(args)
+
+
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "demo": _cmd_demo, "retrieval": _cmd_retrieval,
+            "merge": _cmd_merge}
 
 
 def main(argv: list[str] | None = None) -> int:

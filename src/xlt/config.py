@@ -32,6 +32,7 @@ class RunConfig:
     lr: float = 5e-4
     batch_size: int = 32
     max_length: int = 64
+    decoder_classifier: str = "head"  # decoders: "head" (last non-pad token) or "verbalizer" (label words)
     max_answer_length: int = 48  # generation tasks: answer tokens in training, new tokens in decoding
     lora_r: int = 64
     lora_alpha: int = 128
@@ -64,6 +65,8 @@ class RunConfig:
         for name in ("epochs", "batch_size", "max_length", "max_answer_length", "lora_r", "stage1_epochs"):
             if getattr(self, name) < 1:
                 raise XltError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.decoder_classifier not in ("head", "verbalizer"):
+            raise XltError(f"decoder_classifier must be 'head' or 'verbalizer', got {self.decoder_classifier!r}")
         if self.stage1_method not in (None, "full", "lora"):
             raise XltError(f"stage1_method must be 'full' or 'lora', got {self.stage1_method!r}")
         if self.source_layer_offset not in (0, 1):

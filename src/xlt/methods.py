@@ -101,7 +101,8 @@ class AdaptedModel:
         if self.flare is None:
             return contextlib.nullcontext()
         if self.zero_source:
-            states = self.flare.zero_source_states(len(batch), batch.labels.device)
+            rows = batch.inputs["input_ids"].shape[0]  # a verbalizer batch has one row per (example, label)
+            states = self.flare.zero_source_states(rows, batch.labels.device)
         else:
             states = self.flare.source_states(batch.source)
         return self.flare.fusing(states, self.flare.target_positions(batch.inputs))

@@ -54,7 +54,7 @@ def stage1_settings(cfg: RunConfig) -> dict:
     return {
         "model": cfg.model, "task": cfg.task, "source_lang": cfg.source_lang, "seed": cfg.seed,
         "epochs": cfg.stage1_epochs, "lr": cfg.stage1_lr, "freeze_embeddings": cfg.stage1_freeze_embeddings,
-        "method": cfg.stage1_method, "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha,
+        "method": cfg.stage1_method, "decoder_classifier": cfg.decoder_classifier, "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha,
         "max_length": cfg.max_length, "max_answer_length": cfg.max_answer_length, "batch_size": cfg.batch_size,
         "bf16": cfg.bf16, "fp16": cfg.fp16,
         "max_train_examples": cfg.stage1_max_train_examples, "max_eval_examples": cfg.max_eval_examples,
@@ -93,7 +93,7 @@ def ensure_stage1(cfg: RunConfig) -> Path:
 
     def build(tmp: Path) -> None:
         english = load_data(cfg, stage1=True)
-        kind = kind_of(english)
+        kind = kind_of(english, cfg)
         _set_seed(cfg.seed)
         path = resolve_model(cfg.model)
         arch = _architecture(path)
@@ -102,7 +102,7 @@ def ensure_stage1(cfg: RunConfig) -> Path:
         _check_precision(cfg, arch, model.config.model_type)
         method = cfg.stage1_method or arch.stage1
         if method == "lora":  # large decoders: LoRA (+ head), merged into the weights afterwards
-            head = list(arch.head) if kind.name == "classification" else None
+            head = kind.head_modules(arch)
             model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                                      lora_dropout=cfg.lora_dropout, target_modules=list(arch.targets),
                                                      modules_to_save=head))
@@ -130,7 +130,7 @@ def build_model(cfg: RunConfig, stage1: Path, data: TaskData | GenTaskData) -> t
         raise XltError(f"label set {list(data.labels)} differs from the English model's {info['labels']}")
     tokenizer = load_tokenizer(str(stage1))
     arch = _architecture(str(stage1))
-    model = kind_of(data).load_model(str(stage1), tokenizer, data, arch)
+    model = kind_of(data, cfg).load_model(str(stage1), tokenizer, data, arch)
     _check_precision(cfg, arch, model.config.model_type)
     adapter = AdapterSettings(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.fusion, cfg.source_layer_offset,
                               cfg.train_head)
@@ -142,7 +142,7 @@ def build_model(cfg: RunConfig, stage1: Path, data: TaskData | GenTaskData) -> t
 
 def evaluate_adapted(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: TaskData | GenTaskData) -> dict:
     method = adapted.method
-    kind = kind_of(data)
+    kind = kind_of(data, cfg)
     run = lambda desc: kind.evaluate(cfg, adapted.model, tokenizer, data, method.view,  # noqa: E731
                                      method.needs_source_pass, adapted.step_context, desc)
     result = {"metrics": run(f"test ({cfg.target_lang})")}
@@ -166,7 +166,7 @@ def run_stage2(cfg: RunConfig) -> dict:
     adapted, tokenizer = build_model(cfg, stage1, data)
     train_seconds = 0.0
     if method.trains:
-        to_batch = kind_of(data).train_batches(cfg, tokenizer, adapted.model, data, method.view,
+        to_batch = kind_of(data, cfg).train_batches(cfg, tokenizer, adapted.model, data, method.view,
                                                method.needs_source_pass)
         train_seconds = train(adapted.model, data.train, to_batch, _settings(cfg, cfg.epochs, cfg.lr), cfg.seed,
                               adapted.step_context, desc=f"{cfg.method} ({cfg.target_lang})")

@@ -22,6 +22,7 @@ from xlt.models.architectures import Architecture
 from xlt.models.loading import load_classifier
 from xlt.training.batches import Batch, make_batch
 from xlt.training.generation import GenBatcher, gold_answer, greedy_generate
+from xlt.training.verbalizer import VerbalizerClassifier, make_verbalizer_batch
 from xlt.training.loop import predict
 
 StepContext = Callable[[Batch], object]
@@ -31,10 +32,26 @@ StepContext = Callable[[Batch], object]
 class Classification:
     name: str = "classification"
 
+    verbalizer: bool = False  # decoders: score label words instead of a classification head
+
+    def head_modules(self, arch: Architecture) -> list[str] | None:
+        """Modules trained in full next to LoRA when the English model is trained with LoRA."""
+        return None if self.verbalizer else list(arch.head)
+
     def load_model(self, path: str, tokenizer, data: TaskData, arch: Architecture):
-        return load_classifier(path, data.labels, tokenizer.pad_token_id)
+        if not self.verbalizer:
+            return load_classifier(path, data.labels, tokenizer.pad_token_id)
+        from transformers import AutoModelForCausalLM
+
+        if arch.family != "decoder":
+            raise XltError("the verbalizer classifier is for decoder-only models")
+        return VerbalizerClassifier(AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False),
+                                    data.num_labels)
 
     def train_batches(self, cfg: RunConfig, tokenizer, model, data: TaskData, view: str, with_source: bool):
+        if self.verbalizer:
+            return partial(make_verbalizer_batch, tokenizer, labels=data.labels, view=view,
+                           max_length=cfg.max_length, with_source=with_source)
         return partial(make_batch, tokenizer, view=view, max_length=cfg.max_length, with_source=with_source)
 
     def evaluate(self, cfg: RunConfig, model, tokenizer, data: TaskData, view: str, with_source: bool,
@@ -48,6 +65,9 @@ class Classification:
 @dataclass(frozen=True)
 class Generation:
     name: str = "generation"
+
+    def head_modules(self, arch: Architecture) -> list[str] | None:
+        return None
 
     def load_model(self, path: str, tokenizer, data: GenTaskData, arch: Architecture):
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
@@ -77,5 +97,7 @@ class Generation:
         return get_metric(data.metric)(preds, [gold_answer(ex, view) for ex in data.test])
 
 
-def kind_of(data: TaskData | GenTaskData) -> Classification | Generation:
-    return Generation() if isinstance(data, GenTaskData) else Classification()
+def kind_of(data: TaskData | GenTaskData, cfg: RunConfig | None = None) -> Classification | Generation:
+    if isinstance(data, GenTaskData):
+        return Generation()
+    return Classification(verbalizer=cfg is not None and cfg.decoder_classifier == "verbalizer")

@@ -1,0 +1,210 @@
+"""Merge LoRA modules by weighted averaging (Liu & Niehues): a task adapter plus an alignment adapter.
+
+``exact`` stores ΔW = Σ_i w_i · s_i · B_i A_i without approximation at the summed rank R = Σ r_i
+(A stacked by rows, scaled B blocks side by side, scaling 1), so no base model is needed. The other
+combinations are PEFT's ``add_weighted_adapter`` types, run on the base model named in the adapters.
+Only the first adapter's task head (``modules_to_save``) is kept: a merged model has one head.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from xlt.errors import XltError
+from xlt.io import write_json, write_yaml
+from xlt.methods import ADAPTER_WEIGHTS
+
+ADAPTER_CONFIG = "adapter_config.json"
+MERGE_INFO = "xlt_merge.json"
+PEFT_COMBINATIONS = ("linear", "svd", "cat", "ties", "ties_svd", "dare_ties", "dare_linear", "dare_ties_svd",
+                     "dare_linear_svd", "magnitude_prune", "magnitude_prune_svd")
+COMBINATIONS = ("exact", *PEFT_COMBINATIONS)
+LORA_KEYS = (".lora_A.weight", ".lora_B.weight")
+
+
+def adapter_folder(path: str | Path) -> Path:
+    """A run directory's ``adapter/`` or an adapter folder itself."""
+    path = Path(path)
+    for folder in (path / "adapter", path):
+        if (folder / ADAPTER_WEIGHTS).is_file() and (folder / ADAPTER_CONFIG).is_file():
+            return folder
+    raise XltError(f"no LoRA adapter at {path} (expected {ADAPTER_WEIGHTS} and {ADAPTER_CONFIG})")
+
+
+def _read(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    config = json.loads((folder / ADAPTER_CONFIG).read_text())
+    if "fusion" in config:
+        raise XltError(f"{folder} is a FLARE adapter: its update depends on the source input and cannot be merged")
+    if config.get("peft_type") != "LORA" or config.get("use_dora") or config.get("lora_bias"):
+        raise XltError(f"{folder} is not a plain LoRA adapter; only plain LoRA can be merged")
+    if config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise XltError(f"{folder} uses per-module ranks (rank_pattern/alpha_pattern), which merge does not support")
+    return config, load_file(str(folder / ADAPTER_WEIGHTS))
+
+
+def _split(state: dict[str, torch.Tensor], folder: Path) -> tuple[dict[str, tuple], dict[str, torch.Tensor]]:
+    """{module: (A, B)} and the remaining (head) tensors."""
+    lora, head = {}, {}
+    for key, tensor in state.items():
+        if key.endswith(LORA_KEYS):
+            lora.setdefault(key[: -len(".lora_A.weight")], {})[key[-len("A.weight")]] = tensor
+        elif ".lora_" in key:
+            raise XltError(f"{folder} holds an unsupported LoRA tensor {key!r}")
+        else:
+            head[key] = tensor
+    return {m: (t["A"], t["B"]) for m, t in lora.items()}, head
+
+
+def scaling(config: dict) -> float:
+    r, alpha = config["r"], config["lora_alpha"]
+    return alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
+
+
+def _check(configs: list[dict], loras: list[dict], folders: list[Path]) -> None:
+    base = configs[0].get("base_model_name_or_path")
+    targets = sorted(configs[0].get("target_modules") or [])
+    for config, lora, folder in zip(configs[1:], loras[1:], folders[1:]):
+        if config.get("base_model_name_or_path") != base:
+            raise XltError(f"{folder} adapts base model {config.get('base_model_name_or_path')!r}, "
+                           f"{folders[0]} adapts {base!r}: adapters of different models cannot be merged")
+        if sorted(config.get("target_modules") or []) != targets or set(lora) != set(loras[0]):
+            raise XltError(f"{folder} adapts other modules than {folders[0]} "
+                           f"({sorted(config.get('target_modules') or [])} vs {targets}); merge needs the same ones")
+
+
+def _exact(configs: list[dict], loras: list[dict], weights: list[float]) -> dict[str, torch.Tensor]:
+    out = {}
+    for module in loras[0]:
+        dtype = loras[0][module][0].dtype
+        a = torch.cat([lora[module][0].float() for lora in loras], dim=0)
+        b = torch.cat([w * scaling(c) * lora[module][1].float() for lora, c, w in zip(loras, configs, weights)], dim=1)
+        out[f"{module}.lora_A.weight"] = a.to(dtype).contiguous()
+        out[f"{module}.lora_B.weight"] = b.to(dtype).contiguous()
+    return out
+
+
+def _with_peft(configs: list[dict], loras: list[dict], weights: list[float], combination: str) -> tuple[dict, int]:
+    """PEFT's add_weighted_adapter on the base model; heads are left out here and added back by the caller."""
+    import importlib
+
+    from peft import (
+        LoraConfig,
+        get_peft_model,
+        get_peft_model_state_dict,
+        set_peft_model_state_dict,
+    )
+
+    base = configs[0].get("base_model_name_or_path")
+    mapping = configs[0].get("auto_mapping") or {}
+    if not base or not mapping.get("base_model_class"):
+        raise XltError(f"--combination {combination} needs base_model_name_or_path and auto_mapping in "
+                       f"{ADAPTER_CONFIG}; use --combination exact")
+    try:
+        cls = getattr(importlib.import_module(mapping["parent_library"]), mapping["base_model_class"])
+        model = cls.from_pretrained(base)
+    except (OSError, ImportError, AttributeError) as err:
+        raise XltError(f"cannot load base model {base!r}: {str(err).splitlines()[0]}") from None
+    names = [f"a{i}" for i in range(len(configs))]
+    peft_model = None
+    for name, config, lora in zip(names, configs, loras):
+        fields = {k: v for k, v in config.items() if k in LoraConfig.__dataclass_fields__}
+        lora_config = LoraConfig(**{**fields, "modules_to_save": None, "inference_mode": True})
+        if peft_model is None:
+            peft_model = get_peft_model(model, lora_config, adapter_name=name)
+        else:
+            peft_model.add_adapter(name, lora_config)
+        state = {f"{m}.lora_{ab}.weight": t for m, pair in lora.items() for ab, t in zip("AB", pair)}
+        if set_peft_model_state_dict(peft_model, state, adapter_name=name).unexpected_keys:
+            raise XltError(f"adapter {name} does not fit base model {base!r}")
+    try:
+        peft_model.add_weighted_adapter(names, weights, "merged", combination_type=combination)
+    except ValueError as err:
+        raise XltError(f"--combination {combination}: {str(err).splitlines()[0]}") from None
+    state = get_peft_model_state_dict(peft_model, adapter_name="merged")
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}, peft_model.peft_config["merged"].r
+
+
+def merge_adapters(adapters: list[str | Path], weights: list[float], output: str | Path,
+                   combination: str = "exact") -> dict:
+    """Write the weighted merge of plain LoRA adapters to ``output`` (atomically); returns a summary.
+
+    The task head (``modules_to_save`` tensors) comes from the FIRST adapter, the task adapter; the
+    others' heads are dropped, since the merged model can have only one head.
+    """
+    if combination not in COMBINATIONS:
+        raise XltError(f"unknown combination {combination!r}; choose one of: {', '.join(COMBINATIONS)}")
+    if len(adapters) < 2 or len(adapters) != len(weights):
+        raise XltError(f"merge needs at least 2 adapters and one weight each, got {len(adapters)} and {len(weights)}")
+    folders = [adapter_folder(a) for a in adapters]
+    read = [_read(f) for f in folders]
+    configs = [c for c, _ in read]
+    split = [_split(state, f) for (_, state), f in zip(read, folders)]
+    loras, heads = [s[0] for s in split], [s[1] for s in split]
+    _check(configs, loras, folders)
+    weights = [float(w) for w in weights]
+    if combination == "exact":
+        tensors, rank = _exact(configs, loras, weights), sum(c["r"] for c in configs)
+    else:
+        tensors, rank = _with_peft(configs, loras, weights, combination)
+    tensors.update(heads[0])
+    config = {**configs[0], "r": rank, "lora_alpha": rank, "use_rslora": False, "rank_pattern": {},
+              "alpha_pattern": {}}
+    summary = {
+        "inputs": [str(f.resolve()) for f in folders], "weights": weights, "combination": combination,
+        "ranks": [c["r"] for c in configs], "rank": rank, "modules_merged": len(loras[0]),
+        "head_source": str(folders[0].resolve()) if heads[0] else None, "head_tensors": sorted(heads[0]),
+        "heads_dropped": [str(f.resolve()) for f, h in zip(folders[1:], heads[1:]) if h],
+    }
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+        write_json(tmp / ADAPTER_CONFIG, config)
+        write_json(tmp / MERGE_INFO, summary)
+        if output.exists():
+            shutil.rmtree(output)
+        os.replace(tmp, output)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
+def is_run_dir(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / "config.yaml").is_file() and (path / "metrics.json").is_file() and (path / "adapter").is_dir()
+
+
+def merge_runs(run_dirs: list[str | Path], weights: list[float], output_dir: str | Path,
+               combination: str = "exact") -> dict:
+    """Merge finished runs' adapters into a run directory that ``xlt evaluate`` can load.
+
+    The first run supplies config.yaml (with lora_r/lora_alpha set to the merged rank, which is what
+    ``attach`` reads back) and the English model (``stage1_dir``); metrics.json is written last.
+    """
+    from xlt.config import RunConfig
+    from xlt.methods import get_method
+
+    for run in run_dirs:
+        if not is_run_dir(run):
+            raise XltError(f"{run} is not a finished run with an adapter (config.yaml, metrics.json, adapter/)")
+    first = RunConfig.from_yaml(Path(run_dirs[0]) / "config.yaml")
+    if get_method(first.method).adapter != "lora":
+        raise XltError(f"the first run uses method {first.method!r}; merge needs a plain LoRA run first")
+    out = Path(output_dir)
+    summary = merge_adapters(run_dirs, weights, out / "adapter", combination)
+    cfg = first.replace(lora_r=summary["rank"], lora_alpha=summary["rank"], output_dir=str(out))
+    write_yaml(out / "config.yaml", cfg.to_dict())
+    saved = json.loads((Path(run_dirs[0]) / "metrics.json").read_text())
+    keep = ("task", "method", "model", "source_lang", "target_lang", "seed", "stage1_dir")
+    write_json(out / "metrics.json", {**{k: saved[k] for k in keep if k in saved},
+                                      "merged_from": [str(Path(r).resolve()) for r in run_dirs], "merge": summary})
+    return summary

@@ -1,0 +1,162 @@
+"""`xlt merge`: the merged ΔW is exactly the weighted sum, the head is the task adapter's, bad input is refused."""
+
+import argparse
+import json
+import shutil
+
+import pytest
+import torch
+from helpers import LABELS, tiny
+from safetensors.torch import load_file
+
+from xlt.alignment import merge_cli
+from xlt.alignment.merge import merge_adapters, merge_runs, scaling
+from xlt.errors import XltError
+from xlt.methods import AdapterSettings, attach, get_method, load_adapter, save_adapter
+from xlt.models.architectures import architecture_for
+from xlt.models.loading import load_classifier, load_tokenizer, resolve_model
+
+PREFIX = "base_model.model."
+
+
+def _delta(folder) -> dict[str, torch.Tensor]:
+    """ΔW = s · B A per adapted module, from the saved tensors and config alone."""
+    config = json.loads((folder / "adapter_config.json").read_text())
+    state = load_file(str(folder / "adapter_model.safetensors"))
+    return {k[: -len(".lora_A.weight")]: scaling(config) * state[k.replace("lora_A", "lora_B")] @ state[k]
+            for k in state if k.endswith(".lora_A.weight")}
+
+
+def _base(seed: int = 0):
+    """The base classifier exactly as helpers.tiny builds it (same seeding, so the same head)."""
+    path = resolve_model("tiny-random/bert")
+    torch.manual_seed(seed)
+    tokenizer = load_tokenizer(path)
+    return load_classifier(path, LABELS, tokenizer.pad_token_id), tokenizer
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapters")
+    for i, adapter_seed in enumerate((1, 2)):
+        adapted, _ = tiny("bert", "lora", fusion=None, adapter_seed=adapter_seed)
+        save_adapter(adapted, root / f"a{i}")
+    return root / "a0", root / "a1"
+
+
+def test_exact_merge_is_the_weighted_sum(two, tmp_path):
+    out = tmp_path / "merged"
+    summary = merge_adapters(list(two), [0.9, 0.1], out)
+    d1, d2, merged = _delta(two[0]), _delta(two[1]), _delta(out)
+    assert set(merged) == set(d1) and summary["modules_merged"] == len(d1) == 4
+    for module in d1:
+        torch.testing.assert_close(merged[module], 0.9 * d1[module] + 0.1 * d2[module], atol=1e-6, rtol=0)
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["r"] == config["lora_alpha"] == summary["rank"] == 8
+    info = json.loads((out / "xlt_merge.json").read_text())
+    assert info["weights"] == [0.9, 0.1] and info["ranks"] == [4, 4] and info["combination"] == "exact"
+
+    # the merged adapter, loaded strictly, gives the logits of the base model with ΔW added by hand
+    model, tokenizer = _base()
+    arch = architecture_for(model.config.model_type)
+    adapted = attach(model, get_method("lora"), arch, AdapterSettings(r=8, alpha=8, dropout=0.0))
+    load_adapter(adapted, out)
+    reference, _ = _base()
+    with torch.no_grad():
+        for module in d1:
+            reference.get_submodule(module[len(PREFIX):]).weight += 0.9 * d1[module] + 0.1 * d2[module]
+    batch = tokenizer(["halo dunya", "ora apik babar pisan"], return_tensors="pt", padding=True)
+    adapted.model.eval()
+    reference.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(adapted.model(**batch).logits, reference(**batch).logits, atol=1e-5, rtol=0)
+
+
+def test_peft_cat_matches_exact_and_linear_runs(two, tmp_path):
+    merge_adapters(list(two), [0.9, 0.1], tmp_path / "cat", "cat")
+    exact, cat = _delta(two[0]), _delta(tmp_path / "cat")
+    d2 = _delta(two[1])
+    for module in exact:
+        torch.testing.assert_close(cat[module], 0.9 * exact[module] + 0.1 * d2[module], atol=1e-6, rtol=0)
+    assert merge_adapters(list(two), [0.5, 0.5], tmp_path / "lin", "linear")["rank"] == 4
+
+
+def test_head_comes_from_the_first_adapter(tmp_path):
+    heads = []
+    for i in range(2):
+        model, _ = _base()
+        adapted = attach(model, get_method("lora"), architecture_for(model.config.model_type),
+                         AdapterSettings(r=4, alpha=8, train_head=True))
+        torch.manual_seed(10 + i)
+        for name, p in adapted.model.named_parameters():
+            if "lora_B" in name or "modules_to_save" in name:
+                torch.nn.init.normal_(p)
+        save_adapter(adapted, tmp_path / f"h{i}")
+        heads.append({k: v for k, v in load_file(str(tmp_path / f"h{i}" / "adapter_model.safetensors")).items()
+                      if "lora_" not in k})
+    assert set(heads[0]) == {PREFIX + "classifier.weight", PREFIX + "classifier.bias"}
+    summary = merge_adapters([tmp_path / "h0", tmp_path / "h1"], [0.9, 0.1], tmp_path / "m")
+    merged = load_file(str(tmp_path / "m" / "adapter_model.safetensors"))
+    for key, value in heads[0].items():
+        assert torch.equal(merged[key], value) and not torch.equal(merged[key], heads[1][key])
+    assert summary["head_source"].endswith("h0") and summary["heads_dropped"][0].endswith("h1")
+    assert json.loads((tmp_path / "m" / "adapter_config.json").read_text())["modules_to_save"] == ["classifier"]
+
+
+def test_flare_adapters_are_refused(two, tmp_path):
+    flare, _ = tiny("bert", "flare", fusion="add")
+    save_adapter(flare, tmp_path / "flare")
+    with pytest.raises(XltError, match="FLARE"):
+        merge_adapters([two[0], tmp_path / "flare"], [0.5, 0.5], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("base_model_name_or_path", "/elsewhere/model", "different models"),
+    ("target_modules", ["query", "key"], "other modules"),
+])
+def test_mismatched_adapters_are_refused(two, tmp_path, key, value, message):
+    other = tmp_path / "other"
+    shutil.copytree(two[1], other)
+    config = json.loads((other / "adapter_config.json").read_text())
+    (other / "adapter_config.json").write_text(json.dumps({**config, key: value}))
+    with pytest.raises(XltError, match=message):
+        merge_adapters([two[0], other], [0.5, 0.5], tmp_path / "out")
+
+
+def _cli(*argv) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    merge_cli.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["merge", *argv])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--adapters", "a", "--weights", "1"], "at least 2"),
+    (["--adapters", "a", "b", "--weights", "0.9"], "1 values for 2 adapters"),
+    (["--adapters", "a", "b", "--weights", "0.9", "nan"], "finite"),
+    (["--adapters", "a", "b", "--weights", "0.9", "0.1", "--combination", "average"], "unknown --combination"),
+    (["--adapters", "/nonexistent/a", "/nonexistent/b", "--weights", "0.9", "0.1"], "no LoRA adapter"),
+])
+def test_cli_validation(tmp_path, argv, message):
+    with pytest.raises(XltError, match=message):
+        merge_cli.run(_cli(*argv, "--output-dir", str(tmp_path / "out")))
+
+
+def test_train_merge_evaluate(tmp_path, capsys):
+    from test_cli import QUICK
+
+    from xlt.cli import main
+    from xlt.run import evaluate_run
+
+    runs = [tmp_path / "task", tmp_path / "align"]
+    for run, lr in zip(runs, ("1e-3", "5e-3")):
+        assert main(["train", *QUICK, "--method", "lora", "--lr", lr, "--output-dir", str(run)]) == 0
+    task_metrics = json.loads((runs[0] / "metrics.json").read_text())
+    out = tmp_path / "merged"
+    assert merge_cli.run(_cli("--adapters", *map(str, runs), "--weights", "1", "0", "--output-dir", str(out))) == 0
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["stage1_dir"] == task_metrics["stage1_dir"] and len(saved["merged_from"]) == 2
+    result = evaluate_run(out)  # weight 0 on the second adapter: the task run's predictions again
+    assert result["metrics"] == task_metrics["metrics"]
+    merge_runs(runs, [0.9, 0.1], out)
+    assert set(evaluate_run(out)["metrics"]) == {"accuracy", "macro_f1"}
