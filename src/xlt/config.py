@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,10 @@ class RunConfig:
     max_length: int = 64
     decoder_classifier: str = "head"  # decoders: "head" (last non-pad token) or "verbalizer" (label words)
     max_answer_length: int = 48  # generation tasks: answer tokens in training, new tokens in decoding
-    lora_r: int = 64
-    lora_alpha: int = 128
+    lora_r: int | None = None  # default: 64 (FLARE paper), 8 for the align methods (alignment paper)
+    lora_alpha: int | None = None  # default: 2 * lora_r
     lora_dropout: float = 0.1
+    lora_targets: str | None = None  # "attention" (q, v) or "all-linear"; default: all-linear for align methods
     source_layer_offset: int = 1
     train_head: bool = False
     gradient_checkpointing: bool = False
@@ -44,6 +46,13 @@ class RunConfig:
     fp16: bool = False  # refused for mT5, whose activations overflow in fp16
     max_train_examples: int | None = None  # stage-2 (target-language) training examples
     max_eval_examples: int | None = None
+    # alignment (methods align, lora+align)
+    align_data: str = "nusax-mt"  # parallel set with English (xlt.data.parallel), or a CSV/JSONL file
+    align_langs: str | None = None  # comma-separated; default: the target language
+    align_layers: str | None = None  # comma-separated 1-based layers; default: the middle layer
+    align_temperature: float = 0.1
+    align_ratio: str = "1:1"  # task steps : alignment steps
+    align_max_pairs: int | None = None  # per language
     zero_source_eval: bool = True  # flare: also report metrics with the English states zeroed
     # stage 1 (English task model), cached per (model, task, seed, these settings)
     stage1_epochs: int = 4
@@ -56,6 +65,18 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         method = get_method(self.method)
+        if self.lora_r is None:
+            self.lora_r = 8 if method.align else 64
+        if self.lora_alpha is None:
+            self.lora_alpha = 2 * self.lora_r
+        if self.lora_targets is None:
+            self.lora_targets = "all-linear" if method.align else "attention"
+        if self.lora_targets not in ("attention", "all-linear"):
+            raise XltError(f"lora_targets must be 'attention' or 'all-linear', got {self.lora_targets!r}")
+        if method.adapter == "flare" and self.lora_targets != "attention":
+            raise XltError("FLARE adapts the attention query/value projections only; drop --lora-targets all-linear")
+        if not re.fullmatch(r"\d+:\d+", self.align_ratio or "") or self.align_ratio == "0:0":
+            raise XltError(f"align_ratio must look like 1:1 (task steps:alignment steps), got {self.align_ratio!r}")
         if method.adapter == "flare":
             self.fusion = check_fusion_name(self.fusion or "add_relu")
         elif self.fusion is not None:

@@ -7,6 +7,8 @@
 | lora            | target text                | LoRA (q, v)       |
 | input-fusion    | English + target, 2× length| LoRA (q, v)       |
 | flare           | target text + English pass | FLARE LoRA (q, v) |
+| align           | English-target pairs       | LoRA (all linear), contrastive loss only |
+| lora+align      | target text + pairs        | LoRA (all linear), task and contrastive steps alternating |
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Method:
     name: str
     view: str  # which text the task model reads (xlt.training.batches.VIEWS)
     adapter: str | None  # None: evaluate the English model as is; "lora" | "flare"
+    task_loss: bool = True  # False: the adapter is trained on the alignment loss alone
+    align: bool = False  # alternate contrastive middle-layer alignment steps with the task steps
 
     @property
     def trains(self) -> bool:
@@ -52,6 +56,8 @@ METHODS: dict[str, Method] = {
         Method("lora", "target", "lora"),
         Method("input-fusion", "concat", "lora"),
         Method("flare", "target", "flare"),
+        Method("align", "target", "lora", task_loss=False, align=True),
+        Method("lora+align", "target", "lora", align=True),
     )
 }
 
@@ -70,14 +76,30 @@ class AdapterSettings:
     fusion: str | None = None
     source_layer_offset: int = 1
     train_head: bool = False
+    all_linear: bool = False  # LoRA on every linear projection of the layers (alignment), not just q, v
 
 
-def lora_config(method: Method, arch: Architecture, settings: AdapterSettings) -> LoraConfig:
+def lora_targets(model: torch.nn.Module, arch: Architecture, all_linear: bool) -> list[str]:
+    """The attention projections of the table row, or every ``nn.Linear`` inside the layer stacks."""
+    if not all_linear:
+        return list(arch.targets)
+    backbone = model.base_model
+    names = set()
+    for stack in arch.stacks:
+        for layer in backbone.get_submodule(stack.layers):
+            names |= {name for name, m in layer.named_modules() if isinstance(m, torch.nn.Linear)}
+    return sorted(names)
+
+
+def lora_config(method: Method, arch: Architecture, settings: AdapterSettings,
+                model: torch.nn.Module | None = None) -> LoraConfig:
+    if method.adapter == "flare" and settings.all_linear:
+        raise XltError("FLARE adapts the attention query/value projections only; drop --lora-targets all-linear")
     common = dict(
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
-        target_modules=list(arch.targets),
+        target_modules=lora_targets(model, arch, settings.all_linear) if settings.all_linear else list(arch.targets),
         modules_to_save=list(arch.head) if settings.train_head else None,
     )
     if method.adapter == "flare":
@@ -118,7 +140,7 @@ def attach(model: torch.nn.Module, method: Method, arch: Architecture, settings:
         for p in model.parameters():
             p.requires_grad_(False)
         return AdaptedModel(model, method)
-    config = lora_config(method, arch, settings)
+    config = lora_config(method, arch, settings, model)
     peft_model = get_peft_model(model, config)
     flare = FlareModel(peft_model, arch, settings.source_layer_offset) if method.adapter == "flare" else None
     return AdaptedModel(peft_model, method, flare)

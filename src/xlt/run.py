@@ -133,7 +133,7 @@ def build_model(cfg: RunConfig, stage1: Path, data: TaskData | GenTaskData) -> t
     model = kind_of(data, cfg).load_model(str(stage1), tokenizer, data, arch)
     _check_precision(cfg, arch, model.config.model_type)
     adapter = AdapterSettings(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.fusion, cfg.source_layer_offset,
-                              cfg.train_head)
+                              cfg.train_head, all_linear=cfg.lora_targets == "all-linear")
     adapted = attach(model, get_method(cfg.method), arch, adapter)
     if cfg.gradient_checkpointing:
         enable_checkpointing(model)
@@ -155,6 +155,56 @@ def evaluate_adapted(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: Tas
     return result
 
 
+def _alignment_layers(cfg: RunConfig, model) -> list[int]:
+    from xlt.alignment.contrastive import middle_layer
+
+    if cfg.align_layers:
+        try:
+            return [int(x) for x in cfg.align_layers.split(",")]
+        except ValueError:
+            raise XltError(f"align_layers must be comma-separated layer numbers, got {cfg.align_layers!r}") from None
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return [middle_layer(config.num_hidden_layers if hasattr(config, "num_hidden_layers") else config.num_layers)]
+
+
+def _align_langs(cfg: RunConfig) -> list[str]:
+    return [x.strip() for x in (cfg.align_langs or cfg.target_lang).split(",") if x.strip()]
+
+
+def make_aligner(cfg: RunConfig, tokenizer, model):
+    """Training pairs with English for the align methods (the train split of the parallel set)."""
+    from xlt.alignment.aligner import Aligner
+    from xlt.alignment.contrastive import AlternatingSchedule, alignment_pairs
+
+    pairs = alignment_pairs(cfg.align_data, _align_langs(cfg), "train", cfg.data_dir, cfg.align_max_pairs)
+    task, align = (int(x) for x in cfg.align_ratio.split(":"))
+    return Aligner(pairs, tokenizer, _alignment_layers(cfg, model), cfg.align_temperature, cfg.batch_size,
+                   cfg.max_length, AlternatingSchedule(task, align), cfg.seed)
+
+
+def alignment_retrieval(cfg: RunConfig, adapted: AdaptedModel, tokenizer, layers: list[int]) -> dict:
+    """Margin retrieval English<->language at the aligned layers on held-out (test split) sentences,
+    without and with the adapter: the evidence that alignment training did what it should."""
+    from xlt.alignment.contrastive import _backbone, alignment_pairs
+    from xlt.alignment.retrieval import layer_embeddings, retrieval_accuracy
+
+    pairs = alignment_pairs(cfg.align_data, _align_langs(cfg), "test", cfg.data_dir, cfg.max_eval_examples)
+    backbone = _backbone(adapted.model)
+    result = {}
+    for lang, rows in pairs.items():
+        english, target = [e for e, _ in rows], [t for _, t in rows]
+
+        def accuracy() -> dict:
+            emb_en, emb_t = layer_embeddings(backbone, tokenizer, english), layer_embeddings(backbone, tokenizer, target)
+            return {str(layer): (retrieval_accuracy(emb_t[layer - 1], emb_en[layer - 1])
+                                 + retrieval_accuracy(emb_en[layer - 1], emb_t[layer - 1])) / 2 for layer in layers}
+
+        with adapted.model.disable_adapter():
+            before = accuracy()
+        result[lang] = {"before": before, "after": accuracy(), "sentences": len(rows)}
+    return result
+
+
 def run_stage2(cfg: RunConfig) -> dict:
     """Train (if the method trains) and evaluate one method; writes the run directory."""
     method = get_method(cfg.method)
@@ -165,12 +215,16 @@ def run_stage2(cfg: RunConfig) -> dict:
     _set_seed(cfg.seed)
     adapted, tokenizer = build_model(cfg, stage1, data)
     train_seconds = 0.0
+    aligner = make_aligner(cfg, tokenizer, adapted.model) if method.align else None
     if method.trains:
         to_batch = kind_of(data, cfg).train_batches(cfg, tokenizer, adapted.model, data, method.view,
-                                               method.needs_source_pass)
+                                                    method.needs_source_pass)
         train_seconds = train(adapted.model, data.train, to_batch, _settings(cfg, cfg.epochs, cfg.lr), cfg.seed,
-                              adapted.step_context, desc=f"{cfg.method} ({cfg.target_lang})")
+                              adapted.step_context, desc=f"{cfg.method} ({cfg.target_lang})", aligner=aligner,
+                              task_loss=method.task_loss)
     result = evaluate_adapted(cfg, adapted, tokenizer, data)
+    if aligner is not None:
+        result["alignment_retrieval"] = alignment_retrieval(cfg, adapted, tokenizer, aligner.layers)
     source_metrics = info["source_metrics"]
     metrics = {
         "task": cfg.task, "method": cfg.method, "fusion": cfg.fusion, "model": cfg.model,

@@ -7,7 +7,6 @@ that the layers fuse (and that a gradient-checkpointed re-forward fuses again).
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Sequence
@@ -72,6 +71,30 @@ def length_grouped_batches(examples: Sequence[Example], batch_size: int, generat
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
+def step_plan(epochs: int, epochs_of_batches: list[list[int]], aligner, task_loss: bool) -> list:
+    """The optimizer steps in order: a task batch (a list of example indices) or ``"align"``.
+
+    Without an aligner every step is a task step. With one, the schedule interleaves alignment steps
+    between the task batches (task-only epochs still end the run); alignment-only training runs as
+    many alignment steps per epoch as the resampled pairs fill.
+    """
+    if aligner is None:
+        return list(epochs_of_batches)
+    if not task_loss:
+        return ["align"] * (aligner.steps_per_epoch() * epochs)
+    plan, task = [], iter(epochs_of_batches)
+    k = 0
+    while True:
+        if aligner.schedule(k) == "align":
+            plan.append("align")
+        else:
+            batch = next(task, None)
+            if batch is None:
+                return plan
+            plan.append(batch)
+        k += 1
+
+
 def train(
     model: torch.nn.Module,
     examples: Sequence[Example],
@@ -80,34 +103,45 @@ def train(
     seed: int,
     step_context: StepContext = no_context,
     desc: str = "train",
+    aligner=None,
+    task_loss: bool = True,
 ) -> float:
-    """Train the parameters that require grad; returns wall-clock seconds."""
+    """Train the parameters that require grad; returns wall-clock seconds.
+
+    ``aligner`` (:class:`xlt.alignment.aligner.Aligner`) adds contrastive alignment steps; with
+    ``task_loss=False`` only those run (a standalone alignment module).
+    """
     accelerator = make_accelerator(settings.bf16, settings.fp16)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    steps_per_epoch = math.ceil(len(examples) / settings.batch_size)
-    total = max(1, settings.epochs * steps_per_epoch)
+    generator = torch.Generator().manual_seed(seed)
+    epochs = [b for _ in range(settings.epochs) for b in length_grouped_batches(examples, settings.batch_size, generator)]
+    plan = step_plan(settings.epochs, epochs, aligner, task_loss)
+    total = max(1, len(plan))
     warmup = int(settings.warmup_ratio * total)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
     )
     model, optimizer = accelerator.prepare(model, optimizer)
-    generator = torch.Generator().manual_seed(seed)
     model.train()
     start = time.perf_counter()
     bar = tqdm(total=total, desc=desc, disable=not settings.show_progress, leave=False)
-    for _ in range(settings.epochs):
-        for indices in length_grouped_batches(examples, settings.batch_size, generator):
-            batch = to_batch([examples[i] for i in indices]).to(accelerator.device)
+    for step in plan:
+        if step == "align":
+            with accelerator.autocast():
+                loss = aligner.loss(model, accelerator.device)
+            accelerator.backward(loss)
+        else:
+            batch = to_batch([examples[i] for i in step]).to(accelerator.device)
             with step_context(batch):
                 with accelerator.autocast():
                     loss = model(**batch.inputs, labels=batch.labels).loss
                 accelerator.backward(loss)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            bar.update()
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.update()
     bar.close()
     return time.perf_counter() - start
 
