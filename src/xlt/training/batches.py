@@ -32,6 +32,12 @@ class Batch:
         return int(self.labels.shape[0])
 
 
+def pad_rows(rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
+    """Token-id rows padded with ``value`` to the longest, on the left (decoders) or the right."""
+    width = max(map(len, rows))
+    return torch.tensor([([value] * (width - len(r)) + r) if left else (r + [value] * (width - len(r))) for r in rows])
+
+
 def _segments(ex: Example, side: str) -> tuple[str, ...]:
     if side == "target":
         return ex.target

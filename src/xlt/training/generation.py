@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from xlt.data.examples import GenExample
 from xlt.errors import XltError
 from xlt.generation_tasks import get_template
-from xlt.training.batches import Batch
+from xlt.training.batches import Batch, pad_rows
 
 IGNORE = -100
 
@@ -46,11 +46,6 @@ def prompt_text(ex: GenExample, view: str, template: str, sep: str) -> str:
 def gold_answer(ex: GenExample, view: str) -> str:
     """translate-test answers the English prompt, so it is scored against the English answer."""
     return ex.answer_source if view == "source" and ex.answer_source is not None else ex.answer
-
-
-def _pad(rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
-    width = max(map(len, rows))
-    return torch.tensor([([value] * (width - len(r)) + r) if left else (r + [value] * (width - len(r))) for r in rows])
 
 
 class GenBatcher:
@@ -75,12 +70,12 @@ class GenBatcher:
 
     def encode_prompts(self, prompts: list[list[int]]) -> dict[str, torch.Tensor]:
         left = not self.seq2seq  # decoders generate to the right of the prompt
-        return {"input_ids": _pad(prompts, self.tok.pad_token_id, left),
-                "attention_mask": _pad([[1] * len(p) for p in prompts], 0, left)}
+        return {"input_ids": pad_rows(prompts, self.tok.pad_token_id, left),
+                "attention_mask": pad_rows([[1] * len(p) for p in prompts], 0, left)}
 
     def decoder_inputs(self, decoder_rows: list[list[int]]) -> dict[str, torch.Tensor]:
-        return {"decoder_input_ids": _pad(decoder_rows, self.tok.pad_token_id, False),
-                "decoder_attention_mask": _pad([[1] * len(r) for r in decoder_rows], 0, False)}
+        return {"decoder_input_ids": pad_rows(decoder_rows, self.tok.pad_token_id, False),
+                "decoder_attention_mask": pad_rows([[1] * len(r) for r in decoder_rows], 0, False)}
 
     def batch(self, examples: Sequence[GenExample], view: str, with_source: bool, teacher_forced: bool) -> Batch:
         prompts = self._prompts([prompt_text(ex, view, self.template, self.sep) for ex in examples])
@@ -89,7 +84,7 @@ class GenBatcher:
         answers = self._answers([gold_answer(ex, view) for ex in examples]) if teacher_forced else None
         if self.seq2seq:
             inputs = self.encode_prompts(prompts)
-            labels = _pad(answers, IGNORE, False) if answers else torch.full((len(examples), 1), IGNORE)
+            labels = pad_rows(answers, IGNORE, False) if answers else torch.full((len(examples), 1), IGNORE)
             decoder_rows = [[self.start] + a[:-1] for a in answers] if answers else [[self.start]] * len(examples)
             inputs.update(self.decoder_inputs(decoder_rows))
             source = None
@@ -99,7 +94,7 @@ class GenBatcher:
         rows = [p + a for p, a in zip(prompts, answers)] if answers else prompts
         inputs = self.encode_prompts(rows)
         if answers:
-            labels = _pad([[IGNORE] * len(p) + a for p, a in zip(prompts, answers)], IGNORE, True)
+            labels = pad_rows([[IGNORE] * len(p) + a for p, a in zip(prompts, answers)], IGNORE, True)
         else:
             labels = torch.full((len(examples), 1), IGNORE)
         source = self.encode_prompts(source_prompts) if source_prompts is not None else None

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from xlt.data.examples import Example
-from xlt.training.batches import Batch, _segments
+from xlt.training.batches import Batch, _segments, pad_rows
 
 PROMPT = "{text}\nAnswer:"
 
@@ -62,11 +62,6 @@ class VerbalizerClassifier(nn.Module):
         return self.lm.activation_checkpointing_enable(**kwargs)
 
 
-def _left_pad(rows: list[list[int]], value: int) -> torch.Tensor:
-    width = max(map(len, rows))
-    return torch.tensor([[value] * (width - len(r)) + r for r in rows])
-
-
 def make_verbalizer_batch(tokenizer, examples: list[Example], labels: tuple[str, ...], view: str, max_length: int,
                           with_source: bool = False) -> Batch:
     """One left-padded row per (example, label): prompt + " " + label word; English prompts for FLARE."""
@@ -80,13 +75,13 @@ def make_verbalizer_batch(tokenizer, examples: list[Example], labels: tuple[str,
     prompts = tokenizer([prompt(ex, view) for ex in examples], truncation=True, max_length=length)["input_ids"]
     rows = [p + w for p in prompts for w in words]
     answer = [[0] * len(p) + [1] * len(w) for p in prompts for w in words]
-    inputs = {"input_ids": _left_pad(rows, tokenizer.pad_token_id),
-              "attention_mask": _left_pad([[1] * len(r) for r in rows], 0),
-              "answer_mask": _left_pad(answer, 0)}
+    inputs = {"input_ids": pad_rows(rows, tokenizer.pad_token_id, left=True),
+              "attention_mask": pad_rows([[1] * len(r) for r in rows], 0, left=True),
+              "answer_mask": pad_rows(answer, 0, left=True)}
     source = None
     if with_source:
         src = tokenizer([prompt(ex, "source") for ex in examples], truncation=True, max_length=max_length)["input_ids"]
         src = [s for s in src for _ in labels]
-        source = {"input_ids": _left_pad(src, tokenizer.pad_token_id),
-                  "attention_mask": _left_pad([[1] * len(s) for s in src], 0)}
+        source = {"input_ids": pad_rows(src, tokenizer.pad_token_id, left=True),
+                  "attention_mask": pad_rows([[1] * len(s) for s in src], 0, left=True)}
     return Batch(inputs, torch.tensor([ex.label for ex in examples]), source)
