@@ -3,7 +3,8 @@
 import json
 
 from xlt.cli import main
-from xlt.demo import DEMO_METHODS, DemoPlan, run_demo
+from xlt.demo import ALIGNMENT_SUITE, FLARE_SUITE, DemoPlan, run_demo
+from xlt.run import evaluate_run, stage1_dir
 
 
 def test_flare_run_with_the_embedded_model_on_nusax(tmp_path, capsys):
@@ -34,8 +35,9 @@ def test_demo_writes_one_result_per_run_and_a_summary(tmp_path):
                     epochs=1, stage1_epochs=1, bf16=False)
     table = run_demo(tmp_path, plan, model="tiny-random/bert", show_progress=False)
     rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 * 2 * len(DEMO_METHODS)
-    assert {(r["method"], r["fusion"]) for r in rows} == set(DEMO_METHODS)
+    assert len(rows) == 2 * 2 * len(FLARE_SUITE)
+    assert {(r["method"], r["fusion"]) for r in rows} == {("zero-shot", None), ("translate-test", None), ("lora", None),
+                                                          ("input-fusion", None), ("flare", "add_relu")}
     assert {r["target_lang"] for r in rows} == {"ace", "jv"}
     summary = (tmp_path / "summary.md").read_text()
     assert summary == table
@@ -54,3 +56,42 @@ def test_demo_reuses_finished_runs(tmp_path, monkeypatch):
 
     monkeypatch.setattr(xlt.demo, "run_stage2", fail)
     assert run_demo(tmp_path, plan, model="tiny-random/bert", show_progress=False) == first
+
+
+def test_alignment_demo_compares_lora_alignment_and_their_merge(tmp_path, monkeypatch):
+    plan = DemoPlan(languages=("jv",), seeds=(0,), max_train_examples=8, max_eval_examples=8, epochs=1,
+                    stage1_epochs=1, bf16=False)
+    table = run_demo(tmp_path, plan, model="tiny-random/bert", show_progress=False, suite="alignment")
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["method"] for r in rows] == [m.name for m in ALIGNMENT_SUITE]
+    by_name = {r["method"]: r for r in rows}
+    merged = by_name["merge: 0.9 lora + 0.1 align"]
+    assert merged["merge"]["weights"] == [0.9, 0.1] and merged["merge"]["rank"] == 16  # r=8 + r=8, exact
+    assert [i["run"] for i in merged["demo_inputs"]] == [by_name["lora"]["output_dir"], by_name["align"]["output_dir"]]
+    for name in ("lora+align", "align"):
+        assert set(by_name[name]["alignment_retrieval"]) == {"jv"}
+    # the merged run is a normal run directory: evaluating it again gives the recorded metrics
+    again = evaluate_run(merged["output_dir"])
+    assert again["metrics"] == merged["metrics"]
+    assert "| merge: 0.9 lora + 0.1 align |" in table and "before → after" in table
+    assert len(list((tmp_path / "stage1").rglob("stage1.json"))) == 1  # r=8 rows share one English model
+
+    import xlt.alignment.merge
+    import xlt.demo
+
+    def fail(*args):
+        raise AssertionError("re-ran a finished row")
+
+    monkeypatch.setattr(xlt.demo, "run_stage2", fail)
+    monkeypatch.setattr(xlt.alignment.merge, "merge_runs", fail)
+    assert run_demo(tmp_path, plan, model="tiny-random/bert", show_progress=False, suite="alignment") == table
+
+
+def test_stage1_cache_key_ignores_the_lora_rank_unless_stage1_is_lora(tmp_path):
+    from xlt.config import RunConfig
+
+    def folder(model, method, r):
+        return stage1_dir(RunConfig(model=model, method=method, lora_r=r, stage1_dir=str(tmp_path)))
+
+    assert folder("tiny-random/bert", "flare", 64) == folder("tiny-random/bert", "align", 8)  # full fine-tuning
+    assert folder("tiny-random/llama", "flare", 64) != folder("tiny-random/llama", "align", 8)  # LoRA, merged

@@ -51,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="reload a run directory and evaluate it again")
     ev.add_argument("--run-dir", required=True)
     demo = sub.add_parser("demo", help="the whole pipeline on e5-small and NusaX, with a comparison table")
+    demo.add_argument("--suite", default="flare", choices=("flare", "alignment"),
+                      help="flare: every baseline and FLARE; alignment: lora, lora+align, align, and their merge")
     demo.add_argument("--quick", action="store_true", help="fewer examples and epochs (about 3 minutes)")
-    demo.add_argument("--output-dir", default="xlt-demo")
+    demo.add_argument("--output-dir", help="default: xlt-demo (flare suite) or xlt-demo-alignment")
     demo.add_argument("--seeds", type=int, nargs="+")
     demo.add_argument("--languages", nargs="+")
     demo.add_argument("--model", default="e5-small")
@@ -88,7 +90,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from xlt.demo import FULL, QUICK, run_demo
+    from xlt.demo import DEFAULT_DEMO_DIRS, FULL, QUICK, run_demo
 
     plan = QUICK if args.quick else FULL
     if args.seeds:
@@ -99,7 +101,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         plan = dataclasses.replace(plan, bf16=args.bf16)
     if args.languages:
         plan = dataclasses.replace(plan, languages=tuple(args.languages))
-    print(run_demo(args.output_dir, plan, model=args.model, data_dir=args.data_dir))
+    print(run_demo(args.output_dir or DEFAULT_DEMO_DIRS[args.suite], plan, model=args.model, data_dir=args.data_dir, suite=args.suite))
     return 0
 
 

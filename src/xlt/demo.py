@@ -1,6 +1,8 @@
 """``xlt demo``: the whole modular pipeline on the embedded model and NusaX, ending in a table.
 
-Stage 1 once per seed, then every baseline and FLARE (add_relu) for each target language;
+Stage 1 once per seed, then each row of a suite for each target language: ``flare`` (every baseline
+and FLARE add_relu) or ``alignment`` (task LoRA, LoRA with alignment steps, an alignment module, and
+the merge of task LoRA and alignment module);
 ``results.jsonl`` (one object per run) and ``summary.md`` are rewritten atomically after each run,
 so an interrupted demo leaves complete files describing the runs that finished, and running it
 again with the same settings reuses those runs.
@@ -9,21 +11,47 @@ again with the same settings reuses those runs.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from xlt.config import RunConfig
-from xlt.io import write_text_atomic
-from xlt.metrics import format_table, mean_std, summarize_runs
+from xlt.errors import XltError
+from xlt.io import write_json, write_text_atomic
+from xlt.metrics import format_table, gap_to_source, mean_std, summarize_runs
 from xlt.run import finished_run, run_stage2
 
-DEMO_METHODS: tuple[tuple[str, str | None], ...] = (
-    ("zero-shot", None),
-    ("translate-test", None),
-    ("lora", None),
-    ("input-fusion", None),
-    ("flare", "add_relu"),
+@dataclass(frozen=True)
+class DemoMethod:
+    """One row of a demo table: a stage-2 method with its settings, or a weighted merge of earlier rows."""
+
+    name: str
+    settings: tuple[tuple[str, object], ...] = ()  # RunConfig fields
+    merge: tuple[tuple[str, float], ...] = ()  # (row name, weight); the first row is the task adapter
+
+
+def _row(name: str, **settings: object) -> DemoMethod:
+    return DemoMethod(name, tuple(settings.items()))
+
+
+# the FLARE paper's table: every baseline and FLARE
+FLARE_SUITE = (
+    _row("zero-shot", method="zero-shot"),
+    _row("translate-test", method="translate-test"),
+    _row("lora", method="lora"),
+    _row("input-fusion", method="input-fusion"),
+    _row("flare-add_relu", method="flare", fusion="add_relu"),
 )
+# the alignment paper's comparison: task LoRA alone, trained with alternating alignment steps, and merged
+# with a separately trained alignment module; all LoRA on all linear layers at r=8, alpha 16
+ALIGNMENT_SUITE = (
+    _row("lora", method="lora", lora_targets="all-linear", lora_r=8, lora_alpha=16),
+    _row("lora+align", method="lora+align"),
+    _row("align", method="align"),
+    DemoMethod("merge: 0.9 lora + 0.1 align", merge=(("lora", 0.9), ("align", 0.1))),
+)
+SUITES = {"flare": FLARE_SUITE, "alignment": ALIGNMENT_SUITE}
+DEFAULT_DEMO_DIRS = {"flare": "xlt-demo", "alignment": "xlt-demo-alignment"}  # both have a "lora" row
 
 
 @dataclass(frozen=True)
@@ -45,12 +73,29 @@ QUICK = DemoPlan(max_train_examples=64, max_eval_examples=80, epochs=3, stage1_e
                  max_length=48)
 
 
-def summary_markdown(rows: list[dict]) -> str:
+def _retrieval_lines(rows: list[dict]) -> list[str]:
+    """Mean over seeds of English<->target margin retrieval at the aligned layer(s), before -> after."""
+    cells: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for row in rows:
+        for lang, result in (row.get("alignment_retrieval") or {}).items():
+            before, after = list(result["before"].values()), list(result["after"].values())
+            cells.setdefault((row["method"], lang), []).append((sum(before) / len(before), sum(after) / len(after)))
+    if not cells:
+        return []
+    lines = ["## English↔target retrieval at the aligned layer (held-out parallel sentences), before → after", "",
+             "| method | language | before | after |", "|---|---|---:|---:|"]
+    for (method, lang), pairs in cells.items():
+        (b, _), (a, a_std) = mean_std([x for x, _ in pairs]), mean_std([y for _, y in pairs])
+        lines.append(f"| {method} | {lang} | {b:.3f} | {a:.3f}" + (f" ± {a_std:.3f}" if len(pairs) > 1 else "") + " |")
+    return lines + [""]
+
+
+def summary_markdown(rows: list[dict], model: str = "e5-small") -> str:
     summary = summarize_runs(rows)
     english = {}
     for row in rows:
         english.setdefault(row["seed"], row["source_metrics"])
-    lines = ["# xlt demo: NusaX sentiment, e5-small, English → target", ""]
+    lines = [f"# xlt demo: NusaX sentiment, {model}, English → target", ""]
     for metric in ("accuracy", "macro_f1"):
         mean, std = mean_std([m[metric] for m in english.values()])
         lines += [f"## {metric}", "", f"English (stage-1 model on English test): {mean:.3f} ± {std:.3f}", "",
@@ -60,35 +105,64 @@ def summary_markdown(rows: list[dict]) -> str:
         zero_rows = [{**r, "method": "flare, English zeroed at test", "metrics": r["metrics_zero_source"]} for r in zero]
         lines += ["## FLARE with the English states zeroed at test time (accuracy)", "",
                   format_table(summarize_runs(zero_rows), "accuracy"), ""]
-    gaps = [r for r in rows]
-    gap_rows = [{**r, "metrics": {"gap": r["gap"]["accuracy"]["absolute"]}} for r in gaps]
+    lines += _retrieval_lines(rows)
+    gap_rows = [{**r, "metrics": {"gap": r["gap"]["accuracy"]["absolute"]}} for r in rows]
     lines += ["## gap to English (accuracy, English − target)", "", format_table(summarize_runs(gap_rows), "gap"), ""]
     return "\n".join(lines)
 
 
+def _merged_run(out: Path, parts: list[tuple[dict, float]]) -> dict:
+    """Merge finished runs' adapters into ``out`` and evaluate it; reused while its inputs are unchanged."""
+    from xlt.alignment.merge import merge_runs
+    from xlt.run import evaluate_run
+
+    inputs = [{"run": str(Path(m["output_dir"]).resolve()), "finished": m["finished"], "weight": w} for m, w in parts]
+    saved = out / "metrics.json"
+    if saved.is_file():
+        metrics = json.loads(saved.read_text())
+        if metrics.get("demo_inputs") == inputs and "metrics" in metrics:
+            return metrics
+    merge_runs([i["run"] for i in inputs], [w for _, w in parts], out)
+    first = parts[0][0]
+    result = evaluate_run(out)
+    source = first["source_metrics"]
+    metrics = {**json.loads(saved.read_text()), **result, "source_metrics": source, "demo_inputs": inputs,
+               "fusion": None, "train_seconds": 0.0, "output_dir": str(out.resolve()), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+               "gap": {k: gap_to_source(source[k], v) for k, v in result["metrics"].items() if source.get(k)}}
+    write_json(saved, metrics)
+    return metrics
+
+
 def run_demo(output_dir: str | Path, plan: DemoPlan, model: str = "e5-small", data_dir: str | None = None,
-             show_progress: bool = True) -> str:
+             show_progress: bool = True, suite: str = "flare") -> str:
+    if suite not in SUITES:
+        raise XltError(f"unknown demo suite {suite!r}; choose one of: {', '.join(SUITES)}")
     out = Path(output_dir)
     rows: list[dict] = []
-    total = len(plan.seeds) * len(plan.languages) * len(DEMO_METHODS)
+    methods = SUITES[suite]
+    total = len(plan.seeds) * len(plan.languages) * len(methods)
     done = 0
     for seed in plan.seeds:
         for lang in plan.languages:
-            for method, fusion in DEMO_METHODS:
-                name = method if fusion is None else f"{method}-{fusion}"
-                cfg = RunConfig(
-                    task="nusax", method=method, fusion=fusion, model=model, target_lang=lang, seed=seed,
-                    output_dir=str(out / "runs" / lang / name / f"seed{seed}"), data_dir=data_dir,
-                    epochs=plan.epochs, stage1_epochs=plan.stage1_epochs, stage1_lr=plan.stage1_lr,
-                    max_length=plan.max_length, stage1_dir=str(out / "stage1"),
-                    max_train_examples=plan.max_train_examples, max_eval_examples=plan.max_eval_examples,
-                    bf16=plan.bf16, show_progress=show_progress,
-                )
-                metrics = finished_run(cfg) or run_stage2(cfg)  # an interrupted demo resumes
-                rows.append(metrics)
+            finished: dict[str, dict] = {}
+            for method in methods:
+                run_dir = out / "runs" / lang / method.name.replace(" ", "").replace(":", "_") / f"seed{seed}"
+                if method.merge:
+                    metrics = _merged_run(run_dir, [(finished[name], w) for name, w in method.merge])
+                else:
+                    cfg = RunConfig(
+                        task="nusax", model=model, target_lang=lang, seed=seed, output_dir=str(run_dir),
+                        data_dir=data_dir, epochs=plan.epochs, stage1_epochs=plan.stage1_epochs,
+                        stage1_lr=plan.stage1_lr, max_length=plan.max_length, stage1_dir=str(out / "stage1"),
+                        max_train_examples=plan.max_train_examples, max_eval_examples=plan.max_eval_examples,
+                        bf16=plan.bf16, show_progress=show_progress, **dict(method.settings),
+                    )
+                    metrics = {**(finished_run(cfg) or run_stage2(cfg)), "output_dir": str(run_dir)}  # resumes
+                finished[method.name] = metrics
+                rows.append({**metrics, "method": method.name} if method.merge else metrics)
                 done += 1
-                print(f"[{done}/{total}] seed {seed} {lang:>4} {name:<16} accuracy {metrics['metrics']['accuracy']:.3f}"
-                      f"  ({metrics['train_seconds']:.0f}s train)", flush=True)
+                print(f"[{done}/{total}] seed {seed} {lang:>4} {method.name:<16} accuracy "
+                      f"{metrics['metrics']['accuracy']:.3f}  ({metrics['train_seconds']:.0f}s train)", flush=True)
                 write_text_atomic(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-                write_text_atomic(out / "summary.md", summary_markdown(rows))
-    return summary_markdown(rows)
+                write_text_atomic(out / "summary.md", summary_markdown(rows, model))
+    return summary_markdown(rows, model)

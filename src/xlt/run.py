@@ -49,12 +49,23 @@ def load_data(cfg: RunConfig, stage1: bool = False) -> TaskData | GenTaskData:
     return data
 
 
+def stage1_method(cfg: RunConfig) -> str:
+    """"full" or "lora": the flag, else the architecture's default (LoRA for large decoders)."""
+    return cfg.stage1_method or _architecture(resolve_model(cfg.model)).stage1
+
+
 def stage1_settings(cfg: RunConfig) -> dict:
-    """Everything the English task model depends on: its cache key."""
+    """Everything the English task model depends on, and nothing else: its cache key.
+
+    The LoRA rank only matters when stage 1 itself is LoRA, so stage-2 methods with different ranks
+    (r=64 for FLARE, r=8 for alignment) share one fully fine-tuned English model.
+    """
+    method = stage1_method(cfg)
+    lora = {"lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha} if method == "lora" else {}
     return {
         "model": cfg.model, "task": cfg.task, "source_lang": cfg.source_lang, "seed": cfg.seed,
         "epochs": cfg.stage1_epochs, "lr": cfg.stage1_lr, "freeze_embeddings": cfg.stage1_freeze_embeddings,
-        "method": cfg.stage1_method, "decoder_classifier": cfg.decoder_classifier, "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha,
+        "method": method, "decoder_classifier": cfg.decoder_classifier, **lora,
         "max_length": cfg.max_length, "max_answer_length": cfg.max_answer_length, "batch_size": cfg.batch_size,
         "bf16": cfg.bf16, "fp16": cfg.fp16,
         "max_train_examples": cfg.stage1_max_train_examples, "max_eval_examples": cfg.max_eval_examples,
@@ -100,7 +111,7 @@ def ensure_stage1(cfg: RunConfig) -> Path:
         tokenizer = load_tokenizer(path)
         model = kind.load_model(path, tokenizer, english, arch)
         _check_precision(cfg, arch, model.config.model_type)
-        method = cfg.stage1_method or arch.stage1
+        method = stage1_method(cfg)
         if method == "lora":  # large decoders: LoRA (+ head), merged into the weights afterwards
             head = kind.head_modules(arch)
             model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
@@ -185,11 +196,11 @@ def make_aligner(cfg: RunConfig, tokenizer, model):
 def alignment_retrieval(cfg: RunConfig, adapted: AdaptedModel, tokenizer, layers: list[int]) -> dict:
     """Margin retrieval English<->language at the aligned layers on held-out (test split) sentences,
     without and with the adapter: the evidence that alignment training did what it should."""
-    from xlt.alignment.contrastive import _backbone, alignment_pairs
+    from xlt.alignment.contrastive import alignment_pairs, backbone_of
     from xlt.alignment.retrieval import layer_embeddings, retrieval_accuracy
 
     pairs = alignment_pairs(cfg.align_data, _align_langs(cfg), "test", cfg.data_dir, cfg.max_eval_examples)
-    backbone = _backbone(adapted.model)
+    backbone = backbone_of(adapted.model)
     result = {}
     for lang, rows in pairs.items():
         english, target = [e for e, _ in rows], [t for _, t in rows]

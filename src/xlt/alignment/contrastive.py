@@ -42,7 +42,7 @@ def info_nce(src: torch.Tensor, tgt: torch.Tensor, temperature: float = 0.1,
     return (loss + F.cross_entropy(logits.T, gold)) / 2 if symmetric else loss
 
 
-def _backbone(model: torch.nn.Module) -> torch.nn.Module:
+def backbone_of(model: torch.nn.Module) -> torch.nn.Module:
     """The transformer without its task head; an encoder-decoder model gives its encoder.
 
     A PEFT wrapper is unwrapped: LoRA layers sit inside the modules, so the backbone still runs them.
@@ -62,7 +62,7 @@ def layer_states(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor],
     ``inputs`` is a tokenizer batch; padding may be on either side (the pooling reads the mask).
     Keys the backbone does not take (``token_type_ids`` for Llama) are dropped.
     """
-    backbone = _backbone(model)
+    backbone = backbone_of(model)
     accepted = inspect.signature(backbone.forward).parameters
     kwargs = {k: v for k, v in inputs.items() if k in _INPUT_KEYS and k in accepted}
     hidden = backbone(**kwargs, output_hidden_states=True).hidden_states
