@@ -22,6 +22,7 @@ from xlt.alignment.contrastive import (
 from xlt.alignment.retrieval import mean_pool
 from xlt.data.tasks import resolve_data_dir
 from xlt.errors import XltError
+from xlt.models.tiny import TINY_FAMILIES
 
 # --- InfoNCE ---------------------------------------------------------------------------------
 
@@ -70,7 +71,7 @@ SOURCES = ["i like the food here very much, truly", "no"]
 TARGETS = ["kulo remen sanget kalih panganane", "ora"]
 
 
-@pytest.fixture(scope="module", params=["bert", "llama", "mt5"])
+@pytest.fixture(scope="module", params=TINY_FAMILIES)
 def adapted(request):
     torch.manual_seed(0)
     model, tokenizer = tiny(request.param, "lora", None)
