@@ -43,8 +43,10 @@ FLARE_SUITE = (
     _row("flare-add_relu", method="flare", fusion="add_relu"),
 )
 # the alignment paper's comparison: task LoRA alone, trained with alternating alignment steps, and merged
-# with a separately trained alignment module; all LoRA on all linear layers at r=8, alpha 16
+# with a separately trained alignment module; all LoRA on all linear layers at r=8, alpha 16. The
+# alignment module alone ("align") is evaluated zero-shot with the English head, next to zero-shot.
 ALIGNMENT_SUITE = (
+    _row("zero-shot", method="zero-shot"),
     _row("lora", method="lora", lora_targets="all-linear", lora_r=8, lora_alpha=16),
     _row("lora+align", method="lora+align"),
     _row("align", method="align"),
