@@ -171,7 +171,7 @@ def test_custom_csv_and_jsonl(tmp_path):
     test = write_rows(tmp_path / "test.jsonl", rows(["neg", "pos"]))
     data = load_task("custom", "yo", train_file=train, test_file=test)
     assert data.labels == ("neg", "neu", "pos")
-    assert (len(data.train), len(data.valid), len(data.test)) == (27, 3, 2)
+    assert (len(data.train), len(data.valid), len(data.test)) == (30, 0, 2)  # every train row trains
     assert data.target_lang == "yo" and data.source_lang == "en"
     assert data.test[0].target == ("tgt\n0",) and data.test[0].source == ("src 0",)
     assert [data.labels[ex.label] for ex in data.test] == ["neg", "pos"]

@@ -33,6 +33,7 @@ class RunConfig:
     lr: float = 5e-4
     batch_size: int = 32
     max_length: int = 64
+    pooling: str | None = None  # classification heads: mean, first, last; default mean (encoders), last (decoders)
     decoder_classifier: str = "head"  # decoders: "head" (last non-pad token) or "verbalizer" (label words)
     max_answer_length: int = 48  # generation tasks: answer tokens in training, new tokens in decoding
     lora_r: int | None = None  # default: 64 (FLARE paper), 8 for the align methods (alignment paper)
@@ -88,6 +89,8 @@ class RunConfig:
                 raise XltError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.decoder_classifier not in ("head", "verbalizer"):
             raise XltError(f"decoder_classifier must be 'head' or 'verbalizer', got {self.decoder_classifier!r}")
+        if self.pooling not in (None, "mean", "first", "last", "eos"):
+            raise XltError(f"pooling must be 'mean', 'first' or 'last', got {self.pooling!r}")
         if self.stage1_method not in (None, "full", "lora"):
             raise XltError(f"stage1_method must be 'full' or 'lora', got {self.stage1_method!r}")
         if self.source_layer_offset not in (0, 1):

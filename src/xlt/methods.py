@@ -77,6 +77,7 @@ class AdapterSettings:
     source_layer_offset: int = 1
     train_head: bool = False
     all_linear: bool = False  # LoRA on every linear projection of the layers (alignment), not just q, v
+    pooling: str | None = None  # the task head's pooling (xlt.models.classifier); None where nothing pools
 
 
 def lora_targets(model: torch.nn.Module, arch: Architecture, all_linear: bool) -> list[str]:
@@ -117,6 +118,7 @@ class AdaptedModel:
     model: torch.nn.Module
     method: Method
     flare: FlareModel | None = None
+    settings: AdapterSettings | None = None
     zero_source: bool = False  # diagnostic: fuse zeros instead of the English states
 
     def step_context(self, batch: Batch) -> ContextManager:
@@ -139,14 +141,44 @@ def attach(model: torch.nn.Module, method: Method, arch: Architecture, settings:
     if not method.trains:
         for p in model.parameters():
             p.requires_grad_(False)
-        return AdaptedModel(model, method)
+        return AdaptedModel(model, method, settings=settings)
     config = lora_config(method, arch, settings, model)
     peft_model = get_peft_model(model, config)
     flare = FlareModel(peft_model, arch, settings.source_layer_offset) if method.adapter == "flare" else None
-    return AdaptedModel(peft_model, method, flare)
+    return AdaptedModel(peft_model, method, flare, settings)
 
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_INFO = "xlt_adapter.json"  # what PEFT's config does not hold: the method and the head's pooling
+# adapter_config.json keys that change what an adapter computes; a load under other values is refused
+SAVED_SETTINGS = ("peft_type", "r", "lora_alpha", "target_modules", "fusion", "source_layer_offset", "use_dora",
+                  "use_rslora", "lora_bias", "modules_to_save")
+
+
+def _comparable(config: dict, key: str):
+    value = config.get(key)
+    return sorted(value) if isinstance(value, (list, tuple, set)) else value
+
+
+def check_adapter_settings(adapted: AdaptedModel, folder: str | Path) -> None:
+    """Refuse an adapter saved under other settings than the model it is loaded into (an ``add_relu``
+    adapter has the same tensors as an ``add`` one and would otherwise load silently)."""
+    folder = Path(folder)
+    try:
+        saved = json.loads((folder / ADAPTER_CONFIG).read_text())
+        info = json.loads((folder / ADAPTER_INFO).read_text())
+    except (OSError, ValueError) as err:
+        raise XltError(f"adapter at {folder} has no readable {ADAPTER_CONFIG} and {ADAPTER_INFO}: {err}") from None
+    live = adapted.model.peft_config["default"].to_dict()
+    live["peft_type"] = str(getattr(live["peft_type"], "value", live["peft_type"]))
+    differ = [f"{key} {_comparable(saved, key)!r} (model: {_comparable(live, key)!r})" for key in SAVED_SETTINGS
+              if _comparable(saved, key) != _comparable(live, key)]
+    pooling = adapted.settings.pooling if adapted.settings else None
+    if info.get("pooling") != pooling:
+        differ.append(f"pooling {info.get('pooling')!r} (model: {pooling!r})")
+    if differ:
+        raise XltError(f"adapter at {folder} was saved with other settings: {'; '.join(differ)}")
 
 
 def save_adapter(adapted: AdaptedModel, folder: str | Path) -> None:
@@ -162,6 +194,8 @@ def save_adapter(adapted: AdaptedModel, folder: str | Path) -> None:
         adapted.model.save_pretrained(tmp, safe_serialization=True)
         if not (tmp / ADAPTER_WEIGHTS).exists():
             raise RuntimeError(f"PEFT wrote no {ADAPTER_WEIGHTS}")
+        pooling = adapted.settings.pooling if adapted.settings else None
+        (tmp / ADAPTER_INFO).write_text(json.dumps({"method": adapted.method.name, "pooling": pooling}) + "\n")
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -179,6 +213,7 @@ def load_adapter(adapted: AdaptedModel, folder: str | Path) -> int:
     path = Path(folder) / ADAPTER_WEIGHTS
     if not path.exists():
         raise XltError(f"no adapter weights at {path}")
+    check_adapter_settings(adapted, folder)
     state = load_file(str(path))
     result = set_peft_model_state_dict(adapted.model, state)
     unexpected = list(result.unexpected_keys)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from peft import LoraConfig, get_peft_model
 
 from xlt.config import RunConfig
-from xlt.data.examples import GenTaskData, TaskData
+from xlt.data.examples import GenTaskData, TaskData, content_digest, source_side
 from xlt.data.tasks import load_task
 from xlt.errors import XltError
 from xlt.io import write_json, write_yaml
@@ -24,6 +25,7 @@ from xlt.methods import AdaptedModel, AdapterSettings, attach, get_method, load_
 from xlt.metrics import gap_to_source
 from xlt.models.architectures import Architecture, architecture_for
 from xlt.models.cache import build_once, cache_root
+from xlt.models.classifier import resolve_pooling
 from xlt.models.loading import load_tokenizer, model_slug, resolve_model
 from xlt.tasks_kinds import kind_of
 from xlt.training.loop import TrainSettings, enable_checkpointing, no_context, train
@@ -38,9 +40,10 @@ def _set_seed(seed: int) -> None:
 
 
 def load_data(cfg: RunConfig, stage1: bool = False) -> TaskData | GenTaskData:
-    """Stage 2 reads the target language; stage 1 the source language (English) of the same task."""
-    target = cfg.source_lang if stage1 else cfg.target_lang
-    data = load_task(cfg.task, target, cfg.source_lang, cfg.data_dir, cfg.train_file, cfg.test_file)
+    """The task's (target, source) data; stage 1 reads the source (English) side of the same examples."""
+    data = load_task(cfg.task, cfg.target_lang, cfg.source_lang, cfg.data_dir, cfg.train_file, cfg.test_file)
+    if stage1:
+        data = source_side(data)
     max_train = cfg.stage1_max_train_examples if stage1 else cfg.max_train_examples
     if max_train:
         data.train = data.train[:max_train]
@@ -54,28 +57,52 @@ def stage1_method(cfg: RunConfig) -> str:
     return cfg.stage1_method or _architecture(resolve_model(cfg.model)).stage1
 
 
-def stage1_settings(cfg: RunConfig) -> dict:
+def resolve_defaults(cfg: RunConfig, data: TaskData | GenTaskData) -> RunConfig:
+    """Fill the settings whose default depends on the model, so a run records what it used: the pooling
+    of classification heads (None where nothing is pooled: generation, verbalizer scoring)."""
+    family = _architecture(resolve_model(cfg.model)).family
+    if isinstance(data, GenTaskData) or (cfg.decoder_classifier == "verbalizer" and family == "decoder"):
+        if cfg.pooling is not None:
+            raise XltError(f"--pooling is for classification heads; task {cfg.task!r} with this model pools nothing")
+        return cfg
+    return cfg.replace(pooling=resolve_pooling(cfg.pooling, family))
+
+
+def model_fingerprint(name: str) -> dict:
+    """What identifies the base model: its name and, for a local folder, its config and weight files
+    (sizes and modification times: cheap for an 8B model, and changed by any rewrite)."""
+    path = Path(resolve_model(name))
+    if not path.is_dir():
+        return {"model": name}
+    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".json", ".model"))
+    return {"model": name, "files": {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}}
+
+
+def stage1_settings(cfg: RunConfig, english: TaskData | GenTaskData) -> dict:
     """Everything the English task model depends on, and nothing else: its cache key.
 
-    The LoRA rank only matters when stage 1 itself is LoRA, so stage-2 methods with different ranks
-    (r=64 for FLARE, r=8 for alignment) share one fully fine-tuned English model.
+    The data enters by content (``content_digest`` of the examples stage 1 trains and is tested on),
+    never by file path or data directory. The LoRA settings only matter when stage 1 itself is LoRA,
+    so stage-2 methods with different ranks (r=64 for FLARE, r=8 for alignment) share one fully
+    fine-tuned English model.
     """
     method = stage1_method(cfg)
-    lora = {"lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha} if method == "lora" else {}
+    lora = ({"lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout}
+            if method == "lora" else {})
     return {
-        "model": cfg.model, "task": cfg.task, "source_lang": cfg.source_lang, "seed": cfg.seed,
-        "epochs": cfg.stage1_epochs, "lr": cfg.stage1_lr, "freeze_embeddings": cfg.stage1_freeze_embeddings,
-        "method": method, "decoder_classifier": cfg.decoder_classifier, **lora,
+        **model_fingerprint(cfg.model), "task": cfg.task, "source_lang": english.source_lang,
+        "data": content_digest(english), "seed": cfg.seed, "epochs": cfg.stage1_epochs, "lr": cfg.stage1_lr,
+        "freeze_embeddings": cfg.stage1_freeze_embeddings if method == "full" else None,
+        "method": method, "decoder_classifier": cfg.decoder_classifier, "pooling": cfg.pooling, **lora,
         "max_length": cfg.max_length, "max_answer_length": cfg.max_answer_length, "batch_size": cfg.batch_size,
-        "bf16": cfg.bf16, "fp16": cfg.fp16,
-        "max_train_examples": cfg.stage1_max_train_examples, "max_eval_examples": cfg.max_eval_examples,
-        "train_file": cfg.train_file, "test_file": cfg.test_file,
+        "bf16": cfg.bf16, "fp16": cfg.fp16, "schedule": _schedule(cfg, cfg.stage1_epochs, cfg.stage1_lr),
     }
 
 
-def stage1_dir(cfg: RunConfig) -> Path:
-    settings = stage1_settings(cfg)
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+def stage1_dir(cfg: RunConfig, english: TaskData | GenTaskData | None = None) -> Path:
+    english = english if english is not None else load_data(cfg, stage1=True)
+    settings = stage1_settings(resolve_defaults(cfg, english), english)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     root = Path(cfg.stage1_dir) if cfg.stage1_dir else cache_root() / "stage1"
     return root / model_slug(cfg.model) / cfg.task / f"seed{cfg.seed}-{digest}"
 
@@ -98,12 +125,21 @@ def _settings(cfg: RunConfig, epochs: int, lr: float) -> TrainSettings:
     return TrainSettings(epochs, lr, cfg.batch_size, bf16=cfg.bf16, fp16=cfg.fp16, show_progress=cfg.show_progress)
 
 
+def _schedule(cfg: RunConfig, epochs: int, lr: float) -> dict:
+    """The training settings that change a model (all of TrainSettings but the progress bar)."""
+    settings = asdict(_settings(cfg, epochs, lr))
+    settings.pop("show_progress")
+    return settings
+
+
 def ensure_stage1(cfg: RunConfig) -> Path:
-    """The English task model for (model, task, seed): trained once, then reused by every stage-2 run."""
-    folder = stage1_dir(cfg)
+    """The English task model for (model, task, seed, settings, data): trained once, then reused by every
+    stage-2 run. It trains and is tested on the source (English) side of the task's examples."""
+    english = load_data(cfg, stage1=True)
+    cfg = resolve_defaults(cfg, english)
+    folder = stage1_dir(cfg, english)
 
     def build(tmp: Path) -> None:
-        english = load_data(cfg, stage1=True)
         kind = kind_of(english, cfg)
         _set_seed(cfg.seed)
         path = resolve_model(cfg.model)
@@ -129,8 +165,10 @@ def ensure_stage1(cfg: RunConfig) -> Path:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         labels = list(english.labels) if isinstance(english, TaskData) else None
-        write_json(tmp / STAGE1_INFO, {"settings": stage1_settings(cfg), "labels": labels, "method": method,
-                                       "train_seconds": seconds, "source_metrics": metrics})
+        write_json(tmp / STAGE1_INFO, {"settings": stage1_settings(cfg, english), "labels": labels, "method": method,
+                                       "pooling": cfg.pooling, "train_examples": len(english.train),
+                                       "test_examples": len(english.test), "train_seconds": seconds,
+                                       "source_metrics": metrics})
 
     return build_once(folder, build)
 
@@ -139,12 +177,15 @@ def build_model(cfg: RunConfig, stage1: Path, data: TaskData | GenTaskData) -> t
     info = json.loads((stage1 / STAGE1_INFO).read_text())
     if isinstance(data, TaskData) and tuple(info["labels"] or ()) != tuple(data.labels):
         raise XltError(f"label set {list(data.labels)} differs from the English model's {info['labels']}")
+    if info.get("pooling") != cfg.pooling:
+        raise XltError(f"the English model at {stage1} pools {info.get('pooling')!r}, the run asks for "
+                       f"{cfg.pooling!r} (a stage-1 model from an older xlt has no pooling: delete it to rebuild)")
     tokenizer = load_tokenizer(str(stage1))
     arch = _architecture(str(stage1))
     model = kind_of(data, cfg).load_model(str(stage1), tokenizer, data, arch)
     _check_precision(cfg, arch, model.config.model_type)
     adapter = AdapterSettings(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.fusion, cfg.source_layer_offset,
-                              cfg.train_head, all_linear=cfg.lora_targets == "all-linear")
+                              cfg.train_head, all_linear=cfg.lora_targets == "all-linear", pooling=cfg.pooling)
     adapted = attach(model, get_method(cfg.method), arch, adapter)
     if cfg.gradient_checkpointing:
         enable_checkpointing(model)
@@ -221,6 +262,7 @@ def run_stage2(cfg: RunConfig) -> dict:
     method = get_method(cfg.method)
     out = Path(cfg.output_dir)
     data = load_data(cfg)
+    cfg = resolve_defaults(cfg, data)
     stage1 = ensure_stage1(cfg)
     info = json.loads((stage1 / STAGE1_INFO).read_text())
     _set_seed(cfg.seed)

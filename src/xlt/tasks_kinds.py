@@ -19,6 +19,7 @@ from xlt.errors import XltError
 from xlt.generation_tasks import get_metric
 from xlt.metrics import classification_metrics
 from xlt.models.architectures import Architecture
+from xlt.models.classifier import PooledClassifier
 from xlt.models.loading import load_classifier
 from xlt.training.batches import Batch, make_batch
 from xlt.training.generation import GenBatcher, gold_answer, greedy_generate
@@ -33,6 +34,7 @@ class Classification:
     name: str = "classification"
 
     verbalizer: bool = False  # decoders: score label words instead of a classification head
+    pooling: str | None = None  # heads: xlt.models.classifier.POOLINGS, or "eos" (mT5's own head)
 
     def head_modules(self, arch: Architecture) -> list[str] | None:
         """Modules trained in full next to LoRA when the English model is trained with LoRA."""
@@ -40,7 +42,9 @@ class Classification:
 
     def load_model(self, path: str, tokenizer, data: TaskData, arch: Architecture):
         if not self.verbalizer:
-            return load_classifier(path, data.labels, tokenizer.pad_token_id)
+            if arch.family == "encoder-decoder":  # MT5ForSequenceClassification: the decoder's EOS state
+                return load_classifier(path, data.labels, tokenizer.pad_token_id)
+            return PooledClassifier.from_pretrained(path, data.labels, self.pooling, arch.family)
         from transformers import AutoModelForCausalLM
 
         if arch.family != "decoder":
@@ -100,4 +104,6 @@ class Generation:
 def kind_of(data: TaskData | GenTaskData, cfg: RunConfig | None = None) -> Classification | Generation:
     if isinstance(data, GenTaskData):
         return Generation()
-    return Classification(verbalizer=cfg is not None and cfg.decoder_classifier == "verbalizer")
+    if cfg is None:
+        return Classification()
+    return Classification(verbalizer=cfg.decoder_classifier == "verbalizer", pooling=cfg.pooling)

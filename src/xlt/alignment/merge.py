@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from xlt.errors import XltError
 from xlt.io import write_json, write_yaml
-from xlt.methods import ADAPTER_WEIGHTS
+from xlt.methods import ADAPTER_INFO, ADAPTER_WEIGHTS
 
 ADAPTER_CONFIG = "adapter_config.json"
 MERGE_INFO = "xlt_merge.json"
@@ -170,6 +170,8 @@ def merge_adapters(adapters: list[str | Path], weights: list[float], output: str
         save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         write_json(tmp / ADAPTER_CONFIG, config)
         write_json(tmp / MERGE_INFO, summary)
+        if (folders[0] / ADAPTER_INFO).is_file():  # method and pooling of the task adapter, whose head is kept
+            shutil.copyfile(folders[0] / ADAPTER_INFO, tmp / ADAPTER_INFO)
         if output.exists():
             shutil.rmtree(output)
         os.replace(tmp, output)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from xlt.errors import XltError
+
 
 @dataclass(frozen=True)
 class Example:
@@ -63,6 +65,37 @@ class GenTaskData:
     test: list[GenExample]
     template: str  # key of xlt.generation_tasks.TEMPLATES
     metric: str  # key of xlt.generation_tasks.GEN_METRICS
+
+
+def source_side(data: TaskData | GenTaskData) -> TaskData | GenTaskData:
+    """The same task read entirely in the source language: what the English (stage-1) model trains and
+    is tested on. Built from each example's own source side, so a loader can never hand stage 1 the
+    target-language text (task ``custom`` once trained its "English" model on ``target_text``)."""
+    from dataclasses import replace
+
+    def english(ex):
+        if isinstance(ex, Example):
+            if ex.source is None:
+                raise XltError(f"{data.task}: example {ex.id or '?'} has no source-language text for the English model")
+            return Example(ex.source, ex.source, ex.label, ex.id)
+        if ex.prompt_source is None or ex.answer_source is None:
+            raise XltError(f"{data.task}: example {ex.id or '?'} has no source-language text for the English model")
+        return GenExample(ex.prompt_source, ex.prompt_source, ex.answer_source, ex.answer_source, ex.id)
+
+    return replace(data, target_lang=data.source_lang, train=[english(ex) for ex in data.train],
+                   valid=[english(ex) for ex in data.valid], test=[english(ex) for ex in data.test])
+
+
+def content_digest(data: TaskData | GenTaskData) -> str:
+    """SHA-256 of everything a model trained on ``data`` depends on: the label set and every example of
+    every split, in order. Cache keys use it instead of file paths, so an edited file is a new key."""
+    digest = hashlib.sha256()
+    digest.update(repr((data.task, getattr(data, "labels", None), getattr(data, "template", None))).encode())
+    for split in (data.train, data.valid, data.test):
+        digest.update(b"\x00split")
+        for ex in split:
+            digest.update(repr(ex).encode())
+    return digest.hexdigest()
 
 
 def heldout_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:

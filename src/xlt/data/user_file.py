@@ -3,9 +3,9 @@
 Files are CSV (header row; quoted newlines allowed) or JSON Lines, chosen by suffix
 (``.csv`` / ``.jsonl``), with columns ``source_text``, ``target_text``, ``label`` and optionally
 ``id``. The label set is the distinct train labels, sorted (numerically when all are integers);
-a test label outside it is an error. ``valid`` is a fixed seeded 10% of the train file
-(``heldout_split``, seed ``VALID_SEED``); ``train`` is the rest. Row numbers in messages count
-records from 1, header excluded.
+a test label outside it is an error. Every train row is trained on (nothing selects a model on a
+validation split, so holding rows out would only weaken both models); ``valid`` is empty. Row
+numbers in messages count records from 1, header excluded.
 """
 
 from __future__ import annotations
@@ -14,13 +14,11 @@ import csv
 import json
 from pathlib import Path
 
-from xlt.data.examples import Example, TaskData, heldout_split
+from xlt.data.examples import Example, TaskData
 from xlt.errors import XltError
 from xlt.languages import canonical_code
 
 COLUMNS = ("source_text", "target_text", "label")
-VALID_FRACTION = 0.1
-VALID_SEED = 0
 
 
 def read_table(path: str | Path, required: tuple[str, ...]) -> list[dict[str, str]]:
@@ -108,10 +106,7 @@ def load(train_file, test_file, target_lang: str, source_lang: str = "en") -> Ta
                                r.get("id") or f"{Path(path).stem}-{row_no}"))
         return out
 
-    train = to_examples(train_rows, train_file)
-    keep, held = heldout_split(len(train), VALID_FRACTION, VALID_SEED)
     return TaskData(
         task="custom", labels=labels, source_lang=_lang(source_lang), target_lang=_lang(target_lang),
-        train=[train[i] for i in keep], valid=[train[i] for i in held],
-        test=to_examples(test_rows, test_file),
+        train=to_examples(train_rows, train_file), valid=[], test=to_examples(test_rows, test_file),
     )

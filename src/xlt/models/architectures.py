@@ -36,7 +36,7 @@ class Architecture:
 
 _ENCODER = Architecture("encoder", (Stack("encoder.layer"),), ("query", "value"))
 _DECODER = Architecture("decoder", (Stack("layers", final="norm"),), ("q_proj", "v_proj"), causal=True,
-                        pre_norm=True, head=("score",), stage1="lora")
+                        pre_norm=True, head=("classifier",), stage1="lora")
 _MT5 = Architecture(
     "encoder-decoder",
     (Stack("encoder.block", final="encoder.final_layer_norm"),

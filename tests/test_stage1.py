@@ -1,0 +1,115 @@
+"""The English (stage-1) model: it reads the English side of the task's examples, and its cache key
+follows the data's content and every setting that changes it, never file paths."""
+
+import csv
+import json
+import random
+import shutil
+
+import pytest
+
+import xlt.run
+from xlt.cli import main
+from xlt.config import RunConfig
+from xlt.data.examples import Example, GenExample, GenTaskData, TaskData, source_side
+from xlt.errors import XltError
+from xlt.run import stage1_dir
+
+POSITIVE = ["zz good zz", "zz great day zz", "zz lovely zz", "zz so nice zz", "zz well done zz", "zz happy zz"]
+NEGATIVE = ["qq bad qq", "qq awful day qq", "qq sad qq", "qq so poor qq", "qq badly done qq", "qq angry qq"]
+
+
+def _signal_only_in_english(path, rows: int, seed: int) -> None:
+    """A parallel file whose English side carries the label and whose target side is another row's
+    English text, marked: the target text says nothing about its own row's label."""
+    rng = random.Random(seed)
+    english = [(rng.choice(POSITIVE if i % 2 else NEGATIVE), "pos" if i % 2 else "neg") for i in range(rows)]
+    shuffled = [text for text, _ in english]
+    rng.shuffle(shuffled)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["source_text", "target_text", "label"])
+        for (text, label), other in zip(english, shuffled):
+            writer.writerow([text, "tgt " + other, label])
+
+
+def test_custom_stage1_trains_and_tests_on_the_english_side(tmp_path, monkeypatch, capsys):
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    _signal_only_in_english(train, 64, seed=1)
+    _signal_only_in_english(test, 40, seed=2)
+    seen = []
+    real_train = xlt.run.train
+
+    def spy(model, examples, *args, **kwargs):
+        seen.append([ex.target[0] for ex in examples])
+        return real_train(model, examples, *args, **kwargs)
+
+    monkeypatch.setattr(xlt.run, "train", spy)
+    args = ["train", "--model", "tiny-random/bert", "--task", "custom", "--train-file", str(train),
+            "--test-file", str(test), "--target-lang", "xx", "--method", "zero-shot", "--stage1-epochs", "8",
+            "--stage1-lr", "3e-3", "--batch-size", "8", "--max-length", "16", "--no-show-progress",
+            "--stage1-dir", str(tmp_path / "stage1"), "--output-dir", str(tmp_path / "run")]
+    assert main(args) == 0
+    assert len(seen) == 1 and not any(text.startswith("tgt ") for text in seen[0])  # stage 1 read source_text
+    assert len(seen[0]) == 64  # every training row: nothing is held out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["source_metrics"]["accuracy"] >= 0.9  # English test, where the signal is
+    assert metrics["metrics"]["accuracy"] <= 0.75  # target test: no signal, about chance
+    assert metrics["source_metrics"] != metrics["metrics"]
+
+
+def test_source_side_swaps_every_split_and_refuses_missing_english():
+    data = TaskData("t", ("a", "b"), "en", "ace", [Example(("x",), ("e",), 1, "1")], [],
+                    [Example(("y",), ("f",), 0, "2")])
+    english = source_side(data)
+    assert english.target_lang == "en" and english.source_lang == "en"
+    assert english.train == [Example(("e",), ("e",), 1, "1")] and english.test == [Example(("f",), ("f",), 0, "2")]
+    assert data.train[0].target == ("x",)  # the input is not changed
+    gen = GenTaskData("g", "en", "jv", [GenExample("p", "P", "a", "A", "1")], [], [], "slots", "slots")
+    assert source_side(gen).train == [GenExample("P", "P", "A", "A", "1")]
+    with pytest.raises(XltError, match="example 3 has no source-language text"):
+        source_side(TaskData("t", ("a",), "en", "ace", [Example(("x",), None, 0, "3")], [], []))
+
+
+def _custom(tmp_path, name: str, rows: list[tuple[str, str, str]]) -> tuple[str, str]:
+    folder = tmp_path / name
+    folder.mkdir()
+    for split in ("train", "test"):
+        with (folder / f"{split}.csv").open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([("source_text", "target_text", "label"), *rows])
+    return str(folder / "train.csv"), str(folder / "test.csv")
+
+
+ROWS = [("good", "apik", "pos"), ("bad", "elek", "neg"), ("fine", "becik", "pos")]
+
+
+def _key(tmp_path, files, **settings):
+    settings = {"model": "tiny-random/bert", **settings}
+    cfg = RunConfig(task="custom", train_file=files[0], test_file=files[1], target_lang="jv",
+                    stage1_dir=str(tmp_path / "cache"), **settings)
+    return stage1_dir(cfg)
+
+
+def test_stage1_key_follows_the_english_content_not_the_path(tmp_path):
+    a = _custom(tmp_path, "a", ROWS)
+    b = _custom(tmp_path, "b", ROWS)  # same content elsewhere
+    other_target = _custom(tmp_path, "c", [(s, t + "x", y) for s, t, y in ROWS])  # only the target side differs
+    edited = _custom(tmp_path, "d", [("good!", "apik", "pos"), *ROWS[1:]])  # one English sentence differs
+    assert _key(tmp_path, a) == _key(tmp_path, b) == _key(tmp_path, other_target)
+    assert _key(tmp_path, a) != _key(tmp_path, edited)
+    for new, old in zip(edited, a):  # the same paths with new content are a new model
+        shutil.copy(new, old)
+    assert _key(tmp_path, a) == _key(tmp_path, edited)
+
+
+def test_stage1_key_holds_every_setting_that_changes_the_model(tmp_path):
+    files = _custom(tmp_path, "a", ROWS)
+    base = _key(tmp_path, files)
+    for change in ({"stage1_epochs": 2}, {"stage1_lr": 1e-4}, {"max_length": 32}, {"batch_size": 8},
+                   {"pooling": "first"}, {"seed": 1}, {"bf16": True}, {"stage1_freeze_embeddings": False}):
+        assert _key(tmp_path, files, **change) != base, change
+    # settings stage 1 does not use share the model: stage-2 rank and dropout of a fully fine-tuned model
+    assert _key(tmp_path, files, lora_r=8, lora_dropout=0.3, epochs=9, lr=1e-3) == base
+    # ...but LoRA stage 1 (tiny llama's default) depends on them
+    llama = dict(model="tiny-random/llama")
+    assert _key(tmp_path, files, **llama) != _key(tmp_path, files, lora_dropout=0.3, **llama)
