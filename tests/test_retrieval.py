@@ -206,7 +206,7 @@ def test_parallel_errors(tmp_path, data_dir):
 def test_run_retrieval_tiny_bert_writes_json_and_plots(tmp_path, data_dir):
     out = tmp_path / "ret"
     result = run_retrieval("tiny-random/bert", "nusax-mt", ["en", "id", "jv"], 20, out, data_dir=data_dir,
-                           batch_size=8)
+                           batch_size=8, show_progress=False)
     saved = json.loads((out / "retrieval.json").read_text(encoding="utf-8"))
     assert saved == result
     assert {"layers", "languages", "pairs", "average", "even_layer_average", "best_layer"} <= set(saved)
@@ -216,6 +216,19 @@ def test_run_retrieval_tiny_bert_writes_json_and_plots(tmp_path, data_dir):
     for name in ("retrieval_layers.png", "retrieval_heatmap.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
     assert sorted(p.name for p in out.iterdir()) == ["retrieval.json", "retrieval_heatmap.png", "retrieval_layers.png"]
+
+
+def test_run_retrieval_shows_progress_on_stderr_only_when_asked(tmp_path, capsys, data_dir):
+    quiet = run_retrieval("tiny-random/bert", "nusax-mt", ["en", "jv"], 8, tmp_path / "quiet", data_dir=data_dir,
+                          batch_size=4, show_progress=False)
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+    loud = run_retrieval("tiny-random/bert", "nusax-mt", ["en", "jv"], 8, tmp_path / "loud", data_dir=data_dir,
+                         batch_size=4)
+    captured = capsys.readouterr()
+    assert "embed 2 languages x 8 sentences" in captured.err and "4/4" in captured.err  # 16 sentences, 4 per batch
+    assert "score" in captured.err and captured.out == ""
+    assert loud["pairs"] == quiet["pairs"]
 
 
 def test_cli_prints_the_table(tmp_path, capsys, data_dir):

@@ -106,7 +106,8 @@ def lora_config(method: Method, arch: Architecture, settings: AdapterSettings,
     if method.adapter == "flare":
         check_fusion_name(settings.fusion or "")
         return FlareConfig(
-            fusion=settings.fusion, source_layer_offset=settings.source_layer_offset, causal=arch.causal, **common
+            fusion=settings.fusion, source_layer_offset=settings.source_layer_offset, causal_stacks=arch.causal_stacks,
+            **common
         )
     return LoraConfig(**common)
 

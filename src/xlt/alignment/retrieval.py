@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from xlt.errors import XltError
 from xlt.io import write_json
@@ -35,14 +36,16 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def layer_embeddings(model, tokenizer, sentences: list[str], batch_size: int = 64,
-                     max_length: int = 128, bf16: bool = False) -> torch.Tensor:
+                     max_length: int = 128, bf16: bool = False, show_progress: bool = False,
+                     desc: str = "embed") -> torch.Tensor:
     """Mean-pooled states of every transformer layer (not the embedding output): [L, N, H], float32, CPU.
 
     Sentences are batched in token-length order (little padding) and returned in input order. An
     encoder-decoder model contributes its encoder only: the decoder needs a target to read. A tokenizer
     without a pad token (decoder-only models) gets its EOS token as pad; the mask hides it anyway.
     ``bf16`` runs the forward under bf16 autocast (about 2x faster on CPUs with AVX512-BF16/AMX; pooled
-    vectors keep a cosine above 0.9999 to the float32 ones on e5-small).
+    vectors keep a cosine above 0.9999 to the float32 ones on e5-small). ``show_progress``: a progress
+    bar over the forward batches (on stderr).
     """
     if not sentences:
         raise XltError("no sentences to embed")
@@ -57,7 +60,8 @@ def layer_embeddings(model, tokenizer, sentences: list[str], batch_size: int = 6
     order = sorted(range(len(sentences)), key=lengths.__getitem__)
     out = None  # [L, N, H], allocated once the first batch shows L and H
     try:
-        for start in range(0, len(order), batch_size):
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc=desc, unit="batch", disable=not show_progress, leave=False):
             idx = order[start:start + batch_size]
             batch = tokenizer([sentences[i] for i in idx], padding=True, truncation=True,
                               max_length=max_length, return_tensors="pt")
@@ -102,7 +106,7 @@ def _aggregate(average: list[float]) -> float | None:
     return sum(even) / len(even) if even else None
 
 
-def layerwise_retrieval(embeddings: dict[str, torch.Tensor], k: int = 4) -> dict:
+def layerwise_retrieval(embeddings: dict[str, torch.Tensor], k: int = 4, show_progress: bool = False) -> dict:
     """Accuracy for every ordered language pair and every layer, from {lang: [L, N, H]}."""
     langs = list(embeddings)
     shapes = {tuple(e.shape[:2]) for e in embeddings.values()}
@@ -113,7 +117,7 @@ def layerwise_retrieval(embeddings: dict[str, torch.Tensor], k: int = 4) -> dict
     gold = torch.arange(n)
     step = max(1, _MAX_SCORES // (n * n))  # layers scored at once, bounding memory for large sets
     pairs = {f"{a}-{b}": [] for a in langs for b in langs if a != b}
-    for i, a in enumerate(langs):
+    for i, a in enumerate(tqdm(langs, desc="score", unit="language", disable=not show_progress, leave=False)):
         for b in langs[i + 1:]:
             for lo in range(0, n_layers, step):
                 # the margin is symmetric: margin(b, a) = margin(a, b).T, so one matrix serves both directions
@@ -198,8 +202,11 @@ def _load_backbone(path: str):
 
 def run_retrieval(model_name: str, data: str, langs: list[str] | None, max_sentences: int | None,
                   output_dir: str | Path, data_dir=None, batch_size: int = 64, split: str = "test",
-                  k: int = 4, max_length: int = 128, bf16: bool = True) -> dict:
-    """Embed every sentence once, score every pair and layer; write retrieval.json and two plots."""
+                  k: int = 4, max_length: int = 128, bf16: bool = True, show_progress: bool = True) -> dict:
+    """Embed every sentence once, score every pair and layer; write retrieval.json and two plots.
+
+    Embedding takes minutes on a CPU: ``show_progress`` shows a bar over the forward batches.
+    """
     from xlt.data.parallel import load_parallel
     from xlt.models.loading import load_tokenizer, resolve_model
 
@@ -210,11 +217,11 @@ def run_retrieval(model_name: str, data: str, langs: list[str] | None, max_sente
     start = time.perf_counter()
     n = len(next(iter(sentences.values())))
     # one pass over all languages: length-sorted batches from the whole pool need ~2% padding, not ~30%
-    pooled = layer_embeddings(model, tokenizer, [t for s in sentences.values() for t in s], batch_size,
-                              max_length, bf16)
+    pooled = layer_embeddings(model, tokenizer, [t for s in sentences.values() for t in s], batch_size, max_length,
+                              bf16, show_progress, desc=f"embed {len(sentences)} languages x {n} sentences")
     embeddings = {lang: pooled[:, i * n:(i + 1) * n] for i, lang in enumerate(sentences)}
     embedded = time.perf_counter()
-    result = layerwise_retrieval(embeddings, k)
+    result = layerwise_retrieval(embeddings, k, show_progress)
     result = {"model": model_name, "data": data, "split": split, "sentences": n, "k": k, "bf16": bf16, **result,
               "embed_seconds": round(embedded - start, 2), "score_seconds": round(time.perf_counter() - embedded, 2)}
     out = Path(output_dir)

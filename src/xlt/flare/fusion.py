@@ -90,8 +90,9 @@ class CrossAttentionFusion(nn.Module):
     """Single-head attention in the rank-r bottleneck: target queries, source keys and values.
 
     Output is ``T + softmax(QK^T/sqrt(r) + masks)·V``. Source padding is masked; with
-    ``causal=True`` the target token at relative position i sees source tokens at relative
-    positions <= i only (decoder models must not see the future), whatever the padding side.
+    ``causal=True`` (layers of a decoder stack) the target token at relative position i sees
+    source tokens at relative positions <= i only, whatever the padding side: in mT5's decoder
+    the source state at position j was computed from the target's decoder tokens up to j.
     A target row with no visible source position gets a zero attention output.
     """
 

@@ -7,6 +7,7 @@ The source input ``x_src`` is set on the layer (``layer.source``) by
 :class:`xlt.flare.model.FlareModel` for the duration of a forward *and* backward pass, so a
 gradient-checkpointed re-forward during backward fuses exactly what the first forward fused.
 A fused layer called without source states raises instead of silently acting as plain LoRA.
+Its fusion is causal iff the layer sits in one of the config's ``causal_stacks`` (decoder stacks).
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class FlareLinear(LoraLinear):
     def update_layer(self, adapter_name: str, r: int, lora_alpha: int, config, **kwargs: Any) -> None:
         if "lora_fusion" not in self._modules:
             self.lora_fusion = nn.ModuleDict()  # before super(): it activates every adapter_layer_names dict
-        self.lora_fusion[adapter_name] = build_fusion(config.fusion, r, causal=config.causal)
+        # the causality of the stack this projection sits in (PEFT passes the module's full name)
+        self.causal = config.is_causal(kwargs.get("target_name", ""))
+        self.lora_fusion[adapter_name] = build_fusion(config.fusion, r, causal=self.causal)
         super().update_layer(adapter_name, r, lora_alpha=lora_alpha, config=config, **kwargs)
         self.lora_fusion[adapter_name].to(self.lora_A[adapter_name].weight.device)
 

@@ -42,6 +42,17 @@ def _output_tensor(output) -> torch.Tensor:
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
+def _check_causality(layer: FlareLinear, stack: Stack, architecture: Architecture) -> None:
+    """A fused layer's fusion was built from the config; it must agree with the stack it sits in,
+    or a decoder position could attend to source states of later positions (computed from later tokens)."""
+    if layer.causal != stack.causal:
+        raise ValueError(
+            f"FLARE layer {layer.flare_name} is {'' if layer.causal else 'not '}causal but its stack "
+            f"{stack.layers} is{'' if stack.causal else ' not'}: build the FlareConfig with "
+            f"causal_stacks={architecture.causal_stacks}"
+        )
+
+
 class FlareModel:
     """A PEFT model with FLARE layers plus the source wiring.
 
@@ -65,6 +76,7 @@ class FlareModel:
                     module.fuse = not any(part in rel for part in architecture.unfused)
                     self._modules_by_key[(s, i, rel)] = module
                     if module.fuse:
+                        _check_causality(module, stack, architecture)
                         source_i = i + self.offset
                         self.wiring[module] = (s, source_i, rel if source_i < len(layers) else FINAL)
         if not self.wiring:

@@ -4,6 +4,7 @@ Paths are relative to the backbone (``hf_model.base_model``: ``BertModel``, ``Ll
 ``MT5ForConditionalGeneration`` itself), so the same row serves every task head. A stack's
 ``final`` module produces the output that "layer L+1" would receive (the final norm for pre-norm
 models); ``None`` means the last layer's own output (post-norm encoders such as BERT).
+Causality belongs to a stack, not to a family: mT5's encoder is bidirectional, its decoder is not.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ class Stack:
     layers: str  # path of the ModuleList of layers
     final: str | None = None  # path of the module whose output follows the last layer
     mask_key: str = "attention_mask"  # which model input masks this stack's positions
+    causal: bool = False  # a decoder stack: its fusions must not look at later positions
 
 
 @dataclass(frozen=True)
@@ -26,21 +28,23 @@ class Architecture:
     stacks: tuple[Stack, ...]
     targets: tuple[str, ...]  # attention projection names that get (FLARE) LoRA
     unfused: tuple[str, ...] = ()  # path fragments whose projections get plain LoRA (mT5 cross-attention)
-    causal: bool = False
     pre_norm: bool = False
     head: tuple[str, ...] = ("classifier",)  # sequence-classification head module names
     stage1: str = "full"  # how the English task model is trained: full fine-tuning, or LoRA merged
 
-
+    @property
+    def causal_stacks(self) -> list[str]:
+        """Layer paths of the causal stacks, as ``FlareConfig.causal_stacks`` records them."""
+        return [stack.layers for stack in self.stacks if stack.causal]
 
 
 _ENCODER = Architecture("encoder", (Stack("encoder.layer"),), ("query", "value"))
-_DECODER = Architecture("decoder", (Stack("layers", final="norm"),), ("q_proj", "v_proj"), causal=True,
+_DECODER = Architecture("decoder", (Stack("layers", final="norm", causal=True),), ("q_proj", "v_proj"),
                         pre_norm=True, head=("classifier",), stage1="lora")
 _MT5 = Architecture(
     "encoder-decoder",
     (Stack("encoder.block", final="encoder.final_layer_norm"),
-     Stack("decoder.block", final="decoder.final_layer_norm", mask_key="decoder_attention_mask")),
+     Stack("decoder.block", final="decoder.final_layer_norm", mask_key="decoder_attention_mask", causal=True)),
     ("q", "v"),
     unfused=("EncDecAttention",),
     pre_norm=True,

