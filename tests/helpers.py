@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from transformers import AutoConfig
 
 from xlt.methods import AdaptedModel, AdapterSettings, attach, get_method
 from xlt.models.architectures import architecture_for
-from xlt.models.loading import load_classifier, load_tokenizer, resolve_model
+from xlt.models.classifier import resolve_pooling
+from xlt.models.loading import load_tokenizer, resolve_model
+from xlt.tasks_kinds import Classification
 
 LABELS = ("negative", "neutral", "positive")
+
+
+@dataclass
+class _Labels:  # what a classifier loader reads of a TaskData
+    labels: tuple[str, ...]
+
+
+def tiny_classifier(path: str, tokenizer):
+    """The classifier users get: xlt's pooled head with the family's default pooling, mT5's own head."""
+    arch = architecture_for(AutoConfig.from_pretrained(path).model_type)
+    pooling = resolve_pooling(None, arch.family)
+    return Classification(pooling=pooling).load_model(path, tokenizer, _Labels(LABELS), arch)
 
 
 def tiny(family: str = "bert", method: str = "flare", fusion: str | None = "add", offset: int = 1,
@@ -19,7 +36,7 @@ def tiny(family: str = "bert", method: str = "flare", fusion: str | None = "add"
     torch.manual_seed(seed)
     tokenizer = load_tokenizer(path)
     if task == "classification":
-        model = load_classifier(path, LABELS, tokenizer.pad_token_id)
+        model = tiny_classifier(path, tokenizer)
     else:
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 

@@ -87,7 +87,7 @@ def _batch(tokenizer, texts):
 
 def _lora_grads(model, layer_index):
     """LoRA grads of one (0-based) layer of the aligned stack (the encoder of mT5)."""
-    pattern = re.compile(rf"(model\.layers|encoder\.layer|encoder\.block)\.{layer_index}\..*lora_")
+    pattern = re.compile(rf"((?:^|\.)layers|encoder\.layer|encoder\.block)\.{layer_index}\..*lora_")
     return {n: p.grad for n, p in model.named_parameters() if pattern.search(n)}
 
 

@@ -1,5 +1,7 @@
 """FLARE wiring and the correctness properties the published code gets wrong."""
 
+import re
+
 import pytest
 import torch
 
@@ -174,14 +176,45 @@ def test_save_then_load_gives_identical_logits(tmp_path, parallel_examples, fusi
 
 
 def test_loading_a_mismatched_adapter_fails_instead_of_loading_nothing(tmp_path):
+    from safetensors.torch import load_file, save_file
+
     adapted, _ = tiny(fusion="add", r=4)
     save_adapter(adapted, tmp_path / "adapter")
-    other, _ = tiny(fusion="cross_attention", r=4)  # expects fusion weights the file lacks
-    with pytest.raises(XltError, match="does not match the model"):
+    weights = tmp_path / "adapter" / "adapter_model.safetensors"
+    state = load_file(str(weights))
+    save_file({k: v for k, v in state.items() if ".layer.1." not in k}, str(weights))  # same settings, fewer tensors
+    fresh, _ = tiny(fusion="add", r=4)
+    with pytest.raises(XltError, match=r"does not match the model: 4 missing, 0 unexpected"):
+        load_adapter(fresh, tmp_path / "adapter")
+
+
+@pytest.mark.parametrize("saved, loaded, message", [
+    (dict(fusion="add_relu"), dict(fusion="add"), "fusion 'add_relu' (model: 'add')"),  # same tensors
+    (dict(fusion="add"), dict(fusion="cross_attention"), "fusion 'add' (model: 'cross_attention')"),
+    (dict(r=4), dict(r=8), "r 4 (model: 8)"),
+    (dict(offset=1), dict(offset=0), "source_layer_offset 1 (model: 0)"),
+    (dict(method="flare"), dict(method="lora", fusion=None), "fusion 'add' (model: None)"),
+])
+def test_an_adapter_loads_only_under_the_settings_it_was_trained_with(tmp_path, saved, loaded, message):
+    adapted, _ = tiny(**saved)
+    save_adapter(adapted, tmp_path / "adapter")
+    other, _ = tiny(**loaded)
+    with pytest.raises(XltError, match=r"was saved with other settings: .*" + re.escape(message)):
         load_adapter(other, tmp_path / "adapter")
-    wrong_rank, _ = tiny(fusion="add", r=8)
-    with pytest.raises(Exception):
-        load_adapter(wrong_rank, tmp_path / "adapter")
+
+
+def test_an_adapter_loads_only_under_the_pooling_it_was_trained_with(tmp_path):
+    import dataclasses
+
+    adapted, _ = tiny(fusion="add")
+    adapted.settings = dataclasses.replace(adapted.settings, pooling="mean")
+    save_adapter(adapted, tmp_path / "adapter")
+    other, _ = tiny(fusion="add")
+    other.settings = dataclasses.replace(other.settings, pooling="first")
+    with pytest.raises(XltError, match=re.escape("pooling 'mean' (model: 'first')")):
+        load_adapter(other, tmp_path / "adapter")
+    other.settings = dataclasses.replace(other.settings, pooling="mean")
+    assert load_adapter(other, tmp_path / "adapter") > 0
 
 
 def test_flare_layers_are_peft_layers_on_query_and_value_only():

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from helpers import LABELS, tiny
+from helpers import LABELS, tiny, tiny_classifier
 from safetensors.torch import load_file
 
 from xlt.alignment import merge_cli
@@ -32,7 +32,7 @@ def _base(seed: int = 0):
     path = resolve_model("tiny-random/bert")
     torch.manual_seed(seed)
     tokenizer = load_tokenizer(path)
-    return load_classifier(path, LABELS, tokenizer.pad_token_id), tokenizer
+    return tiny_classifier(path, tokenizer), tokenizer
 
 
 @pytest.fixture(scope="module")

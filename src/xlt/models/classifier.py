@@ -63,6 +63,7 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor
 class ClassifierOutput:
     logits: torch.Tensor
     loss: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None  # with output_hidden_states=True
 
 
 class PooledClassifier(nn.Module):
@@ -89,13 +90,14 @@ class PooledClassifier(nn.Module):
         return self.backbone
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs) -> ClassifierOutput:
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        output = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        hidden = output.last_hidden_state
         if attention_mask is None:
             attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
         pooled = pool(hidden, attention_mask, self.pooling)
         logits = self.classifier(self.dropout(pooled.to(self.classifier.weight.dtype)))
         loss = nn.functional.cross_entropy(logits.float(), labels) if labels is not None else None
-        return ClassifierOutput(logits, loss)
+        return ClassifierOutput(logits, loss, getattr(output, "hidden_states", None))
 
     def get_input_embeddings(self) -> nn.Module:
         return self.backbone.get_input_embeddings()
