@@ -1,10 +1,18 @@
 """The CLI contract: one-line errors with exit code 2; train writes metrics, evaluate reproduces them."""
 
+import argparse
 import json
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
-from xlt.cli import main
+import xlt
+from xlt.cli import build_parser, main
+from xlt.config import RunConfig
 
 QUICK = ["--model", "tiny-random/bert", "--task", "nusax", "--target-lang", "jv", "--max-train-examples", "24",
          "--max-eval-examples", "20", "--epochs", "1", "--stage1-epochs", "1", "--lora-r", "4", "--lora-alpha", "8",
@@ -20,11 +28,11 @@ def _error_line(capsys) -> str:
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--method", "flare", "--fusion", "concat"], "unknown fusion 'concat'"),
-        (["--method", "prompting"], "unknown method 'prompting'"),
+        (["--method", "flare", "--fusion", "concat"], "argument --fusion: invalid choice: 'concat'"),
+        (["--method", "prompting"], "argument --method: invalid choice: 'prompting'"),
         (["--method", "lora", "--fusion", "add"], "--fusion is only for --method flare"),
         (["--method", "lora", "--target-lang", "klingon"], "klingon"),
-        (["--method", "lora", "--task", "squad"], "unknown task 'squad'"),
+        (["--method", "lora", "--task", "squad"], "argument --task: invalid choice: 'squad'"),
         (["--method", "lora", "--data-dir", "/nonexistent/xlt-data"], "/nonexistent/xlt-data"),
         (["--method", "lora", "--config", "/nonexistent/run.yaml"], "config file not found"),
     ],
@@ -117,3 +125,82 @@ def test_same_seed_same_result_and_xnli_pairs(tmp_path, capsys):
     assert results[0]["metrics"] == results[1]["metrics"]
     first = (tmp_path / "a" / "adapter" / "adapter_model.safetensors").read_bytes()
     assert first == (tmp_path / "b" / "adapter" / "adapter_model.safetensors").read_bytes()
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(sub.choices)
+
+
+def test_every_flag_has_a_help_line_with_its_default_and_choices():
+    commands = _subcommands()
+    assert set(commands) == {"train", "evaluate", "demo", "retrieval", "merge"}
+    for name, parser in commands.items():
+        text = parser.format_help()
+        options = [a for a in parser._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]
+        assert options, name
+        for action in options:
+            flag = action.option_strings[0]
+            help_line = action.help or ""
+            assert help_line.endswith("(required)" if action.required else ")"), (name, flag, help_line)
+            assert action.required or "(default: " in help_line, (name, flag, help_line)
+            assert len(help_line.split("(")[0].strip()) > 3, (name, flag, help_line)  # says what it is
+            for choice in action.choices or ():
+                assert str(choice) in text, (name, flag, choice)
+    merge_help = commands["merge"].format_help()
+    assert "{exact,linear,svd," in merge_help  # the combinations are listed though checked after parsing
+
+
+def test_train_flags_come_from_run_config():
+    """One flag per RunConfig field, with the field's help, default and choices; adding a field adds a flag."""
+    train = _subcommands()["train"]
+    by_dest = {a.dest: a for a in train._actions}
+    for f in fields(RunConfig):
+        assert f.metadata.get("help"), f"RunConfig.{f.name} has no help text: use setting(default, help, ...)"
+        action = by_dest[f.name]
+        assert action.option_strings[0] == "--" + f.name.replace("_", "-")
+        assert action.help.startswith(f.metadata["help"])
+    assert by_dest["method"].choices == ("zero-shot", "translate-test", "lora", "input-fusion", "flare", "align",
+                                         "lora+align")
+    assert by_dest["fusion"].choices == ("add", "mul", "add_relu", "mul_relu", "cross_attention")
+    assert by_dest["task"].choices == ("nusax", "xnli", "custom", "massive", "massive-intent")
+    assert by_dest["lora_targets"].choices == ("attention", "all-linear")
+    assert by_dest["decoder_classifier"].choices == ("head", "verbalizer")
+    assert by_dest["stage1_method"].choices == ("full", "lora")
+    assert by_dest["source_layer_offset"].choices == (0, 1) and by_dest["source_layer_offset"].type is int
+    assert by_dest["lr"].type is float and by_dest["lora_r"].type is int and by_dest["model"].type is str
+    assert by_dest["bf16"].option_strings == ["--bf16", "--no-bf16"]
+    assert by_dest["lr"].help == "stage-2 learning rate (> 0) (default: 0.0005)"
+    assert by_dest["zero_source_eval"].help.endswith("(default: on)")
+    assert by_dest["lora_r"].help == "LoRA rank (default: 64 (FLARE paper); 8 for align methods)"
+    args = train.parse_args(["--lr", "0.01", "--no-bf16", "--source-layer-offset", "0"])
+    assert vars(args) == {"config": None, "lr": 0.01, "bf16": False, "source_layer_offset": 0}
+
+
+def test_name_tables_match_the_torch_modules():
+    from xlt import method_table, methods, preflight
+    from xlt.alignment import merge, merge_names
+    from xlt.flare import fusion, fusion_names
+
+    assert tuple(fusion.POSITIONWISE) == fusion_names.POSITIONWISE_FUSIONS
+    assert fusion.FUSIONS is fusion_names.FUSIONS and merge.COMBINATIONS is merge_names.COMBINATIONS
+    assert methods.METHODS is method_table.METHODS
+    assert preflight.ADAPTER_WEIGHTS == methods.ADAPTER_WEIGHTS
+
+
+def test_help_imports_neither_torch_nor_transformers():
+    code = ("import sys\n"
+            "from xlt.cli import main\n"
+            "for argv in (['--help'], ['train', '--help'], ['merge', '--help'], ['retrieval', '--help']):\n"
+            "    try:\n"
+            "        main(argv)\n"
+            "    except SystemExit as e:\n"
+            "        assert e.code == 0, e.code\n"
+            "print('torch' in sys.modules, 'transformers' in sys.modules, file=sys.stderr)\n")
+    src = str(Path(xlt.__file__).resolve().parents[1])  # this checkout's xlt, as in the test process
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (src, os.environ.get("PYTHONPATH"))))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "--learning" not in done.stdout and "--lora-dropout LORA_DROPOUT" in done.stdout
+    assert done.stderr.strip() == "False False"

@@ -1,4 +1,8 @@
-"""The ``xlt`` command line. Bad input: one line on stderr and exit code 2, nothing half written."""
+"""The ``xlt`` command line. Bad input: one line on stderr and exit code 2, nothing half written.
+
+Every flag's help line ends with its default (or "required"); ``xlt train``'s flags are generated from
+``RunConfig``'s fields. Parsing and ``--help`` import neither torch nor transformers.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,24 @@ from xlt.errors import XltError
 EXIT_BAD_INPUT = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is an ``XltError`` like any other bad input: one line, exit code 2."""
+
+    def error(self, message: str):
+        raise XltError(f"{message} (see {self.prog} --help)".replace("\n", " "))
+
+
+def add_option(parser: argparse.ArgumentParser, *flags: str, help: str, shown: str | None = None,
+               **kwargs) -> argparse.Action:
+    """An option whose help line ends with "(default: X)" or "(required)"; ``shown`` overrides X."""
+    from xlt.config import show_value
+
+    action = parser.add_argument(*flags, **kwargs)
+    tail = "required" if action.required else f"default: {shown if shown is not None else show_value(action.default)}"
+    action.help = f"{help} ({tail})".replace("%", "%%")  # argparse %-formats help lines
+    return action
+
+
 def _quiet_libraries() -> None:
     import warnings
 
@@ -25,43 +47,46 @@ def _quiet_libraries() -> None:
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    from xlt.config import RunConfig
+    """One flag per RunConfig field: type from the annotation, choices and help from the field's metadata."""
+    from xlt.config import FIELD_TYPES, RunConfig, shown_default
 
     S = argparse.SUPPRESS  # only flags given on the command line override --config
-    p.add_argument("--config", help="YAML file with the same keys as the flags (flags win)")
-    bools = {f.name for f in fields(RunConfig) if f.type in ("bool", bool)}
+    add_option(p, "--config", help="YAML file with the same keys as the flags (flags win)", shown="none")
     for f in fields(RunConfig):
+        kind, _ = FIELD_TYPES[f.name]
         flag = "--" + f.name.replace("_", "-")
-        if f.name in bools:
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=S)
+        if kind is bool:
+            kwargs = {"action": argparse.BooleanOptionalAction}
         else:
-            kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
-            if "int" in str(f.type):
-                kind = int
-            elif "float" in str(f.type):
-                kind = float
-            p.add_argument(flag, dest=f.name, type=kind, default=S)
+            kwargs = {"type": kind, "choices": f.metadata.get("choices")}
+        add_option(p, flag, dest=f.name, default=S, help=f.metadata.get("help", ""), shown=shown_default(f),
+                   **kwargs)
+
+
+def _add_demo_args(demo: argparse.ArgumentParser) -> None:
+    add_option(demo, "--suite", default="flare", choices=("flare", "alignment"),
+               help="flare: every baseline and FLARE; alignment: lora, lora+align, align, and their merge")
+    add_option(demo, "--quick", action="store_true", help="fewer examples and epochs (about 3 minutes)")
+    add_option(demo, "--output-dir", help="where results.jsonl, summary.md and the runs go",
+               shown="xlt-demo (flare suite) or xlt-demo-alignment")
+    add_option(demo, "--seeds", type=int, nargs="+", help="seeds to run", shown="0")
+    add_option(demo, "--languages", nargs="+", help="target languages", shown="ace bug jv")
+    add_option(demo, "--model", default="e5-small", help="the model (as for xlt train --model)")
+    add_option(demo, "--epochs", type=int, help="stage-2 epochs (the reference protocol uses 5)", shown="3")
+    add_option(demo, "--data-dir", help="data set folder", shown="$XLT_DATA_DIR, else ../shared/datasets")
+    add_option(demo, "--bf16", action=argparse.BooleanOptionalAction, default=None,
+               help="bf16 autocast", shown="on, as in the reference protocol")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xlt", description="Parameter-efficient cross-lingual transfer.")
+    parser = _Parser(prog="xlt", description="Parameter-efficient cross-lingual transfer.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="stage 1 (cached) + one stage-2 method; writes metrics.json")
     _add_train_args(train)
     ev = sub.add_parser("evaluate", help="reload a run directory and evaluate it again")
-    ev.add_argument("--run-dir", required=True)
+    add_option(ev, "--run-dir", required=True, help="a run directory written by xlt train or xlt merge")
     demo = sub.add_parser("demo", help="the whole pipeline on e5-small and NusaX, with a comparison table")
-    demo.add_argument("--suite", default="flare", choices=("flare", "alignment"),
-                      help="flare: every baseline and FLARE; alignment: lora, lora+align, align, and their merge")
-    demo.add_argument("--quick", action="store_true", help="fewer examples and epochs (about 3 minutes)")
-    demo.add_argument("--output-dir", help="default: xlt-demo (flare suite) or xlt-demo-alignment")
-    demo.add_argument("--seeds", type=int, nargs="+")
-    demo.add_argument("--languages", nargs="+")
-    demo.add_argument("--model", default="e5-small")
-    demo.add_argument("--epochs", type=int, help="stage-2 epochs (default 3; the reference protocol uses 5)")
-    demo.add_argument("--data-dir")
-    demo.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                      help="bf16 autocast (default: on, as in the reference protocol)")
+    _add_demo_args(demo)
     from xlt.alignment import merge_cli, retrieval_cli
 
     retrieval_cli.add_parser(sub)
@@ -71,20 +96,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from xlt.config import RunConfig
-    from xlt.run import run_stage2
+    from xlt.preflight import check_run
 
     values = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
     cfg = RunConfig.from_yaml(args.config, values) if args.config else RunConfig.from_dict(values)
+    check_run(cfg)
+    from xlt.run import run_stage2
+
     metrics = run_stage2(cfg)
     print(json.dumps({k: metrics[k] for k in ("task", "method", "fusion", "target_lang", "seed", "metrics")}))
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from xlt.preflight import check_run_dir
+
+    check_run_dir(args.run_dir)
     from xlt.run import evaluate_run
 
     print(json.dumps(evaluate_run(args.run_dir)))
     return 0
+
+
+def _check_demo(args: argparse.Namespace, output_dir: str) -> None:
+    from xlt.models.loading import check_model
+    from xlt.preflight import check_output_dir
+
+    if args.epochs is not None and args.epochs < 1:
+        raise XltError(f"--epochs must be >= 1, got {args.epochs}")
+    bad_seeds = [s for s in args.seeds or () if not 0 <= s < 2**32]
+    if bad_seeds:
+        raise XltError(f"--seeds must be in 0 .. 2**32-1, got {bad_seeds[0]}")
+    check_output_dir(output_dir)
+    check_model(args.model)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -92,6 +136,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     from xlt.demo import DEFAULT_DEMO_DIRS, FULL, QUICK, run_demo
 
+    output_dir = args.output_dir or DEFAULT_DEMO_DIRS[args.suite]
+    _check_demo(args, output_dir)
     plan = QUICK if args.quick else FULL
     if args.seeds:
         plan = dataclasses.replace(plan, seeds=tuple(args.seeds))
@@ -101,7 +147,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         plan = dataclasses.replace(plan, bf16=args.bf16)
     if args.languages:
         plan = dataclasses.replace(plan, languages=tuple(args.languages))
-    print(run_demo(args.output_dir or DEFAULT_DEMO_DIRS[args.suite], plan, model=args.model, data_dir=args.data_dir, suite=args.suite))
+    print(run_demo(output_dir, plan, model=args.model, data_dir=args.data_dir, suite=args.suite))
     return 0
 
 
@@ -123,9 +169,9 @@ COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "demo": _cmd_demo, "
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
-    _quiet_libraries()
     try:
+        args = build_parser().parse_args(argv)
+        _quiet_libraries()
         return COMMANDS[args.command](args)
     except XltError as err:
         print(f"xlt: error: {err}", file=sys.stderr)

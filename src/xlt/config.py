@@ -1,70 +1,100 @@
-"""The settings of one run, from CLI flags or a YAML file with the same keys, validated up front."""
+"""The settings of one run, from CLI flags or a YAML file with the same keys, validated up front.
+
+``RunConfig`` is the one source of truth for ``xlt train``: each field's annotation gives the flag's
+type (and the type a YAML value must have), its :func:`setting` metadata the help line and the
+choices. Adding a setting is one line here; the flag, its help and its checks follow.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import re
-from dataclasses import dataclass, fields
+import typing
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from xlt.data.tasks import TASKS
 from xlt.errors import XltError
-from xlt.flare.fusion import check_fusion_name
-from xlt.methods import get_method
+from xlt.flare.fusion_names import FUSIONS, check_fusion_name
+from xlt.method_table import METHODS, get_method
+
+ALL = "all"  # how help lines show a None limit (no maximum)
+
+
+def setting(default: Any, help: str, choices: tuple | None = None, shown: str | None = None) -> Any:
+    """A RunConfig field with its help line; ``shown`` says what the default means when it is None."""
+    return field(default=default, metadata={"help": help, "choices": choices, "shown": shown})
 
 
 @dataclass
 class RunConfig:
-    task: str = "nusax"
-    method: str = "lora"
-    fusion: str | None = None  # flare only; default add_relu
-    model: str = "e5-small"
-    source_lang: str = "en"
-    target_lang: str = "ace"
-    seed: int = 0
-    output_dir: str = "runs/run"
-    data_dir: str | None = None
-    train_file: str | None = None  # task "custom"
-    test_file: str | None = None
+    task: str = setting("nusax", "task", choices=tuple(TASKS))
+    method: str = setting("lora", "stage-2 method", choices=tuple(METHODS))
+    fusion: str | None = setting(None, "FLARE fusion of the target and English bottlenecks (flare only)",
+                                 choices=FUSIONS, shown="add_relu for flare")
+    model: str = setting("e5-small", "e5-small, tiny-random/<family>, a Hugging Face model id or a local folder")
+    source_lang: str = setting("en", "language of the English task model and of each example's source version")
+    target_lang: str = setting("ace", "target language: ISO 639-1/3 code or the data set's name")
+    seed: int = setting(0, "random seed (0 .. 2**32-1)")
+    output_dir: str = setting("runs/run", "run directory: config.yaml, adapter/, metrics.json")
+    data_dir: str | None = setting(None, "data set folder", shown="$XLT_DATA_DIR, else ../shared/datasets")
+    train_file: str | None = setting(None, "task custom: training CSV/JSONL (source_text, target_text, label)",
+                                     shown="none")
+    test_file: str | None = setting(None, "task custom: test CSV/JSONL with the same columns", shown="none")
     # stage 2 (paper defaults: LoRA on query/value, r=64, alpha=128)
-    epochs: int = 5
-    lr: float = 5e-4
-    batch_size: int = 32
-    max_length: int = 64
-    pooling: str | None = None  # classification heads: mean, first, last; default mean (encoders), last (decoders)
-    decoder_classifier: str = "head"  # decoders: "head" (last non-pad token) or "verbalizer" (label words)
-    max_answer_length: int = 48  # generation tasks: answer tokens in training, new tokens in decoding
-    lora_r: int | None = None  # default: 64 (FLARE paper), 8 for the align methods (alignment paper)
-    lora_alpha: int | None = None  # default: 2 * lora_r
-    lora_dropout: float = 0.1
-    lora_targets: str | None = None  # "attention" (q, v) or "all-linear"; default: all-linear for align methods
-    source_layer_offset: int = 1
-    train_head: bool = False
-    gradient_checkpointing: bool = False
-    bf16: bool = False
-    fp16: bool = False  # refused for mT5, whose activations overflow in fp16
-    max_train_examples: int | None = None  # stage-2 (target-language) training examples
-    max_eval_examples: int | None = None
+    epochs: int = setting(5, "stage-2 epochs")
+    lr: float = setting(5e-4, "stage-2 learning rate (> 0)")
+    batch_size: int = setting(32, "examples per batch")
+    max_length: int = setting(64, "tokens per text (longer texts are truncated)")
+    pooling: str | None = setting(None, "how a classification head reads the tokens: their mean, the first or the "
+                                  "last real token (eos: mT5's own head, its only choice)",
+                                  choices=("mean", "first", "last", "eos"), shown="mean for encoders, last for decoders")
+    decoder_classifier: str = setting("head", "decoder classification: a head on the last non-pad token, or "
+                                      "each label word's log-likelihood", choices=("head", "verbalizer"))
+    max_answer_length: int = setting(48, "generation tasks: answer tokens in training, new tokens in decoding")
+    lora_r: int | None = setting(None, "LoRA rank", shown="64 (FLARE paper); 8 for align methods")
+    lora_alpha: int | None = setting(None, "LoRA alpha (> 0)", shown="2 * lora_r")
+    lora_dropout: float = setting(0.1, "LoRA dropout, in [0, 1)")
+    lora_targets: str | None = setting(None, "modules that get LoRA: attention query/value, or every linear layer",
+                                       choices=("attention", "all-linear"),
+                                       shown="attention; all-linear for align methods")
+    source_layer_offset: int = setting(1, "FLARE: layer i fuses the English state of layer i + offset "
+                                       "(1: the paper's equation)", choices=(0, 1))
+    train_head: bool = setting(False, "also train the task head in stage 2")
+    gradient_checkpointing: bool = setting(False, "gradient checkpointing (less memory, slower)")
+    bf16: bool = setting(False, "bf16 autocast")
+    fp16: bool = setting(False, "fp16 autocast (refused for mT5, whose activations overflow in fp16)")
+    max_train_examples: int | None = setting(None, "stage-2 (target-language) training examples", shown=ALL)
+    max_eval_examples: int | None = setting(None, "test examples", shown=ALL)
     # alignment (methods align, lora+align)
-    align_data: str = "nusax-mt"  # parallel set with English (xlt.data.parallel), or a CSV/JSONL file
-    align_langs: str | None = None  # comma-separated; default: the target language
-    align_layers: str | None = None  # comma-separated 1-based layers; default: the middle layer
-    align_temperature: float = 0.1
-    align_ratio: str = "1:1"  # task steps : alignment steps
-    align_max_pairs: int | None = None  # per language
-    zero_source_eval: bool = True  # flare: also report metrics with the English states zeroed
+    align_data: str = setting("nusax-mt", "align methods: parallel set with English (nusax-mt, xnli, massive, "
+                              "tatoeba) or a CSV/JSONL file with one column per language")
+    align_langs: str | None = setting(None, "align methods: comma-separated languages to align with English",
+                                      shown="the target language")
+    align_layers: str | None = setting(None, "align methods: comma-separated 1-based layers",
+                                       shown="the middle layer")
+    align_temperature: float = setting(0.1, "align methods: InfoNCE temperature (> 0)")
+    align_ratio: str = setting("1:1", "lora+align: task steps:alignment steps")
+    align_max_pairs: int | None = setting(None, "align methods: sentence pairs per language (>= 2)", shown=ALL)
+    zero_source_eval: bool = setting(True, "flare: also report metrics with the English states zeroed")
     # stage 1 (English task model), cached per (model, task, seed, these settings)
-    stage1_epochs: int = 4
-    stage1_lr: float = 5e-5
-    stage1_freeze_embeddings: bool = True  # full fine-tuning only
-    stage1_method: str | None = None  # "full" or "lora" (merged into the weights); default by family
-    stage1_max_train_examples: int | None = None  # English training examples for stage 1 (None: all)
-    stage1_dir: str | None = None  # cache root for stage-1 models; default $XLT_CACHE_DIR/stage1
-    show_progress: bool = True
+    stage1_epochs: int = setting(4, "stage-1 (English task model) epochs")
+    stage1_lr: float = setting(5e-5, "stage-1 learning rate (> 0)")
+    stage1_freeze_embeddings: bool = setting(True, "stage 1, full fine-tuning: freeze the word embeddings")
+    stage1_method: str | None = setting(None, "stage 1: full fine-tuning, or LoRA merged into the weights",
+                                        choices=("full", "lora"), shown="full for encoders, lora for decoders and mT5")
+    stage1_max_train_examples: int | None = setting(None, "English training examples for stage 1", shown=ALL)
+    stage1_dir: str | None = setting(None, "cache root for stage-1 models", shown="$XLT_CACHE_DIR/stage1")
+    show_progress: bool = setting(True, "progress bars")
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, _typed(f.name, getattr(self, f.name)))
         method = get_method(self.method)
         if self.lora_r is None:
             self.lora_r = 8 if method.align else 64
@@ -72,8 +102,8 @@ class RunConfig:
             self.lora_alpha = 2 * self.lora_r
         if self.lora_targets is None:
             self.lora_targets = "all-linear" if method.align else "attention"
-        if self.lora_targets not in ("attention", "all-linear"):
-            raise XltError(f"lora_targets must be 'attention' or 'all-linear', got {self.lora_targets!r}")
+        for f in fields(self):
+            _check_choice(f, getattr(self, f.name))
         if method.adapter == "flare" and self.lora_targets != "attention":
             raise XltError("FLARE adapts the attention query/value projections only; drop --lora-targets all-linear")
         if not re.fullmatch(r"\d+:\d+", self.align_ratio or "") or self.align_ratio == "0:0":
@@ -84,21 +114,30 @@ class RunConfig:
             raise XltError(f"--fusion is only for --method flare, not {self.method!r}")
         if self.bf16 and self.fp16:
             raise XltError("choose one of bf16 and fp16")
-        for name in ("epochs", "batch_size", "max_length", "max_answer_length", "lora_r", "stage1_epochs"):
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
+        for name in ("epochs", "batch_size", "max_length", "max_answer_length", "lora_r", "lora_alpha",
+                     "stage1_epochs"):
             if getattr(self, name) < 1:
                 raise XltError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.decoder_classifier not in ("head", "verbalizer"):
-            raise XltError(f"decoder_classifier must be 'head' or 'verbalizer', got {self.decoder_classifier!r}")
-        if self.pooling not in (None, "mean", "first", "last", "eos"):
-            raise XltError(f"pooling must be 'mean', 'first' or 'last', got {self.pooling!r}")
-        if self.stage1_method not in (None, "full", "lora"):
-            raise XltError(f"stage1_method must be 'full' or 'lora', got {self.stage1_method!r}")
-        if self.source_layer_offset not in (0, 1):
-            raise XltError(f"source_layer_offset must be 0 or 1, got {self.source_layer_offset}")
+        for name in ("lr", "stage1_lr", "align_temperature"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise XltError(f"{name} must be a finite number > 0, got {value}")
+        if not 0 <= self.lora_dropout < 1:  # also refuses nan
+            raise XltError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if not 0 <= self.seed < 2**32:
+            raise XltError(f"seed must be in 0 .. 2**32-1, got {self.seed}")
         for name in ("max_train_examples", "max_eval_examples", "stage1_max_train_examples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise XltError(f"{name} must be >= 1, got {value}")
+        if self.align_max_pairs is not None and self.align_max_pairs < 2:
+            raise XltError(f"align_max_pairs must be >= 2 (in-batch negatives need a second pair), "
+                           f"got {self.align_max_pairs}")
+        if self.align_layers is not None and not re.fullmatch(r"\s*[1-9]\d*\s*(,\s*[1-9]\d*\s*)*", self.align_layers):
+            raise XltError(f"align_layers must be comma-separated layer numbers >= 1, got {self.align_layers!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
@@ -117,7 +156,9 @@ class RunConfig:
         if not path.is_file():
             raise XltError(f"config file not found: {path}")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise XltError(f"config file {path} is not UTF-8 text") from None
         except yaml.YAMLError as err:
             raise XltError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
         if not isinstance(values, dict):
@@ -129,3 +170,63 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
+
+
+_SCALARS = (bool, int, float, str)
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _field_types() -> dict[str, tuple[type, bool]]:
+    """Each field's (scalar type, None allowed), from its annotation: the one place types are declared."""
+    types = {}
+    for name, hint in typing.get_type_hints(RunConfig).items():
+        args = typing.get_args(hint) or (hint,)
+        scalars = [a for a in args if a is not type(None)]
+        if len(scalars) != 1 or scalars[0] not in _SCALARS:
+            raise TypeError(f"RunConfig.{name}: annotate as bool, int, float or str, optionally | None")
+        types[name] = (scalars[0], type(None) in args)
+    return types
+
+
+FIELD_TYPES = _field_types()
+
+
+def _typed(name: str, value: Any) -> Any:
+    """``value`` if it has the field's type, else an error; a float field takes an int (5 -> 5.0) and a
+    numeric string, because YAML 1.1 reads ``5e-4`` (no dot) as a string. Bools are not ints here."""
+    kind, optional = FIELD_TYPES[name]
+    if value is None and optional:
+        return None
+    if kind is str and isinstance(value, os.PathLike):  # from Python callers; YAML needs plain strings
+        return os.fspath(value)
+    if kind is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    expected = _TYPE_WORDS[kind] + (" or null" if optional else "")
+    quote = " (quote it in YAML)" if kind is str and isinstance(value, (bool, int, float)) else ""
+    raise XltError(f"{name} must be {expected}, got {value!r} ({type(value).__name__}){quote}")
+
+
+def _check_choice(f: Field, value: Any) -> None:
+    choices = f.metadata.get("choices")
+    if choices and value is not None and value not in choices:
+        raise XltError(f"{f.name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+
+def show_value(value: Any) -> str:
+    """A default as a help line shows it: on/off, none, space-separated lists."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "none"
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def shown_default(f: Field) -> str:
+    return f.metadata.get("shown") or show_value(f.default)

@@ -27,45 +27,9 @@ from xlt.errors import XltError
 from xlt.flare.config import FlareConfig
 from xlt.flare.fusion import check_fusion_name
 from xlt.flare.model import FlareModel
+from xlt.method_table import METHODS, Method, get_method  # noqa: F401 (the table lives torch-free)
 from xlt.models.architectures import Architecture
 from xlt.training.batches import Batch
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    view: str  # which text the task model reads (xlt.training.batches.VIEWS)
-    adapter: str | None  # None: evaluate the English model as is; "lora" | "flare"
-    task_loss: bool = True  # False: the adapter is trained on the alignment loss alone
-    align: bool = False  # alternate contrastive middle-layer alignment steps with the task steps
-
-    @property
-    def trains(self) -> bool:
-        return self.adapter is not None
-
-    @property
-    def needs_source_pass(self) -> bool:
-        return self.adapter == "flare"
-
-
-METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
-        Method("zero-shot", "target", None),
-        Method("translate-test", "source", None),
-        Method("lora", "target", "lora"),
-        Method("input-fusion", "concat", "lora"),
-        Method("flare", "target", "flare"),
-        Method("align", "target", "lora", task_loss=False, align=True),
-        Method("lora+align", "target", "lora", align=True),
-    )
-}
-
-
-def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise XltError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}")
-    return METHODS[name]
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from xlt.alignment.merge_names import COMBINATIONS
 from xlt.errors import XltError
 from xlt.io import write_json, write_yaml
 from xlt.methods import ADAPTER_INFO, ADAPTER_WEIGHTS
 
 ADAPTER_CONFIG = "adapter_config.json"
 MERGE_INFO = "xlt_merge.json"
-PEFT_COMBINATIONS = ("linear", "svd", "cat", "ties", "ties_svd", "dare_ties", "dare_linear", "dare_ties_svd",
-                     "dare_linear_svd", "magnitude_prune", "magnitude_prune_svd")
-COMBINATIONS = ("exact", *PEFT_COMBINATIONS)
 LORA_KEYS = (".lora_A.weight", ".lora_B.weight")
 
 

@@ -5,24 +5,31 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
+from xlt.alignment.merge_names import COMBINATIONS
 from xlt.errors import XltError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from xlt.cli import add_option
+
     p = subparsers.add_parser("merge", help="merge LoRA adapters by weighted averaging (task adapter first)")
-    p.add_argument("--adapters", nargs="+", required=True,
-                   help="run directories or adapter folders; the first one's task head is kept")
-    p.add_argument("--weights", nargs="+", type=float, required=True, help="one weight per adapter, e.g. 0.9 0.1")
-    p.add_argument("--output-dir", required=True,
-                   help="a run directory for `xlt evaluate` when all inputs are runs, else an adapter folder")
-    p.add_argument("--combination", default="exact",
-                   help="exact (default: exact sum at rank Σr) or a PEFT type: linear, svd, cat, ties, ...")
+    add_option(p, "--adapters", nargs="+", required=True,
+               help="run directories or adapter folders; the first one's task head is kept")
+    add_option(p, "--weights", nargs="+", type=float, required=True, help="one weight per adapter, e.g. 0.9 0.1")
+    add_option(p, "--output-dir", required=True,
+               help="a run directory for `xlt evaluate` when all inputs are runs, else an adapter folder")
+    add_option(p, "--combination", default="exact", metavar="{" + ",".join(COMBINATIONS) + "}",
+               help="exact: the exact sum at rank Σr; the others are PEFT's add_weighted_adapter types")
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    from xlt.alignment.merge import COMBINATIONS, is_run_dir, merge_adapters, merge_runs
+def check(args: argparse.Namespace) -> None:
+    """Before any tensor is read: counts, weights, the combination, the output folder (never one of the
+    inputs, which merging would delete) and the inputs' safetensors headers."""
+    from xlt.models.loading import check_safetensors
+    from xlt.preflight import ADAPTER_WEIGHTS, check_output_dir
 
     if len(args.adapters) < 2:
         raise XltError(f"--adapters needs at least 2 adapters, got {len(args.adapters)}")
@@ -30,8 +37,24 @@ def run(args: argparse.Namespace) -> int:
         raise XltError(f"--weights has {len(args.weights)} values for {len(args.adapters)} adapters; give one each")
     if not all(math.isfinite(w) for w in args.weights):
         raise XltError(f"--weights must be finite numbers, got {args.weights}")
-    if args.combination not in COMBINATIONS:
+    if args.combination not in COMBINATIONS:  # here, not argparse choices: any caller of run() gets an XltError
         raise XltError(f"unknown --combination {args.combination!r}; choose one of: {', '.join(COMBINATIONS)}")
+    check_output_dir(args.output_dir)
+    output = Path(args.output_dir).resolve()
+    for adapter in args.adapters:
+        inside = Path(adapter).resolve()
+        if output == inside or output in inside.parents:
+            raise XltError(f"--output-dir {args.output_dir} would overwrite the input {adapter}")
+    from xlt.alignment.merge import adapter_folder
+
+    for adapter in args.adapters:
+        check_safetensors(adapter_folder(adapter) / ADAPTER_WEIGHTS)
+
+
+def run(args: argparse.Namespace) -> int:
+    check(args)
+    from xlt.alignment.merge import is_run_dir, merge_adapters, merge_runs
+
     merge = merge_runs if all(is_run_dir(a) for a in args.adapters) else merge_adapters
     summary = merge(args.adapters, args.weights, args.output_dir, args.combination)
     print(json.dumps({k: summary[k] for k in ("combination", "weights", "rank", "modules_merged", "head_source")}))

@@ -6,19 +6,24 @@ import argparse
 
 from xlt.errors import XltError
 
+SPLITS = ("train", "valid", "dev", "test")  # each built-in set has some of them; a file has none
+MIN_SENTENCES = 2
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from xlt.cli import add_option
+
     p = subparsers.add_parser("retrieval", help="layer-wise translation retrieval (margin) on a parallel set")
-    p.add_argument("--model", default="e5-small")
-    p.add_argument("--data", required=True, help="nusax-mt, xnli, massive, tatoeba, or a .csv/.jsonl file")
-    p.add_argument("--langs", help="comma-separated languages (default: all of the set)")
-    p.add_argument("--split", default="test", help="split of a built-in set (default test)")
-    p.add_argument("--max-sentences", type=int, help="use the first N rows")
-    p.add_argument("--output-dir", default="xlt-retrieval")
-    p.add_argument("--data-dir")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
-                   help="bf16 autocast for the forward passes (default: on, as in the demo)")
+    add_option(p, "--model", default="e5-small", help="the model (as for xlt train --model)")
+    add_option(p, "--data", required=True, help="nusax-mt, xnli, massive, tatoeba, or a .csv/.jsonl file")
+    add_option(p, "--langs", help="comma-separated languages", shown="all of the set")
+    add_option(p, "--split", default="test", choices=SPLITS, help="split of a built-in set (valid = dev)")
+    add_option(p, "--max-sentences", type=int, help="use the first N rows (>= 2)", shown="all")
+    add_option(p, "--output-dir", default="xlt-retrieval", help="where retrieval.json and the plots go")
+    add_option(p, "--data-dir", help="data set folder", shown="$XLT_DATA_DIR, else ../shared/datasets")
+    add_option(p, "--batch-size", type=int, default=64, help="sentences per forward pass")
+    add_option(p, "--bf16", action=argparse.BooleanOptionalAction, default=True,
+               help="bf16 autocast for the forward passes, as in the demo")
     return p
 
 
@@ -43,11 +48,27 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    from xlt.alignment.retrieval import run_retrieval
+def check(args: argparse.Namespace) -> None:
+    """Before the model loads: numbers, the output folder, the model folder, and a set of at least 2 rows."""
+    from xlt.data.parallel import load_parallel
+    from xlt.models.loading import check_model
+    from xlt.preflight import check_output_dir
 
     if args.batch_size < 1:
         raise XltError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.max_sentences is not None and args.max_sentences < MIN_SENTENCES:
+        raise XltError(f"--max-sentences must be at least {MIN_SENTENCES}, got {args.max_sentences}: retrieval "
+                       "picks each sentence's translation among several")
+    check_output_dir(args.output_dir)
+    check_model(args.model)
+    load_parallel(args.data, _langs(args.langs), data_dir=args.data_dir, max_sentences=args.max_sentences,
+                  split=args.split, min_sentences=MIN_SENTENCES)
+
+
+def run(args: argparse.Namespace) -> int:
+    check(args)
+    from xlt.alignment.retrieval import run_retrieval
+
     result = run_retrieval(args.model, args.data, _langs(args.langs), args.max_sentences, args.output_dir,
                            data_dir=args.data_dir, batch_size=args.batch_size, split=args.split, bf16=args.bf16)
     print(format_table(result))

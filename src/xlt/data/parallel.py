@@ -145,8 +145,14 @@ BUILTIN = {"nusax-mt": _nusax_mt, "xnli": _xnli, "massive": _massive, "tatoeba":
 
 
 def load_parallel(name_or_path: str, langs: list[str] | None = None, data_dir=None,
-                  max_sentences: int | None = None, split: str = "test") -> Parallel:
-    """Load a parallel set (built-in name or file path) as canonical code -> sentences, all equally long."""
+                  max_sentences: int | None = None, split: str = "test", min_sentences: int = 1) -> Parallel:
+    """Load a parallel set (built-in name or file path) as canonical code -> sentences, all equally long.
+
+    ``min_sentences``: fewer rows (after ``max_sentences``) is an error; retrieval and contrastive
+    alignment need 2, a second sentence to tell the right translation from.
+    """
+    if max_sentences is not None and max_sentences < min_sentences:
+        raise XltError(f"max_sentences must be at least {min_sentences}, got {max_sentences}")
     loader = BUILTIN.get(name_or_path.strip().lower())
     if loader is not None:
         out = loader(resolve_data_dir(data_dir), langs, split)
@@ -162,7 +168,9 @@ def load_parallel(name_or_path: str, langs: list[str] | None = None, data_dir=No
     if not next(iter(lengths.values())):
         raise XltError(f"{name_or_path}: no sentences (split {split!r})")
     if max_sentences is not None:
-        if max_sentences < 1:
-            raise XltError(f"max_sentences must be at least 1, got {max_sentences}")
         out = {code: s[:max_sentences] for code, s in out.items()}
+    rows = len(next(iter(out.values())))
+    if rows < min_sentences:
+        raise XltError(f"{name_or_path}: {rows} sentence(s) per language (split {split!r}); "
+                       f"need at least {min_sentences}")
     return out

@@ -5,20 +5,23 @@ Files are CSV (header row; quoted newlines allowed) or JSON Lines, chosen by suf
 ``id``. The label set is the distinct train labels, sorted (numerically when all are integers);
 a test label outside it is an error. Every train row is trained on (nothing selects a model on a
 validation split, so holding rows out would only weaken both models); ``valid`` is empty. Row
-numbers in messages count records from 1, header excluded.
+numbers in messages count records from 1, header excluded. Files must be UTF-8; a CSV field may hold up to ``MAX_FIELD_CHARS``
+characters; columns the task does not read and whitespace around labels are warned about.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 from xlt.data.examples import Example, TaskData
-from xlt.errors import XltError
+from xlt.errors import XltError, warn
 from xlt.languages import canonical_code
 
 COLUMNS = ("source_text", "target_text", "label")
+MAX_FIELD_CHARS = 2**24  # longest CSV field read (16,777,216 characters; Python's csv default stops at 131,072)
 
 
 def read_table(path: str | Path, required: tuple[str, ...]) -> list[dict[str, str]]:
@@ -28,32 +31,73 @@ def read_table(path: str | Path, required: tuple[str, ...]) -> list[dict[str, st
         raise XltError(f"file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            missing = [c for c in required if c not in header]
-            if missing:
-                columns = ", ".join(header) or "none"
-                raise XltError(f"{path}: missing column {missing[0]!r} (columns: {columns})")
-            return [{k: v or "" for k, v in row.items() if k is not None} for row in reader]
+        return _csv_records(path, _read_text(path), required)
     if suffix == ".jsonl":
-        records = []
-        with path.open(encoding="utf-8-sig") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise XltError(f"{path}: line {line_no} is not valid JSON ({e.msg})") from None
-                if not isinstance(obj, dict):
-                    raise XltError(f"{path}: line {line_no} is not a JSON object")
-                missing = [c for c in required if c not in obj]
-                if missing:
-                    raise XltError(f"{path}: line {line_no} has no column {missing[0]!r}")
-                records.append({k: "" if v is None else str(v) for k, v in obj.items()})
-        return records
+        return _jsonl_records(path, _read_text(path), required)
     raise XltError(f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv or .jsonl")
+
+
+def _read_text(path: Path) -> str:
+    """The whole file as text; a byte that is not UTF-8 is an error naming its line, never a traceback."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise XltError(f"cannot read {path}: {err.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = err.object.count(b"\n", 0, err.start) + 1
+        raise XltError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} on line {line}); "
+                       "save it as UTF-8") from None
+
+
+def _csv_records(path: Path, text: str, required: tuple[str, ...]) -> list[dict[str, str]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    records, long_rows = [], []
+    previous_limit = csv.field_size_limit(MAX_FIELD_CHARS)  # restored below: the limit is process-wide
+    try:
+        header = reader.fieldnames or []
+        missing = [c for c in required if c not in header]
+        if missing:
+            columns = ", ".join(header) or "none"
+            raise XltError(f"{path}: missing column {missing[0]!r} (columns: {columns})")
+        for row in reader:
+            if None in row:  # DictReader's key for fields past the header's
+                long_rows.append(len(records) + 1)
+            records.append({k: v or "" for k, v in row.items() if k is not None})
+        if long_rows:
+            warn(f"{path}: {len(long_rows)} row(s) have more fields than the header (first: row {long_rows[0]}); "
+                 "the extra fields are ignored")
+        return records
+    except csv.Error as err:
+        where = f"row {len(records) + 1}" if reader.fieldnames else "the header"
+        if "field limit" in str(err):
+            raise XltError(f"{path}: {where} has a field longer than {MAX_FIELD_CHARS:,} characters") from None
+        raise XltError(f"{path}: {where} is not valid CSV ({err})") from None
+    finally:
+        csv.field_size_limit(previous_limit)
+
+
+def _jsonl_records(path: Path, text: str, required: tuple[str, ...]) -> list[dict[str, str]]:
+    records = []
+    for line_no, line in enumerate(text.split("\n"), 1):  # not splitlines: JSON strings may hold U+2028
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise XltError(f"{path}: line {line_no} is not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise XltError(f"{path}: line {line_no} is not a JSON object")
+        missing = [c for c in required if c not in obj]
+        if missing:
+            raise XltError(f"{path}: line {line_no} has no column {missing[0]!r}")
+        nested = [c for c in required if isinstance(obj[c], (dict, list))]
+        if nested:
+            raise XltError(f"{path}: line {line_no}: column {nested[0]!r} holds a JSON "
+                           f"{type(obj[nested[0]]).__name__}, not text")
+        records.append({k: "" if v is None else str(v) for k, v in obj.items()})
+    return records
 
 
 def _lang(lang: str) -> str:
@@ -67,7 +111,12 @@ def _lang(lang: str) -> str:
         return code
 
 
-def _records(path: str | Path) -> list[dict[str, str]]:
+def read_records(path: str | Path) -> list[dict[str, str]]:
+    """The rows of one custom-task file, checked: every column present and non-empty, labels stripped.
+
+    Columns the task does not read get a warning, and so do labels with surrounding whitespace
+    (`` positive`` is read as ``positive``, not as a label of its own).
+    """
     records = read_table(path, COLUMNS)
     if not records:
         raise XltError(f"{path}: no rows")
@@ -75,6 +124,16 @@ def _records(path: str | Path) -> list[dict[str, str]]:
         for col in COLUMNS:
             if not r[col].strip():
                 raise XltError(f"{path}: row {row_no} has an empty {col}")
+    ignored = sorted({c for r in records for c in r} - set(COLUMNS) - {"id"})
+    if ignored:
+        warn(f"{path}: ignoring column(s) {', '.join(map(repr, ignored))} "
+             f"(task custom reads {', '.join(COLUMNS)} and id)")
+    padded = [r["label"] for r in records if r["label"] != r["label"].strip()]
+    if padded:
+        warn(f"{path}: {len(padded)} label(s) with surrounding whitespace read without it "
+             f"(e.g. {padded[0]!r} as {padded[0].strip()!r})")
+        for r in records:
+            r["label"] = r["label"].strip()
     return records
 
 
@@ -88,7 +147,7 @@ def load(train_file, test_file, target_lang: str, source_lang: str = "en") -> Ta
     """Load the user's train/test files as a :class:`TaskData`."""
     if train_file is None or test_file is None:
         raise XltError("task custom needs both a train file and a test file (--train-file, --test-file)")
-    train_rows, test_rows = _records(train_file), _records(test_file)
+    train_rows, test_rows = read_records(train_file), read_records(test_file)
     labels = _label_order({r["label"] for r in train_rows})
     if len(labels) < 2:
         raise XltError(f"{train_file}: needs at least 2 distinct labels, found {labels}")

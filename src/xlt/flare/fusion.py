@@ -1,10 +1,11 @@
 """Fusion functions: how the source bottleneck S = A·x_src meets the target bottleneck T = A·x_tgt.
 
 A position-wise fusion is one function of two equal-shaped tensors plus one line in
-``POSITIONWISE``. Cross-attention is the one fusion with parameters. Every fusion is an
-``nn.Module`` taking ``(target, source, source_mask, target_positions)`` so the FLARE layer
-treats them alike; ``target_positions`` is each target token's index among the real tokens of
-its row (``relative_positions`` of the target mask; ``None``: no padding before the tokens).
+``POSITIONWISE`` and its name in :mod:`xlt.flare.fusion_names` (torch-free, for the CLI).
+Cross-attention is the one fusion with parameters. Every fusion is an ``nn.Module`` taking
+``(target, source, source_mask, target_positions)`` so the FLARE layer treats them alike;
+``target_positions`` is each target token's index among the real tokens of its row
+(``relative_positions`` of the target mask; ``None``: no padding before the tokens).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from xlt.errors import XltError
+from xlt.flare.fusion_names import FUSIONS, check_fusion_name  # noqa: F401 (re-exported)
 
 
 def add(t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -40,7 +41,6 @@ POSITIONWISE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = 
     "add_relu": add_relu,
     "mul_relu": mul_relu,
 }
-FUSIONS = (*POSITIONWISE, "cross_attention")
 
 
 def relative_positions(mask: torch.Tensor) -> torch.Tensor:
@@ -118,13 +118,6 @@ class CrossAttentionFusion(nn.Module):
 
     def extra_repr(self) -> str:
         return f"rank={self.q.in_features}, causal={self.causal}"
-
-
-def check_fusion_name(name: str) -> str:
-    """Unknown names are an error, never a silent fallback to plain LoRA."""
-    if name not in FUSIONS:
-        raise XltError(f"unknown fusion {name!r}; choose one of: {', '.join(FUSIONS)}")
-    return name
 
 
 def build_fusion(name: str, rank: int, causal: bool = False) -> nn.Module:

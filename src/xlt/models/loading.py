@@ -1,6 +1,8 @@
 """Model names → loaded models: the embedded ``e5-small``, ``tiny-random/<family>``, or any HF id/path.
 
 Never ``trust_remote_code``: a model id runs only the modeling code shipped with ``transformers``.
+:func:`check_model` looks at a local folder before anything loads (config.json, weight-file headers),
+so a broken folder is one line of error in a second, not a traceback after stage 1.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import json
 from pathlib import Path
 
 from xlt.errors import XltError
+from xlt.models.architectures import ARCHITECTURES, architecture_for
 
 EMBEDDED = "e5-small"
 TINY_PREFIX = "tiny-random/"
@@ -75,3 +78,104 @@ def load_classifier(path: str, labels: tuple[str, ...], pad_token_id: int | None
 
 def is_local(path: str) -> bool:
     return Path(path).exists()
+
+
+SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors format's own bound on the JSON header
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+def check_model(name: str) -> str | None:
+    """Cheap checks of ``--model`` before anything loads; the model type of a local folder, else None.
+
+    The embedded and tiny models are built by xlt; a Hub id is checked when it loads.
+    """
+    if name == EMBEDDED or name.startswith(TINY_PREFIX):
+        return None
+    path = Path(name)
+    if path.exists():
+        return check_model_folder(path)
+    if name.startswith(("/", "./", "../", "~")):
+        raise XltError(f"model folder {name} does not exist")
+    return None
+
+
+def check_model_folder(folder: str | Path) -> str:
+    """The folder's model type, after checking that xlt has an architecture row for it and that its
+    weight files are whole (safetensors headers only: no tensor is read)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise XltError(f"model path {folder} is not a folder")
+    config = read_json_object(folder / "config.json", f"model folder {folder} has no config.json")
+    model_type = config.get("model_type")
+    supported = ", ".join(sorted(ARCHITECTURES))
+    if not isinstance(model_type, str) or not model_type:
+        raise XltError(f"{folder / 'config.json'} has no model_type; xlt needs one of: {supported}")
+    auto_map = config.get("auto_map")
+    if model_type not in ARCHITECTURES and isinstance(auto_map, dict) and auto_map:
+        classes = ", ".join(sorted({str(v) for v in auto_map.values()}))
+        raise XltError(f"{folder / 'config.json'} names custom code ({classes}) for model type {model_type!r}; "
+                       f"xlt runs no remote code and supports: {supported}")
+    architecture_for(model_type)
+    _check_weights(folder)
+    return model_type
+
+
+def read_json_object(path: Path, missing: str | None = None) -> dict:
+    """A JSON object from a file; anything else (absent, not UTF-8, not JSON, a list) is one line of error."""
+    if not path.is_file():
+        raise XltError(missing or f"{path} is missing")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise XltError(f"{path} is not valid JSON ({str(err).splitlines()[0]})") from None
+    if not isinstance(obj, dict):
+        raise XltError(f"{path} is not a JSON object")
+    return obj
+
+
+def _check_weights(folder: Path) -> None:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = read_json_object(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise XltError(f"{index} has no weight_map")
+        for shard in sorted(set(map(str, weight_map.values()))):
+            if not (folder / shard).is_file():
+                raise XltError(f"{index} names {shard}, which is missing")
+            check_safetensors(folder / shard)
+    elif (folder / "model.safetensors").is_file():
+        check_safetensors(folder / "model.safetensors")
+    elif not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise XltError(f"model folder {folder} has no weights ({', '.join(WEIGHT_FILES)})")
+
+
+def check_safetensors(path: str | Path) -> None:
+    """A whole safetensors file, judged by its header alone: an 8-byte little-endian header length,
+    a JSON object of tensors whose ``data_offsets`` all lie inside the file."""
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        prefix = f.read(8)
+        length = int.from_bytes(prefix, "little")
+        if len(prefix) < 8 or length > min(size - 8, SAFETENSORS_MAX_HEADER):
+            raise XltError(f"{path} is not a safetensors file, or truncated ({size} bytes, "
+                           f"header length {length if len(prefix) == 8 else 'missing'})")
+        raw = f.read(length)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise XltError(f"{path} is not a safetensors file: its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise XltError(f"{path} is not a safetensors file: its header is not a JSON object")
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(x) is int for x in offsets)
+                and 0 <= offsets[0] <= offsets[1]):
+            raise XltError(f"{path}: tensor {name!r} has no valid data_offsets")
+        end = max(end, offsets[1])
+    if 8 + length + end > size:
+        raise XltError(f"{path} is truncated: its tensors end at byte {8 + length + end}, the file has {size}")

@@ -1,0 +1,46 @@
+"""The stage-2 method table, torch-free: the CLI and ``RunConfig`` read method names and what each
+method does without importing torch (``xlt --help`` stays fast). :mod:`xlt.methods` attaches them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xlt.errors import XltError
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    view: str  # which text the task model reads (xlt.training.batches.VIEWS)
+    adapter: str | None  # None: evaluate the English model as is; "lora" | "flare"
+    task_loss: bool = True  # False: the adapter is trained on the alignment loss alone
+    align: bool = False  # alternate contrastive middle-layer alignment steps with the task steps
+
+    @property
+    def trains(self) -> bool:
+        return self.adapter is not None
+
+    @property
+    def needs_source_pass(self) -> bool:
+        return self.adapter == "flare"
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("zero-shot", "target", None),
+        Method("translate-test", "source", None),
+        Method("lora", "target", "lora"),
+        Method("input-fusion", "concat", "lora"),
+        Method("flare", "target", "flare"),
+        Method("align", "target", "lora", task_loss=False, align=True),
+        Method("lora+align", "target", "lora", align=True),
+    )
+}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise XltError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}")
+    return METHODS[name]

@@ -1,0 +1,93 @@
+"""Checks that run before anything heavy, so bad input is one line and exit code 2 within seconds,
+with nothing written: parse flags -> :func:`check_run` -> load data -> load model -> train.
+
+Values are checked by ``RunConfig`` itself; here are the checks that look at the file system (output
+folders, the user's files, a local model folder) and at the alignment data. Torch-free.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from xlt.config import RunConfig
+from xlt.data.user_file import read_records
+from xlt.errors import XltError
+from xlt.method_table import get_method
+from xlt.models.cache import cache_root
+from xlt.models.loading import check_model, check_model_folder, check_safetensors, read_json_object
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # PEFT's file name, as xlt.methods.ADAPTER_WEIGHTS
+ENGLISH = ("en", "english")
+
+
+def check_output_dir(path: str | Path, what: str = "--output-dir") -> None:
+    """``path`` can be (or become) a folder this process writes into: not a file, not under a file,
+    and the nearest existing folder on the way grants write and search permission (``os.access``)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise XltError(f"{what} {path} is an existing file, not a folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise XltError(f"{what} {path} lies under {existing}, which is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise XltError(f"{what} {path}: no permission to write in {existing}")
+
+
+def check_run(cfg: RunConfig) -> None:
+    """Everything about one ``xlt train`` run that can be checked without loading data or a model."""
+    check_output_dir(cfg.output_dir)
+    if cfg.stage1_dir:
+        check_output_dir(cfg.stage1_dir, "--stage1-dir")
+    else:
+        check_output_dir(cache_root() / "stage1", "the stage-1 cache ($XLT_CACHE_DIR/stage1)")
+    if cfg.task == "custom":
+        if cfg.train_file is None or cfg.test_file is None:
+            raise XltError("task custom needs both a train file and a test file (--train-file, --test-file)")
+        read_records(cfg.train_file)
+        read_records(cfg.test_file)
+    check_model(cfg.model)
+    if get_method(cfg.method).align:
+        _check_alignment_data(cfg)
+
+
+def _check_alignment_data(cfg: RunConfig) -> None:
+    """The parallel pairs the align methods train on (train split) and report retrieval on (test split):
+    as ``xlt.run`` reads them (``_align_langs``, ``alignment_pairs``), with at least 2 per language."""
+    if cfg.max_eval_examples == 1:
+        raise XltError("--max-eval-examples must be >= 2 for align methods (retrieval needs a second sentence)")
+    from xlt.data.parallel import load_parallel
+
+    langs = [x.strip() for x in (cfg.align_langs or cfg.target_lang).split(",") if x.strip()]
+    if not langs:
+        raise XltError(f"--align-langs {cfg.align_langs!r} names no language")
+    wanted = ["en", *(lang for lang in langs if lang.lower() not in ENGLISH)]
+    for split, limit in (("train", cfg.align_max_pairs), ("test", cfg.max_eval_examples)):
+        sentences = load_parallel(cfg.align_data, wanted, cfg.data_dir, max_sentences=limit, split=split,
+                                  min_sentences=2)
+        if "en" not in sentences:
+            raise XltError(f"{cfg.align_data}: no English column to align to (languages: {', '.join(sentences)})")
+
+
+def check_run_dir(run_dir: str | Path) -> RunConfig:
+    """A finished run that ``xlt evaluate`` can rebuild: its config, metrics.json (a JSON object naming
+    the English model), that model's folder and the adapter's header. Returns the run's config."""
+    run_dir = Path(run_dir)
+    for name in ("config.yaml", "metrics.json"):
+        if not (run_dir / name).is_file():
+            raise XltError(f"{run_dir} is not a finished run: {name} is missing")
+    cfg = RunConfig.from_yaml(run_dir / "config.yaml")
+    stage1 = read_json_object(run_dir / "metrics.json").get("stage1_dir")
+    if not isinstance(stage1, str) or not stage1:
+        raise XltError(f"{run_dir / 'metrics.json'} names no stage1_dir (the run's English model)")
+    if not Path(stage1).is_dir():
+        raise XltError(f"the run's English model {stage1} is missing")
+    check_model_folder(stage1)
+    if get_method(cfg.method).trains:
+        weights = run_dir / "adapter" / ADAPTER_WEIGHTS
+        if not weights.is_file():
+            raise XltError(f"no adapter weights at {weights}")
+        check_safetensors(weights)
+    return cfg

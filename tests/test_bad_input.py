@@ -1,0 +1,424 @@
+"""Bad input: one line on stderr, exit code 2, before any data set or model loads, nothing written.
+
+Every test goes through ``xlt.cli.main`` with the heavy entry points (``run_stage2``, ``evaluate_run``,
+``run_retrieval``, the merges) replaced by a function that fails the test: the checks must stop bad
+input before them. Warnings (input accepted but changed or partly ignored) are one line each too.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from safetensors.numpy import save_file
+
+from xlt.cli import main
+from xlt.config import RunConfig
+from xlt.data import user_file
+from xlt.data.tasks import load_task
+from xlt.errors import XltError
+from xlt.models.loading import check_model_folder, check_safetensors, resolve_model
+from xlt.preflight import check_output_dir
+
+TRAIN = ["--model", "tiny-random/bert", "--task", "nusax", "--target-lang", "jv", "--epochs", "1",
+         "--stage1-epochs", "1", "--no-show-progress"]
+CUSTOM_HEADER = "source_text,target_text,label\n"
+
+
+@pytest.fixture(autouse=True)
+def nothing_heavy_runs(monkeypatch):
+    """Reaching a run, an evaluation, a retrieval or a merge means a check was missing."""
+    import xlt.alignment.merge as merge
+    import xlt.alignment.retrieval as retrieval
+    import xlt.run as run
+
+    def fail(*args, **kwargs):
+        raise AssertionError("bad input reached the heavy code path")
+
+    for module, name in ((run, "run_stage2"), (run, "evaluate_run"), (retrieval, "run_retrieval"),
+                         (merge, "merge_runs"), (merge, "merge_adapters")):
+        monkeypatch.setattr(module, name, fail)
+
+
+def error_line(capsys) -> str:
+    """The one line on stderr (asserting there is exactly one, with the CLI's prefix)."""
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("xlt: error: "), err
+    return lines[0]
+
+
+def refused(capsys, argv: list[str], *words: str) -> str:
+    assert main(argv) == 2
+    line = error_line(capsys)
+    for word in words:
+        assert word in line, line
+    return line
+
+
+def train_args(tmp_path: Path, *extra: str) -> list[str]:
+    return ["train", *TRAIN, "--output-dir", str(tmp_path / "run"), "--stage1-dir", str(tmp_path / "stage1"),
+            *extra]
+
+
+def nothing_written(tmp_path: Path) -> None:
+    assert not (tmp_path / "run").exists() and not (tmp_path / "stage1").exists()
+
+
+# --- the user's data files ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["--train-file", "--test-file"])
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_non_utf8_file(tmp_path, capsys, which, suffix):
+    good = tmp_path / f"good{suffix}"
+    bad = tmp_path / f"bad{suffix}"
+    if suffix == ".csv":
+        good.write_text(CUSTOM_HEADER + "hello,halo,pos\nbye,dah,neg\n", encoding="utf-8")
+        bad.write_bytes(CUSTOM_HEADER.encode() + b"hello,halo,pos\ncaf\xe9,kopi,neg\n")  # Latin-1 e-acute
+        line = 3
+    else:
+        rows = [{"source_text": "hello", "target_text": "halo", "label": "pos"},
+                {"source_text": "bye", "target_text": "dah", "label": "neg"}]
+        good.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        bad.write_bytes(json.dumps(rows[0]).encode() + b'\n{"source_text": "caf\xe9", "target_text": "x", '
+                        b'"label": "neg"}\n')
+        line = 2
+    files = {"--train-file": good, "--test-file": good, which: bad}
+    before = bad.read_bytes()
+    refused(capsys, train_args(tmp_path, "--task", "custom", "--train-file", str(files["--train-file"]),
+                               "--test-file", str(files["--test-file"])),
+            str(bad), "not UTF-8", "byte 0xe9", f"line {line}")
+    nothing_written(tmp_path)
+    assert bad.read_bytes() == before
+
+
+def test_csv_field_over_python_default_limit_is_read(tmp_path):
+    """Python's csv stops at 131,072 characters per field; xlt reads up to MAX_FIELD_CHARS and restores the limit."""
+    long_text = "kata " * 40_000  # 200,000 characters
+    train = tmp_path / "train.csv"
+    with open(train, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["source_text", "target_text", "label"])
+        writer.writerows([["hello", long_text, "pos"], ["bye", "dah", "neg"]] * 5)
+    default_limit = csv.field_size_limit()
+    data = load_task("custom", "jv", train_file=train, test_file=train)
+    assert sorted(len(ex.target[0]) for ex in data.test) == [3] * 5 + [200_000] * 5
+    assert csv.field_size_limit() == default_limit == 131_072
+
+
+def test_csv_field_over_xlt_limit_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(user_file, "MAX_FIELD_CHARS", 1_000)
+    train = tmp_path / "train.csv"
+    train.write_text(CUSTOM_HEADER + "hello,halo,pos\nbye," + "x" * 1_001 + ",neg\n", encoding="utf-8")
+    refused(capsys, train_args(tmp_path, "--task", "custom", "--train-file", str(train), "--test-file", str(train)),
+            str(train), "row 2 has a field longer than 1,000 characters")
+    nothing_written(tmp_path)
+    assert csv.field_size_limit() == 131_072
+
+
+# --- values of settings ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--lr", "-1", "lr must be a finite number > 0, got -1.0"),
+    ("--lr", "nan", "lr must be a finite number > 0, got nan"),
+    ("--lr", "0", "lr must be a finite number > 0, got 0.0"),
+    ("--lr", "inf", "lr must be a finite number > 0, got inf"),
+    ("--stage1-lr", "-1", "stage1_lr must be a finite number > 0, got -1.0"),
+    ("--stage1-lr", "nan", "stage1_lr must be a finite number > 0, got nan"),
+    ("--stage1-lr", "0", "stage1_lr must be a finite number > 0, got 0.0"),
+    ("--lora-dropout", "2", "lora_dropout must be in [0, 1), got 2.0"),
+    ("--lora-dropout", "1", "lora_dropout must be in [0, 1), got 1.0"),
+    ("--lora-dropout", "nan", "lora_dropout must be in [0, 1), got nan"),
+    ("--lora-alpha", "-16", "lora_alpha must be >= 1, got -16"),
+    ("--align-temperature", "0", "align_temperature must be a finite number > 0, got 0.0"),
+    ("--align-temperature", "-0.1", "align_temperature must be a finite number > 0, got -0.1"),
+    ("--align-temperature", "nan", "align_temperature must be a finite number > 0, got nan"),
+    ("--batch-size", "0", "batch_size must be >= 1, got 0"),
+    ("--seed", "-1", "seed must be in 0 .. 2**32-1, got -1"),
+    ("--align-max-pairs", "1", "align_max_pairs must be >= 2"),
+    ("--align-layers", "4,x", "align_layers must be comma-separated layer numbers >= 1, got '4,x'"),
+    ("--lr", "fast", "argument --lr: invalid float value: 'fast'"),
+    ("--source-layer-offset", "2", "argument --source-layer-offset: invalid choice: 2"),
+])
+def test_bad_value(tmp_path, capsys, flag, value, message):
+    refused(capsys, train_args(tmp_path, flag, value), message)
+    nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("epochs: 1.5\n", "epochs must be an integer, got 1.5 (float)"),
+    ("lora_r: true\n", "lora_r must be an integer or null, got True (bool)"),
+    ("bf16: 'yes'\n", "bf16 must be true or false, got 'yes' (str)"),
+    ("target_lang: no\n", "target_lang must be a string, got False (bool) (quote it in YAML)"),
+    ("lr: [0.1]\n", "lr must be a number, got [0.1] (list)"),
+    ("lr: fast\n", "lr must be a number, got 'fast' (str)"),
+    ("method: null\n", "method must be a string, got None (NoneType)"),
+    ("task: squad\n", "task must be one of nusax, xnli, custom, massive, massive-intent; got 'squad'"),
+])
+def test_yaml_value_of_the_wrong_type(tmp_path, capsys, yaml_text, message):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml_text)
+    refused(capsys, ["train", "--config", str(config), "--output-dir", str(tmp_path / "run"),
+                     "--stage1-dir", str(tmp_path / "stage1")], message)
+    nothing_written(tmp_path)
+
+
+def test_yaml_numbers_that_are_fine():
+    """YAML 1.1 reads 5e-4 as a string and 1 as an int: both are the numbers they look like."""
+    cfg = RunConfig.from_dict(yaml.safe_load("lr: 5e-4\nstage1_lr: 1\nepochs: 2\n"))
+    assert cfg.lr == 0.0005 and cfg.stage1_lr == 1.0 and isinstance(cfg.stage1_lr, float) and cfg.epochs == 2
+
+
+# --- output paths ---------------------------------------------------------------------------
+
+
+def test_output_dir_is_an_existing_file(tmp_path, capsys):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("mine\n")
+    refused(capsys, ["train", *TRAIN, "--output-dir", str(existing), "--stage1-dir", str(tmp_path / "stage1")],
+            "--output-dir", str(existing), "is an existing file")
+    assert existing.read_text() == "mine\n" and not (tmp_path / "stage1").exists()
+
+
+def test_output_dir_under_a_file(tmp_path, capsys):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("mine\n")
+    refused(capsys, ["train", *TRAIN, "--output-dir", str(existing / "run"), "--stage1-dir", str(tmp_path / "s1")],
+            str(existing / "run"), f"lies under {existing}, which is a file")
+    assert existing.read_text() == "mine\n" and not (tmp_path / "s1").exists()
+
+
+def _deny_writes_in(monkeypatch, locked: Path) -> None:
+    """What ``os.access`` answers a non-root user for a 0500 folder (root may write anywhere)."""
+    real_access = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if Path(path) == locked and mode & os.W_OK:
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def test_output_dir_in_an_unwritable_folder(tmp_path, capsys, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    _deny_writes_in(monkeypatch, locked)
+    try:
+        refused(capsys, ["train", *TRAIN, "--output-dir", str(locked / "run" / "a"),
+                         "--stage1-dir", str(tmp_path / "s1")],
+                str(locked / "run" / "a"), f"no permission to write in {locked}")
+        assert list(locked.iterdir()) == [] and not (tmp_path / "s1").exists()
+    finally:
+        locked.chmod(0o700)
+
+
+def test_check_output_dir_accepts_writable_and_new_paths(tmp_path):
+    check_output_dir(tmp_path)
+    check_output_dir(tmp_path / "new" / "deeper")
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+
+
+def test_unwritable_stage1_cache(tmp_path, capsys, monkeypatch):
+    locked = tmp_path / "cache"
+    locked.mkdir()
+    _deny_writes_in(monkeypatch, locked)
+    refused(capsys, ["train", *TRAIN, "--output-dir", str(tmp_path / "run"), "--stage1-dir", str(locked)],
+            "--stage1-dir", f"no permission to write in {locked}")
+    assert not (tmp_path / "run").exists()
+
+
+# --- model folders --------------------------------------------------------------------------
+
+
+def model_folder(tmp_path: Path, config: dict, weights: bytes | None = None) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    path = folder / "model.safetensors"
+    if weights is None:
+        save_file({"embeddings.weight": np.ones((4, 8), dtype=np.float32),
+                   "classifier.bias": np.zeros(2, dtype=np.float32)}, str(path))
+    else:
+        path.write_bytes(weights)
+    return folder
+
+
+def whole_safetensors(tmp_path: Path) -> bytes:
+    path = tmp_path / "whole.safetensors"
+    save_file({"w": np.arange(64, dtype=np.float32)}, str(path))
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("case, words", [
+    ("no model_type", ["config.json has no model_type", "bert"]),
+    ("auto_map", ["names custom code (configuration_nova.NovaConfig, modeling_nova.NovaForSequenceClassification)",
+                  "model type 'nova'", "no remote code"]),
+    ("unsupported type", ["model type 'gpt2' is not supported yet", "xlm-roberta"]),
+    ("config not json", ["config.json is not valid JSON"]),
+    ("truncated", ["model.safetensors is truncated", "the file has"]),
+    ("garbage", ["model.safetensors is not a safetensors file, or truncated"]),
+    ("garbage header", ["model.safetensors is not a safetensors file: its header is not JSON"]),
+    ("bad offsets", ["tensor 'w' has no valid data_offsets"]),
+    ("no weights", ["has no weights (model.safetensors"]),
+])
+def test_broken_model_folder(tmp_path, capsys, case, words):
+    bert = {"model_type": "bert", "hidden_size": 8}
+    whole = whole_safetensors(tmp_path)
+    if case == "no model_type":
+        folder = model_folder(tmp_path, {"hidden_size": 8})
+    elif case == "auto_map":
+        folder = model_folder(tmp_path, {"model_type": "nova", "auto_map": {
+            "AutoConfig": "configuration_nova.NovaConfig",
+            "AutoModelForSequenceClassification": "modeling_nova.NovaForSequenceClassification"}})
+    elif case == "unsupported type":
+        folder = model_folder(tmp_path, {"model_type": "gpt2"})
+    elif case == "config not json":
+        folder = model_folder(tmp_path, bert)
+        (folder / "config.json").write_text("{model_type: bert")
+    elif case == "truncated":
+        folder = model_folder(tmp_path, bert, whole[:-100])
+    elif case == "garbage":
+        folder = model_folder(tmp_path, bert, os.urandom(64) + b"\xff" * 8)
+    elif case == "garbage header":
+        header = b"not json at all!"
+        folder = model_folder(tmp_path, bert, len(header).to_bytes(8, "little") + header + b"\0" * 32)
+    elif case == "bad offsets":
+        header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}).encode()
+        folder = model_folder(tmp_path, bert, len(header).to_bytes(8, "little") + header + b"\0" * 8)
+    else:
+        folder = model_folder(tmp_path, bert)
+        (folder / "model.safetensors").unlink()
+    refused(capsys, train_args(tmp_path, "--model", str(folder)), *words)
+    nothing_written(tmp_path)
+
+
+def test_missing_model_folder(tmp_path, capsys):
+    refused(capsys, train_args(tmp_path, "--model", str(tmp_path / "nowhere")), "model folder", "does not exist")
+    nothing_written(tmp_path)
+
+
+def test_sane_model_folders_pass(tmp_path):
+    assert check_model_folder(resolve_model("tiny-random/bert")) == "bert"
+    assert check_model_folder(model_folder(tmp_path, {"model_type": "xlm-roberta"})) == "xlm-roberta"
+    whole = tmp_path / "whole.safetensors"
+    whole.write_bytes(whole_safetensors(tmp_path))
+    check_safetensors(whole)
+    whole.write_bytes(whole.read_bytes()[:-1])
+    with pytest.raises(XltError, match="is truncated: its tensors end at byte"):
+        check_safetensors(whole)
+
+
+# --- run directories, retrieval, merge --------------------------------------------------------
+
+
+def run_dir(tmp_path: Path, metrics_text: str) -> Path:
+    folder = tmp_path / "finished"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(RunConfig(method="zero-shot").to_dict()))
+    (folder / "metrics.json").write_text(metrics_text)
+    return folder
+
+
+@pytest.mark.parametrize("metrics_text, words", [
+    ('{"task": "nusax", ', ["metrics.json is not valid JSON"]),
+    ("[1, 2]", ["metrics.json is not a JSON object"]),
+    ('"done"', ["metrics.json is not a JSON object"]),
+    ('{"task": "nusax"}', ["metrics.json names no stage1_dir"]),
+    ('{"stage1_dir": "/nonexistent/stage1"}', ["the run's English model /nonexistent/stage1 is missing"]),
+])
+def test_evaluate_a_broken_run_dir(tmp_path, capsys, metrics_text, words):
+    folder = run_dir(tmp_path, metrics_text)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    refused(capsys, ["evaluate", "--run-dir", str(folder)], *words)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+@pytest.mark.parametrize("source, words", [
+    ("--max-sentences 1", ["--max-sentences must be at least 2, got 1"]),
+    ("one-row file", ["1 sentence(s) per language", "need at least 2"]),
+])
+def test_retrieval_on_fewer_than_two_sentences(tmp_path, capsys, source, words):
+    data = tmp_path / "pairs.csv"
+    data.write_text("en,jv\nhello,halo\n" if source == "one-row file" else "en,jv\nhello,halo\nbye,dah\n")
+    argv = ["retrieval", "--model", "tiny-random/bert", "--data", str(data), "--output-dir", str(tmp_path / "out")]
+    if source.startswith("--"):
+        argv += source.split()
+    refused(capsys, argv, *words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_merge_into_one_of_its_inputs(tmp_path, capsys):
+    adapters = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(whole_safetensors(tmp_path))
+        (folder / "adapter_config.json").write_text("{}")
+        adapters.append(str(folder))
+    before = (tmp_path / "a" / "adapter_model.safetensors").read_bytes()
+    refused(capsys, ["merge", "--adapters", *adapters, "--weights", "0.9", "0.1", "--output-dir", adapters[0]],
+            f"--output-dir {adapters[0]} would overwrite the input {adapters[0]}")
+    assert (tmp_path / "a" / "adapter_model.safetensors").read_bytes() == before
+
+
+def test_merge_a_truncated_adapter(tmp_path, capsys):
+    adapters = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(whole_safetensors(tmp_path)[: -4 if name == "b" else None])
+        (folder / "adapter_config.json").write_text("{}")
+        adapters.append(str(folder))
+    refused(capsys, ["merge", "--adapters", *adapters, "--weights", "0.9", "0.1", "--output-dir",
+                     str(tmp_path / "out")], "b/adapter_model.safetensors is truncated")
+    assert not (tmp_path / "out").exists()
+
+
+def test_alignment_language_missing_from_the_parallel_set(tmp_path, capsys):
+    refused(capsys, train_args(tmp_path, "--method", "align", "--align-langs", "jv,klingon"),
+            "nusax-mt: no language 'klingon'")
+    nothing_written(tmp_path)
+
+
+# --- warnings: accepted, but said -------------------------------------------------------------
+
+
+def test_extra_columns_and_padded_labels_are_warned_about(tmp_path, capsys):
+    train = tmp_path / "train.csv"
+    train.write_text(CUSTOM_HEADER.replace("\n", ",note\n") + "hello,halo, positive,a\nbye,dah,negative,b\n"
+                     "yes,iya,positive ,c\nno,ora,negative,d\n", encoding="utf-8")
+    test = tmp_path / "test.jsonl"
+    test.write_text(json.dumps({"source_text": "ok", "target_text": "oke", "label": "positive", "score": 0.9}) + "\n",
+                    encoding="utf-8")
+    data = load_task("custom", "jv", train_file=train, test_file=test)
+    assert data.labels == ("negative", "positive")  # " positive" and "positive " are "positive"
+    assert [data.labels[ex.label] for ex in data.test] == ["positive"]
+    warnings = capsys.readouterr().err.splitlines()
+    assert warnings == [
+        f"xlt: warning: {train}: ignoring column(s) 'note' (task custom reads source_text, target_text, label and id)",
+        f"xlt: warning: {train}: 2 label(s) with surrounding whitespace read without it "
+        "(e.g. ' positive' as 'positive')",
+        f"xlt: warning: {test}: ignoring column(s) 'score' (task custom reads source_text, target_text, label and id)",
+    ]
+    load_task("custom", "jv", train_file=train, test_file=test)
+    assert capsys.readouterr().err == ""  # each warning once per process
+
+
+def test_csv_rows_longer_than_the_header_are_warned_about(tmp_path, capsys):
+    train = tmp_path / "train.csv"
+    train.write_text(CUSTOM_HEADER + "hello,halo,pos,extra\nbye,dah,neg\nx,y,pos,1,2\n", encoding="utf-8")
+    data = load_task("custom", "jv", train_file=train, test_file=train)
+    assert [ex.target for ex in data.test] == [("halo",), ("dah",), ("y",)]
+    assert capsys.readouterr().err.splitlines() == [
+        f"xlt: warning: {train}: 2 row(s) have more fields than the header (first: row 1); the extra fields are ignored"
+    ]
