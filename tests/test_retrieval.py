@@ -226,7 +226,7 @@ def test_run_retrieval_shows_progress_on_stderr_only_when_asked(tmp_path, capsys
     loud = run_retrieval("tiny-random/bert", "nusax-mt", ["en", "jv"], 8, tmp_path / "loud", data_dir=data_dir,
                          batch_size=4)
     captured = capsys.readouterr()
-    assert "embed 2 languages x 8 sentences" in captured.err and "4/4" in captured.err  # 16 sentences, 4 per batch
+    assert "embed 2 languages x 8 sentences" in captured.err and "/4 [" in captured.err  # 16 sentences, 4 per batch
     assert "score" in captured.err and captured.out == ""
     assert loud["pairs"] == quiet["pairs"]
 
