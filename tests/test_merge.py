@@ -160,3 +160,56 @@ def test_train_merge_evaluate(tmp_path, capsys):
     assert result["metrics"] == task_metrics["metrics"]
     merge_runs(runs, [0.9, 0.1], out)
     assert set(evaluate_run(out)["metrics"]) == {"accuracy", "macro_f1"}
+
+
+def _tree(folder) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["an input", "inside an input", "around the inputs"])
+def test_output_overlapping_an_input_is_refused_before_writing(two, where):
+    root = two[0].parent
+    output = {"an input": two[0], "inside an input": two[1] / "merged", "around the inputs": root}[where]
+    before = _tree(root)
+    with pytest.raises(XltError) as err:
+        merge_cli.run(_cli("--adapters", str(two[0]), str(two[1]), "--weights", "0.9", "0.1",
+                           "--output-dir", str(output)))
+    given = two[1] if where == "inside an input" else two[0]
+    assert str(err.value) == f"--output-dir {output} overlaps the input {given}; write the merge to another folder"
+    assert _tree(root) == before and not (two[1] / "merged").exists()
+
+
+def test_overlap_is_found_through_symlinks_and_dots(two, tmp_path):
+    (tmp_path / "link").symlink_to(two[0].parent)
+    output = tmp_path / "link" / "." / two[0].name
+    with pytest.raises(XltError, match="overlaps the input"):
+        merge_adapters(list(two), [0.5, 0.5], output)
+
+
+@pytest.mark.parametrize("library, cls, message", [
+    ("os", "system", "not a transformers model"),
+    ("xlt_crafted_payload", "BertForSequenceClassification", "not a transformers model"),
+    ("transformers.models.bert.modeling_bert", "os.system", "not a transformers model"),
+    ("transformers", "VerbalizerClassifier", "cannot load base model class 'VerbalizerClassifier'"),
+])
+def test_peft_combinations_never_import_what_adapter_config_names(two, tmp_path, monkeypatch, library, cls, message):
+    """A saved file must never choose what code runs: a crafted auto_mapping is refused, nothing imported."""
+    import sys
+
+    marker = tmp_path / "payload-ran"
+    (tmp_path / "xlt_crafted_payload.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n"
+        "class BertForSequenceClassification:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    crafted = []
+    for i, folder in enumerate(two):
+        shutil.copytree(folder, tmp_path / f"c{i}")
+        config = json.loads((tmp_path / f"c{i}" / "adapter_config.json").read_text())
+        config["auto_mapping"] = {"parent_library": library, "base_model_class": cls}
+        (tmp_path / f"c{i}" / "adapter_config.json").write_text(json.dumps(config))
+        crafted.append(tmp_path / f"c{i}")
+    with pytest.raises(XltError, match=message) as err:
+        merge_adapters(crafted, [0.5, 0.5], tmp_path / "out", "linear")
+    assert "\n" not in str(err.value)
+    assert not marker.exists() and "xlt_crafted_payload" not in sys.modules
+    assert not (tmp_path / "out").exists()

@@ -81,16 +81,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from xlt.run import evaluate_run
+    from xlt.run import differences_line, evaluate_run
 
-    print(json.dumps(evaluate_run(args.run_dir)))
+    result = evaluate_run(args.run_dir)
+    if differences_line(result):
+        print(f"xlt: warning: {differences_line(result)}", file=sys.stderr)
+    print(json.dumps(result))
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from xlt.demo import DEFAULT_DEMO_DIRS, FULL, QUICK, run_demo
+    from xlt.demo import DEFAULT_DEMO_DIRS, FULL, QUICK, run_demo, written_line
 
     plan = QUICK if args.quick else FULL
     if args.seeds:
@@ -101,7 +104,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         plan = dataclasses.replace(plan, bf16=args.bf16)
     if args.languages:
         plan = dataclasses.replace(plan, languages=tuple(args.languages))
-    print(run_demo(args.output_dir or DEFAULT_DEMO_DIRS[args.suite], plan, model=args.model, data_dir=args.data_dir, suite=args.suite))
+    out = args.output_dir or DEFAULT_DEMO_DIRS[args.suite]
+    print(run_demo(out, plan, model=args.model, data_dir=args.data_dir, suite=args.suite))
+    print(written_line(out))
     return 0
 
 
