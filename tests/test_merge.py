@@ -158,6 +158,10 @@ def test_train_merge_evaluate(tmp_path, capsys):
     assert saved["stage1_dir"] == task_metrics["stage1_dir"] and len(saved["merged_from"]) == 2
     result = evaluate_run(out)  # weight 0 on the second adapter: the task run's predictions again
     assert result["metrics"] == task_metrics["metrics"]
+    assert result["matches_stored"] is None  # a merge stores no metrics until it is evaluated
+    card = (out / "adapter" / "README.md").read_text()
+    assert f"| merged from | 1.0 · `{runs[0].resolve()}`, 0.0 · `{runs[1].resolve()}` (exact; head of the first) |" in card
+    assert "Not evaluated when written" in card
     merge_runs(runs, [0.9, 0.1], out)
     assert set(evaluate_run(out)["metrics"]) == {"accuracy", "macro_f1"}
 
