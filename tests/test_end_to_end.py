@@ -42,6 +42,11 @@ def test_demo_writes_one_result_per_run_and_a_summary(tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     assert summary == table
     assert "| flare (add_relu) |" in summary and "± " in summary  # two seeds: mean ± std
+    assert summary.splitlines()[2:5] == [
+        "- 2 seeds (0, 1); cells are mean ± sample standard deviation over seeds",
+        "- stage 1 (English): 500 training and 8 test examples",  # all English training rows
+        "- stage 2 (each target language): 8 training and 8 test examples"]
+    assert all(r["stage1_examples"] == {"train": 500, "test": 8} for r in rows)
     assert len(list((tmp_path / "stage1").rglob("stage1.json"))) == 2  # one English model per seed
 
 
@@ -72,7 +77,9 @@ def test_alignment_demo_compares_lora_alignment_and_their_merge(tmp_path, monkey
         assert set(by_name[name]["alignment_retrieval"]) == {"jv"}
     # the merged run is a normal run directory: evaluating it again gives the recorded metrics
     again = evaluate_run(merged["output_dir"])
-    assert again["metrics"] == merged["metrics"]
+    assert again["metrics"] == merged["metrics"] and again["matches_stored"] is True
+    card = (tmp_path / "runs" / "jv" / "merge_0.9lora+0.1align" / "seed0" / "adapter" / "README.md").read_text()
+    assert f"| jv: accuracy | {merged['metrics']['accuracy']:.4f} |" in card  # the card got the merge's scores
     assert "| merge: 0.9 lora + 0.1 align |" in table and "before → after" in table
     assert len(list((tmp_path / "stage1").rglob("stage1.json"))) == 1  # r=8 rows share one English model
 
@@ -95,3 +102,19 @@ def test_stage1_cache_key_ignores_the_lora_rank_unless_stage1_is_lora(tmp_path):
 
     assert folder("tiny-random/bert", "flare", 64) == folder("tiny-random/bert", "align", 8)  # full fine-tuning
     assert folder("tiny-random/llama", "flare", 64) != folder("tiny-random/llama", "align", 8)  # LoRA, merged
+
+
+def test_demo_cli_ends_with_where_it_wrote(tmp_path, capsys, monkeypatch):
+    import xlt.demo
+
+    plans = []
+
+    def fake_demo(output_dir, plan, **kwargs):
+        plans.append(plan)
+        return "TABLE"
+
+    monkeypatch.setattr(xlt.demo, "run_demo", fake_demo)
+    assert main(["demo", "--quick", "--seeds", "0", "1", "--output-dir", str(tmp_path / "d")]) == 0
+    assert capsys.readouterr().out == (f"TABLE\nwrote {tmp_path / 'd' / 'results.jsonl'} (one JSON object per run) "
+                                       f"and {tmp_path / 'd' / 'summary.md'}\n")
+    assert plans[0].quick and plans[0].seeds == (0, 1)  # the summary will say it was a --quick run

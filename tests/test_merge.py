@@ -158,5 +158,60 @@ def test_train_merge_evaluate(tmp_path, capsys):
     assert saved["stage1_dir"] == task_metrics["stage1_dir"] and len(saved["merged_from"]) == 2
     result = evaluate_run(out)  # weight 0 on the second adapter: the task run's predictions again
     assert result["metrics"] == task_metrics["metrics"]
+    assert result["matches_stored"] is None  # a merge stores no metrics until it is evaluated
+    card = (out / "adapter" / "README.md").read_text()
+    assert f"| merged from | 1.0 · `{runs[0].resolve()}`, 0.0 · `{runs[1].resolve()}` (exact; head of the first) |" in card
+    assert "Not evaluated when written" in card
     merge_runs(runs, [0.9, 0.1], out)
     assert set(evaluate_run(out)["metrics"]) == {"accuracy", "macro_f1"}
+
+
+def _tree(folder) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["an input", "inside an input", "around the inputs"])
+def test_output_overlapping_an_input_is_refused_before_writing(two, where):
+    root = two[0].parent
+    output = {"an input": two[0], "inside an input": two[1] / "merged", "around the inputs": root}[where]
+    before = _tree(root)
+    with pytest.raises(XltError) as err:
+        merge_cli.run(_cli("--adapters", str(two[0]), str(two[1]), "--weights", "0.9", "0.1",
+                           "--output-dir", str(output)))
+    given = two[1] if where == "inside an input" else two[0]
+    assert str(err.value) == f"--output-dir {output} overlaps the input {given}; write the merge to another folder"
+    assert _tree(root) == before and not (two[1] / "merged").exists()
+
+
+def test_overlap_is_found_through_symlinks_and_dots(two, tmp_path):
+    (tmp_path / "link").symlink_to(two[0].parent)
+    output = tmp_path / "link" / "." / two[0].name
+    with pytest.raises(XltError, match="overlaps the input"):
+        merge_adapters(list(two), [0.5, 0.5], output)
+
+
+@pytest.mark.parametrize("library, cls", [("os", "system"), ("xlt_crafted_payload", "BertForSequenceClassification")])
+def test_peft_combinations_never_import_what_adapter_config_names(two, tmp_path, monkeypatch, library, cls):
+    """A saved file must never choose what code runs: PEFT combinations merge on a skeleton built from
+    the LoRA factors, so a crafted auto_mapping or base model name is never imported or loaded."""
+    import sys
+
+    marker = tmp_path / "payload-ran"
+    (tmp_path / "xlt_crafted_payload.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n"
+        "class BertForSequenceClassification:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    crafted = []
+    for i, folder in enumerate(two):
+        shutil.copytree(folder, tmp_path / f"c{i}")
+        config = json.loads((tmp_path / f"c{i}" / "adapter_config.json").read_text())
+        config["auto_mapping"] = {"parent_library": library, "base_model_class": cls}
+        config["base_model_name_or_path"] = "/nonexistent/model"
+        (tmp_path / f"c{i}" / "adapter_config.json").write_text(json.dumps(config))
+        crafted.append(tmp_path / f"c{i}")
+    merge_adapters(crafted, [0.5, 0.5], tmp_path / "out", "linear")
+    merge_adapters(list(two), [0.5, 0.5], tmp_path / "plain", "linear")
+    assert not marker.exists() and "xlt_crafted_payload" not in sys.modules
+    got = load_file(str(tmp_path / "out" / "adapter_model.safetensors"))
+    want = load_file(str(tmp_path / "plain" / "adapter_model.safetensors"))
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from xlt.metrics import (accuracy, classification_metrics, format_table, gap_to_source, macro_f1,
+from xlt.metrics import (accuracy, classification_metrics, format_mean_std, format_table, gap_to_source, macro_f1,
                          mean_std, summarize_runs)
 
 # golds 0 0 0 1 1 2 / preds 0 0 1 1 2 2:
@@ -70,3 +70,59 @@ def test_summarize_and_format_table():
         "| lora | 0.750 | 0.650 | 0.700 |",
     ]
     assert "| lora | 0.650 | 0.550 | 0.600 |" in format_table(summary, metric="macro_f1")
+
+
+def test_format_mean_std_shows_no_std_for_one_value():
+    assert format_mean_std([0.7]) == "0.700"
+    assert format_mean_std([0.8, 0.82]) == "0.810 ± 0.014"
+
+
+def demo_row(method, lang, seed, acc, fusion=None, train=64, **extra):
+    """A results.jsonl row as the demo writes it."""
+    return {**run(method, lang, seed, acc, fusion), "train_examples": train, "test_examples": 80,
+            "stage1_examples": {"train": 500, "test": 80}, "source_metrics": {"accuracy": 0.9 + seed / 100,
+                                                                             "macro_f1": 0.85},
+            "gap": {"accuracy": {"absolute": 0.9 + seed / 100 - acc}}, **extra}
+
+
+def test_summary_of_one_seed_states_its_setup_and_shows_no_std():
+    from xlt.demo import summary_markdown
+
+    rows = [demo_row("zero-shot", "jv", 0, 0.5, train=0), demo_row("translate-test", "jv", 0, 0.75, train=0),
+            demo_row("lora", "jv", 0, 0.625), demo_row("lora", "su", 0, 0.6)]
+    text = summary_markdown(rows, "tiny-random/bert", quick=True)
+    assert "±" not in text  # never "± 0.000" for one seed
+    lines = text.splitlines()
+    assert lines[:7] == [
+        "# xlt demo: NusaX sentiment, tiny-random/bert, English → target", "",
+        "- 1 seed (0); one run per cell, no standard deviation",
+        "- stage 1 (English): 500 training and 80 test examples",
+        "- stage 2 (each target language): 64 training and 80 test examples",
+        "- **`--quick` run**: fewer examples and epochs than the full demo; a smoke test, not results",
+        "- translate-test reads the gold (human) English version of each test example, not a machine translation: "
+        "an upper bound for translate-test",
+    ]
+    assert "English (stage-1 model on English test): 0.900" in lines
+    assert "| lora | 0.625 | 0.600 | 0.613 |" in lines
+
+
+def test_summary_of_three_seeds_shows_mean_and_std():
+    from xlt.demo import summary_markdown
+
+    rows = [demo_row("lora", "jv", seed, acc, train=train) for seed, acc, train in ((0, 0.6, 64), (1, 0.7, 60),
+                                                                                    (2, 0.8, 64))]
+    text = summary_markdown(rows)
+    lines = text.splitlines()
+    assert lines[2:5] == ["- 3 seeds (0, 1, 2); cells are mean ± sample standard deviation over seeds",
+                          "- stage 1 (English): 500 training and 80 test examples",
+                          "- stage 2 (each target language): 60–64 training and 80 test examples"]
+    assert "--quick" not in text and "translate-test" not in text
+    assert "English (stage-1 model on English test): 0.910 ± 0.010" in lines
+    assert "| lora | 0.700 ± 0.100 | 0.700 |" in lines
+
+
+def test_summary_says_when_sizes_were_not_recorded():
+    from xlt.demo import summary_markdown
+
+    row = {k: v for k, v in demo_row("lora", "jv", 0, 0.6).items() if k != "stage1_examples"}
+    assert "- stage 1 (English): example counts not recorded (runs of an older xlt)" in summary_markdown([row])

@@ -112,9 +112,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from xlt.preflight import check_run_dir
 
     check_run_dir(args.run_dir)
-    from xlt.run import evaluate_run
+    from xlt.run import differences_line, evaluate_run
 
-    print(json.dumps(evaluate_run(args.run_dir)))
+    result = evaluate_run(args.run_dir)
+    if differences_line(result):
+        print(f"xlt: warning: {differences_line(result)}", file=sys.stderr)
+    print(json.dumps(result))
     return 0
 
 
@@ -134,7 +137,7 @@ def _check_demo(args: argparse.Namespace, output_dir: str) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from xlt.demo import DEFAULT_DEMO_DIRS, FULL, QUICK, run_demo
+    from xlt.demo import DEFAULT_DEMO_DIRS, FULL, QUICK, run_demo, written_line
 
     output_dir = args.output_dir or DEFAULT_DEMO_DIRS[args.suite]
     _check_demo(args, output_dir)
@@ -148,6 +151,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.languages:
         plan = dataclasses.replace(plan, languages=tuple(args.languages))
     print(run_demo(output_dir, plan, model=args.model, data_dir=args.data_dir, suite=args.suite))
+    print(written_line(output_dir))
     return 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from xlt.config import RunConfig
 from xlt.errors import XltError
 from xlt.io import write_json, write_text_atomic
-from xlt.metrics import format_table, gap_to_source, mean_std, summarize_runs
+from xlt.metrics import format_mean_std, format_table, gap_to_source, mean_std, summarize_runs
 from xlt.run import finished_run, run_stage2
 
 @dataclass(frozen=True)
@@ -71,11 +71,12 @@ class DemoPlan:
     stage1_lr: float = 5e-5
     max_length: int = 64
     bf16: bool = True  # bf16 autocast, as in the reference protocol (fast on CPUs with AVX512-BF16/AMX)
+    quick: bool = False  # the smoke-test plan (xlt demo --quick): the summary says its numbers are not results
 
 
 FULL = DemoPlan()
 # quick: a smoke run of every step (2 English epochs at a higher rate, 64 target examples)
-QUICK = DemoPlan(max_train_examples=64, max_eval_examples=80, epochs=3, stage1_epochs=2, stage1_lr=1e-4,
+QUICK = DemoPlan(quick=True, max_train_examples=64, max_eval_examples=80, epochs=3, stage1_epochs=2, stage1_lr=1e-4,
                  max_length=48)
 
 
@@ -91,21 +92,51 @@ def _retrieval_lines(rows: list[dict]) -> list[str]:
     lines = ["## English↔target retrieval at the aligned layer (held-out parallel sentences), before → after", "",
              "| method | language | before | after |", "|---|---|---:|---:|"]
     for (method, lang), pairs in cells.items():
-        (b, _), (a, a_std) = mean_std([x for x, _ in pairs]), mean_std([y for _, y in pairs])
-        lines.append(f"| {method} | {lang} | {b:.3f} | {a:.3f}" + (f" ± {a_std:.3f}" if len(pairs) > 1 else "") + " |")
+        before, _ = mean_std([x for x, _ in pairs])
+        lines.append(f"| {method} | {lang} | {before:.3f} | {format_mean_std([y for _, y in pairs])} |")
     return lines + [""]
 
 
-def summary_markdown(rows: list[dict], model: str = "e5-small") -> str:
+def _count(values: list[int]) -> str:
+    """One example count, or the range when runs differ (e.g. languages of different sizes)."""
+    return str(values[0]) if min(values) == max(values) else f"{min(values)}–{max(values)}"
+
+
+def _sizes(train: list[int], test: list[int]) -> str:
+    if not train and not test:
+        return "example counts not recorded (runs of an older xlt)"
+    return f"{_count(train) if train else 'no'} training and {_count(test) if test else 'no'} test examples"
+
+
+def _setup_lines(rows: list[dict], quick: bool) -> list[str]:
+    """What the numbers below rest on: seeds, data sizes, the plan, and what translate-test reads."""
+    seeds = sorted({row["seed"] for row in rows})
+    stage1 = [row["stage1_examples"] for row in rows if row.get("stage1_examples")]
+    trained = [row["train_examples"] for row in rows if row.get("train_examples")]
+    lines = [f"- {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"
+             + ("; cells are mean ± sample standard deviation over seeds" if len(seeds) > 1 else
+                "; one run per cell, no standard deviation"),
+             f"- stage 1 (English): {_sizes([s['train'] for s in stage1], [s['test'] for s in stage1])}",
+             "- stage 2 (each target language): "
+             + _sizes(trained, [row["test_examples"] for row in rows if "test_examples" in row])]
+    if quick:
+        lines.append("- **`--quick` run**: fewer examples and epochs than the full demo; a smoke test, not results")
+    if any(row["method"] == "translate-test" for row in rows):
+        lines.append("- translate-test reads the gold (human) English version of each test example, not a machine "
+                     "translation: an upper bound for translate-test")
+    return lines + [""]
+
+
+def summary_markdown(rows: list[dict], model: str = "e5-small", quick: bool = False) -> str:
     summary = summarize_runs(rows)
     english = {}
     for row in rows:
         english.setdefault(row["seed"], row["source_metrics"])
-    lines = [f"# xlt demo: NusaX sentiment, {model}, English → target", ""]
+    lines = [f"# xlt demo: NusaX sentiment, {model}, English → target", "", *_setup_lines(rows, quick)]
     for metric in ("accuracy", "macro_f1"):
-        mean, std = mean_std([m[metric] for m in english.values()])
-        lines += [f"## {metric}", "", f"English (stage-1 model on English test): {mean:.3f} ± {std:.3f}", "",
-                  format_table(summary, metric), ""]
+        lines += [f"## {metric}", "",
+                  f"English (stage-1 model on English test): {format_mean_std([m[metric] for m in english.values()])}",
+                  "", format_table(summary, metric), ""]
     zero = [r for r in rows if "metrics_zero_source" in r]
     if zero:
         zero_rows = [{**r, "method": "flare, English zeroed at test", "metrics": r["metrics_zero_source"]} for r in zero]
@@ -117,25 +148,34 @@ def summary_markdown(rows: list[dict], model: str = "e5-small") -> str:
     return "\n".join(lines)
 
 
+def written_line(output_dir: str | Path) -> str:
+    """Where the demo wrote its results (printed last by ``xlt demo``)."""
+    out = Path(output_dir)
+    return f"wrote {out / 'results.jsonl'} (one JSON object per run) and {out / 'summary.md'}"
+
+
 def _merged_run(out: Path, parts: list[tuple[dict, float]]) -> dict:
     """Merge finished runs' adapters into ``out`` and evaluate it; reused while its inputs are unchanged."""
     from xlt.alignment.merge import merge_runs
-    from xlt.run import evaluate_run
+    from xlt.run import reevaluate_run
+    from xlt.run_dir import ADAPTER, CARD, missing_files, model_card
 
     inputs = [{"run": str(Path(m["output_dir"]).resolve()), "finished": m["finished"], "weight": w} for m, w in parts]
     saved = out / "metrics.json"
-    if saved.is_file():
+    if not missing_files(out, trains=True):
         metrics = json.loads(saved.read_text())
         if metrics.get("demo_inputs") == inputs and "metrics" in metrics:
             return metrics
     merge_runs([i["run"] for i in inputs], [w for _, w in parts], out)
     first = parts[0][0]
-    result = evaluate_run(out)
+    result = reevaluate_run(out)
     source = first["source_metrics"]
     metrics = {**json.loads(saved.read_text()), **result, "source_metrics": source, "demo_inputs": inputs,
                "fusion": None, "train_seconds": 0.0, "output_dir": str(out.resolve()), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                "gap": {k: gap_to_source(source[k], v) for k, v in result["metrics"].items() if source.get(k)}}
-    write_json(saved, metrics)
+    write_text_atomic(out / ADAPTER / CARD, model_card(RunConfig.from_yaml(out / "config.yaml").to_dict(), metrics,
+                                                       out.resolve()))  # the card now with the merge's scores
+    write_json(saved, metrics)  # last: metrics.json with "metrics" marks the evaluated merge
     return metrics
 
 
@@ -171,5 +211,5 @@ def run_demo(output_dir: str | Path, plan: DemoPlan, model: str = "e5-small", da
                 print(f"[{done}/{total}] seed {seed} {lang:>4} {method.name:<16} accuracy "
                       f"{metrics['metrics']['accuracy']:.3f}  ({metrics['train_seconds']:.0f}s train)", flush=True)
                 write_text_atomic(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-                write_text_atomic(out / "summary.md", summary_markdown(rows, model))
-    return summary_markdown(rows, model)
+                write_text_atomic(out / "summary.md", summary_markdown(rows, model, plan.quick))
+    return summary_markdown(rows, model, plan.quick)

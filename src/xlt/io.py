@@ -1,14 +1,62 @@
-"""Atomic writes: a result or checkpoint is either complete on disk or absent."""
+"""Atomic writes: a result or checkpoint is either complete on disk or absent.
+
+Files and folders get the modes the user's umask gives any other tool (``tempfile`` alone would
+make them private), and folders are built in temporary siblings named after their builder
+(``.NAME.xlt-tmp.HOST.PID.RANDOM``), so the next build can remove the ones whose builder is gone.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
+import shutil
+import socket
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+TEMP_TAG = "xlt-tmp"
+STALE_SECONDS = 24 * 3600  # a temp dir of another host (whose builder cannot be checked) is stale after this
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the kernel reports it (Linux >= 4.7)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:  # elsewhere the only way to read it is to set it and put it back
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    return 0o666 & ~current_umask()
+
+
+def dir_mode() -> int:
+    return 0o777 & ~current_umask()
+
+
+def apply_umask(folder: str | Path) -> None:
+    """Give every file and folder under ``folder`` the umask's mode; libraries that write privately
+    (safetensors makes its files 0600) would otherwise leave finished folders others cannot read."""
+    folder = Path(folder)
+    files, folders = file_mode(), dir_mode()
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(folders if path.is_dir() else files)
+    folder.chmod(folders)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -16,6 +64,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())  # mkstemp makes it 0600
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -38,3 +87,76 @@ def append_jsonl(path: str | Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def host_tag() -> str:
+    """This machine's name as it appears in temp dir names (a PID means something on its own host only)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}.{TEMP_TAG}."
+
+
+def make_temp_dir(target: str | Path) -> Path:
+    """An empty folder next to ``target`` to build it in, named after this process; stale ones go first."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_dirs(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(target)}{host_tag()}.{os.getpid()}.", dir=target.parent))
+    tmp.chmod(dir_mode())  # mkdtemp makes it 0700; the finished folder is an ordinary one
+    return tmp
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temp_dirs(target: str | Path) -> list[Path]:
+    """Remove temp siblings of ``target`` left by builds that were killed; returns what was removed."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    ours = re.compile(re.escape(_temp_prefix(target)) + r"(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+")
+    legacy = re.compile(re.escape(f".{target.name}.") + r"[a-z0-9_]{8}")  # mkdtemp's name, before PIDs were recorded
+    now, removed = time.time(), []
+    for entry in target.parent.iterdir():
+        match = ours.fullmatch(entry.name)
+        if (match is None and not legacy.fullmatch(entry.name)) or entry.is_symlink() or not entry.is_dir():
+            continue
+        if match is not None and match["host"] == host_tag():
+            stale = not _process_alive(int(match["pid"]))
+        else:
+            try:
+                stale = now - entry.stat().st_mtime > STALE_SECONDS
+            except OSError:
+                continue
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def replace_dir(complete: str | Path, target: str | Path) -> None:
+    """Put the finished folder ``complete`` in place of ``target``; the old ``target`` is moved aside
+    first (one rename) and deleted only once the new one is in place, so ``target`` is always either
+    the old folder whole, the new folder whole, or (for the instant between the two renames) absent."""
+    complete, target = Path(complete), Path(target)
+    aside = None
+    if target.exists() or target.is_symlink():
+        aside = target.parent / f"{_temp_prefix(target)}{host_tag()}.{os.getpid()}.{secrets.token_hex(4)}"
+        os.rename(target, aside)
+    try:
+        os.rename(complete, target)
+    except BaseException:
+        if aside is not None:
+            os.rename(aside, target)  # put the old folder back
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)

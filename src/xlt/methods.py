@@ -146,24 +146,28 @@ def check_adapter_settings(adapted: AdaptedModel, folder: str | Path) -> None:
         raise XltError(f"adapter at {folder} was saved with other settings: {'; '.join(differ)}")
 
 
-def save_adapter(adapted: AdaptedModel, folder: str | Path) -> None:
-    """Adapter weights as safetensors + PEFT config, written to a temp dir and renamed into place."""
-    import os
+def save_adapter(adapted: AdaptedModel, folder: str | Path, card: str | None = None) -> None:
+    """Adapter weights as safetensors + PEFT config, written to a temp dir and renamed into place.
+
+    PEFT's boilerplate model card (README.md) is replaced by ``card``, or left out without one.
+    """
     import shutil
-    import tempfile
+
+    from xlt.io import apply_umask, make_temp_dir, replace_dir, write_text_atomic
 
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = make_temp_dir(folder)
     try:
         adapted.model.save_pretrained(tmp, safe_serialization=True)
         if not (tmp / ADAPTER_WEIGHTS).exists():
             raise RuntimeError(f"PEFT wrote no {ADAPTER_WEIGHTS}")
+        (tmp / "README.md").unlink(missing_ok=True)
+        if card is not None:
+            write_text_atomic(tmp / "README.md", card)
         pooling = adapted.settings.pooling if adapted.settings else None
-        (tmp / ADAPTER_INFO).write_text(json.dumps({"method": adapted.method.name, "pooling": pooling}) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        write_text_atomic(tmp / ADAPTER_INFO, json.dumps({"method": adapted.method.name, "pooling": pooling}) + "\n")
+        apply_umask(tmp)
+        replace_dir(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -53,6 +53,12 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
 
 
+def format_mean_std(values: Sequence[float]) -> str:
+    """"mean ± std" over seeds; the mean alone for a single value, whose std says nothing."""
+    mean, std = mean_std(values)
+    return f"{mean:.3f}" + (f" ± {std:.3f}" if len(values) > 1 else "")
+
+
 def summarize_runs(rows: list[dict]) -> list[dict]:
     """Group metrics.json-like rows by (task, method, fusion, target_lang) across seeds.
 

@@ -1,8 +1,8 @@
 """One run of the modular pipeline: stage 1 (English task model, cached) then one stage-2 method.
 
 Outputs of a stage-2 run in ``output_dir``: ``config.yaml`` (resolved settings), ``adapter/``
-(safetensors, for methods that train) and ``metrics.json``, written last: a run directory with
-``metrics.json`` is complete. ``evaluate_run`` rebuilds the model from these files alone.
+(safetensors, for methods that train) and ``metrics.json``, built in a temp sibling and swapped in
+whole (:mod:`xlt.run_dir`). ``evaluate_run`` rebuilds the model from these files alone.
 Classification and generation tasks share this code through :mod:`xlt.tasks_kinds`.
 """
 
@@ -20,13 +20,15 @@ from xlt.config import RunConfig
 from xlt.data.examples import GenTaskData, TaskData, content_digest, source_side
 from xlt.data.tasks import load_task
 from xlt.errors import XltError
-from xlt.io import write_json, write_yaml
+from xlt.io import write_json
 from xlt.methods import AdaptedModel, AdapterSettings, attach, get_method, load_adapter, save_adapter
 from xlt.metrics import gap_to_source
 from xlt.models.architectures import Architecture, architecture_for
 from xlt.models.cache import build_once, cache_root
 from xlt.models.classifier import resolve_pooling
 from xlt.models.loading import load_tokenizer, model_slug, resolve_model
+from xlt.run_dir import (ADAPTER, CONFIG, METRICS, check_replaceable, missing_files, model_card, stored_differences,
+                         write_run)
 from xlt.tasks_kinds import kind_of
 from xlt.training.loop import TrainSettings, enable_checkpointing, no_context, train
 
@@ -261,6 +263,7 @@ def run_stage2(cfg: RunConfig) -> dict:
     """Train (if the method trains) and evaluate one method; writes the run directory."""
     method = get_method(cfg.method)
     out = Path(cfg.output_dir)
+    check_replaceable(out)  # before any work: the finished run replaces the whole folder
     data = load_data(cfg)
     cfg = resolve_defaults(cfg, data)
     stage1 = ensure_stage1(cfg)
@@ -287,42 +290,89 @@ def run_stage2(cfg: RunConfig) -> dict:
         "test_examples": len(data.test), **result, "source_metrics": source_metrics,
         "gap": {k: gap_to_source(source_metrics[k], v) for k, v in result["metrics"].items()
                 if k in source_metrics and source_metrics[k]},
-        "stage1_dir": str(stage1.resolve()), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "stage1_dir": str(stage1.resolve()), "stage1_examples": _stage1_examples(cfg),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    write_yaml(out / "config.yaml", cfg.to_dict())
-    if method.trains:
-        save_adapter(adapted, out / "adapter")
-    write_json(out / "metrics.json", metrics)
+    _write_run_dir(cfg, out, metrics, adapted if method.trains else None)
     return metrics
 
 
+def _stage1_examples(cfg: RunConfig) -> dict:
+    """How many English examples stage 1 trained and was tested on (the data it was built from)."""
+    english = load_data(cfg, stage1=True)
+    return {"train": len(english.train), "test": len(english.test)}
+
+
+def _write_run_dir(cfg: RunConfig, out: Path, metrics: dict, adapted: AdaptedModel | None) -> None:
+    """config.yaml, adapter/ (with its model card) and metrics.json, swapped in whole (xlt.run_dir)."""
+    config = cfg.to_dict()
+    card = model_card(config, metrics, out.resolve())
+    write_adapter = None if adapted is None else (lambda folder: save_adapter(adapted, folder, card))
+    write_run(out, config, metrics, write_adapter)
+
+
 def finished_run(cfg: RunConfig) -> dict | None:
-    """The metrics of a complete run of exactly this config in ``cfg.output_dir``, if there is one."""
+    """The metrics of a complete run of exactly this config in ``cfg.output_dir``, if there is one:
+    config.yaml equal to ``cfg``, metrics.json with metrics, and the adapter files if the method trains."""
     out = Path(cfg.output_dir)
-    if not (out / "metrics.json").is_file() or not (out / "config.yaml").is_file():
+    if missing_files(out, get_method(cfg.method).trains):
         return None
     try:
-        saved = RunConfig.from_yaml(out / "config.yaml")
+        saved = RunConfig.from_yaml(out / CONFIG)
     except XltError:
         return None
     if saved.replace(show_progress=cfg.show_progress) != cfg:
         return None
-    return json.loads((out / "metrics.json").read_text())
+    try:
+        metrics = json.loads((out / METRICS).read_text())
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) and isinstance(metrics.get("metrics"), dict) else None
 
 
-def evaluate_run(run_dir: str | Path) -> dict:
+def _read_metrics(run_dir: Path) -> dict:
+    try:
+        saved = json.loads((run_dir / METRICS).read_text())
+    except ValueError:
+        raise XltError(f"{run_dir / METRICS} is not valid JSON") from None
+    if not isinstance(saved, dict):
+        raise XltError(f"{run_dir / METRICS} does not hold a JSON object")
+    return saved
+
+
+def reevaluate_run(run_dir: str | Path) -> dict:
     """Rebuild a finished run from its directory and evaluate it again on the same test set."""
     run_dir = Path(run_dir)
-    for name in ("config.yaml", "metrics.json"):
-        if not (run_dir / name).is_file():
-            raise XltError(f"{run_dir} is not a finished run: {name} is missing")
-    cfg = RunConfig.from_yaml(run_dir / "config.yaml")
-    saved = json.loads((run_dir / "metrics.json").read_text())
-    stage1 = Path(saved["stage1_dir"])
-    if not (stage1 / STAGE1_INFO).is_file():
-        raise XltError(f"the run's English model {stage1} is missing")
+    missing = missing_files(run_dir, trains=False)
+    if missing:
+        raise XltError(f"{run_dir} is not a finished run: {missing[0]} is missing")
+    cfg = RunConfig.from_yaml(run_dir / CONFIG)
+    missing = missing_files(run_dir, get_method(cfg.method).trains)
+    if missing:
+        raise XltError(f"{run_dir} is not a finished run: {missing[0]} is missing")
+    saved = _read_metrics(run_dir)
+    stage1 = Path(saved.get("stage1_dir", ""))
+    if "stage1_dir" not in saved or not (stage1 / STAGE1_INFO).is_file():
+        raise XltError(f"the run's English model {saved.get('stage1_dir')} is missing")
     data = load_data(cfg)
     adapted, tokenizer = build_model(cfg, stage1, data)
     if adapted.method.trains:
-        load_adapter(adapted, run_dir / "adapter")
+        load_adapter(adapted, run_dir / ADAPTER)
     return evaluate_adapted(cfg, adapted, tokenizer, data)
+
+
+def evaluate_run(run_dir: str | Path) -> dict:
+    """:func:`reevaluate_run`, and whether it reproduces metrics.json: ``matches_stored`` (None when the
+    run stored no metrics, as a merge not evaluated yet) and ``stored_differences``."""
+    result = reevaluate_run(run_dir)
+    differences = stored_differences(_read_metrics(Path(run_dir)), result)
+    return {**result, "matches_stored": None if differences is None else not differences,
+            "stored_differences": differences or []}
+
+
+def differences_line(result: dict) -> str | None:
+    """One line naming each metric that ``evaluate_run`` recomputed differently from metrics.json."""
+    if not result.get("stored_differences"):
+        return None
+    parts = [f"{d['metric']} stored {d['stored']}, recomputed {d['recomputed']}" for d in result["stored_differences"]]
+    return "recomputed metrics differ from the run's metrics.json: " + "; ".join(parts)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -20,8 +18,9 @@ from safetensors.torch import load_file, save_file
 
 from xlt.alignment.merge_names import COMBINATIONS
 from xlt.errors import XltError
-from xlt.io import write_json, write_yaml
+from xlt.io import apply_umask, make_temp_dir, replace_dir, write_json, write_text_atomic
 from xlt.methods import ADAPTER_INFO, ADAPTER_WEIGHTS
+from xlt.run_dir import CARD, check_replaceable, missing_files, model_card, write_run
 
 ADAPTER_CONFIG = "adapter_config.json"
 MERGE_INFO = "xlt_merge.json"
@@ -89,10 +88,26 @@ def _exact(configs: list[dict], loras: list[dict], weights: list[float]) -> dict
     return out
 
 
-def _with_peft(configs: list[dict], loras: list[dict], weights: list[float], combination: str) -> tuple[dict, int]:
-    """PEFT's add_weighted_adapter on the base model; heads are left out here and added back by the caller."""
-    import importlib
+def _skeleton(loras: list[dict]) -> torch.nn.Module:
+    """A module tree with a bias-free ``Linear`` at each adapted path, shaped from the LoRA factors.
 
+    PEFT's combinations read only the factors, so no base model is loaded: nothing named in an
+    adapter's files (``base_model_name_or_path``, ``auto_mapping``) chooses what code runs or what is
+    downloaded, and custom heads (xlt's pooled classifier) merge like any other."""
+    root = torch.nn.Module()
+    for module, (a, b) in loras[0].items():
+        *parents, leaf = module.removeprefix("base_model.model.").split(".")
+        parent = root
+        for name in parents:
+            if name not in parent._modules:
+                parent.add_module(name, torch.nn.Module())
+            parent = parent._modules[name]
+        parent.add_module(leaf, torch.nn.Linear(a.shape[1], b.shape[0], bias=False))
+    return root
+
+
+def _with_peft(configs: list[dict], loras: list[dict], weights: list[float], combination: str) -> tuple[dict, int]:
+    """PEFT's add_weighted_adapter on a skeleton of the adapted modules; heads are added back by the caller."""
     from peft import (
         LoraConfig,
         get_peft_model,
@@ -100,16 +115,7 @@ def _with_peft(configs: list[dict], loras: list[dict], weights: list[float], com
         set_peft_model_state_dict,
     )
 
-    base = configs[0].get("base_model_name_or_path")
-    mapping = configs[0].get("auto_mapping") or {}
-    if not base or not mapping.get("base_model_class"):
-        raise XltError(f"--combination {combination} needs base_model_name_or_path and auto_mapping in "
-                       f"{ADAPTER_CONFIG}; use --combination exact")
-    try:
-        cls = getattr(importlib.import_module(mapping["parent_library"]), mapping["base_model_class"])
-        model = cls.from_pretrained(base)
-    except (OSError, ImportError, AttributeError) as err:
-        raise XltError(f"cannot load base model {base!r}: {str(err).splitlines()[0]}") from None
+    model = _skeleton(loras)
     names = [f"a{i}" for i in range(len(configs))]
     peft_model = None
     for name, config, lora in zip(names, configs, loras):
@@ -121,7 +127,7 @@ def _with_peft(configs: list[dict], loras: list[dict], weights: list[float], com
             peft_model.add_adapter(name, lora_config)
         state = {f"{m}.lora_{ab}.weight": t for m, pair in lora.items() for ab, t in zip("AB", pair)}
         if set_peft_model_state_dict(peft_model, state, adapter_name=name).unexpected_keys:
-            raise XltError(f"adapter {name} does not fit base model {base!r}")
+            raise XltError(f"adapter {name} does not fit the modules of the first adapter")
     try:
         peft_model.add_weighted_adapter(names, weights, "merged", combination_type=combination)
     except ValueError as err:
@@ -130,13 +136,18 @@ def _with_peft(configs: list[dict], loras: list[dict], weights: list[float], com
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}, peft_model.peft_config["merged"].r
 
 
-def merge_adapters(adapters: list[str | Path], weights: list[float], output: str | Path,
-                   combination: str = "exact") -> dict:
-    """Write the weighted merge of plain LoRA adapters to ``output`` (atomically); returns a summary.
+def check_output(inputs: list[str | Path], output: str | Path) -> None:
+    """Refuse an output that is one of the inputs, lies inside one, or contains one: writing it would
+    overwrite what is being merged. Compared as resolved paths, before anything is written."""
+    out = Path(output).resolve()
+    for given in inputs:
+        path = Path(given).resolve()
+        if out == path or out.is_relative_to(path) or path.is_relative_to(out):
+            raise XltError(f"--output-dir {output} overlaps the input {given}; write the merge to another folder")
 
-    The task head (``modules_to_save`` tensors) comes from the FIRST adapter, the task adapter; the
-    others' heads are dropped, since the merged model can have only one head.
-    """
+
+def _merge(adapters: list[str | Path], weights: list[float], combination: str) -> tuple[dict, dict, dict]:
+    """(tensors, adapter config, summary) of the weighted merge; reads the inputs, writes nothing."""
     if combination not in COMBINATIONS:
         raise XltError(f"unknown combination {combination!r}; choose one of: {', '.join(COMBINATIONS)}")
     if len(adapters) < 2 or len(adapters) != len(weights):
@@ -161,26 +172,42 @@ def merge_adapters(adapters: list[str | Path], weights: list[float], output: str
         "head_source": str(folders[0].resolve()) if heads[0] else None, "head_tensors": sorted(heads[0]),
         "heads_dropped": [str(f.resolve()) for f, h in zip(folders[1:], heads[1:]) if h],
     }
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    return tensors, config, summary
+
+
+def _write_adapter(folder: Path, tensors: dict, config: dict, summary: dict, card: str | None = None) -> None:
+    """The merged adapter folder, built in a temp sibling and swapped in whole."""
+    tmp = make_temp_dir(folder)
     try:
         save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         write_json(tmp / ADAPTER_CONFIG, config)
         write_json(tmp / MERGE_INFO, summary)
         if (folders[0] / ADAPTER_INFO).is_file():  # method and pooling of the task adapter, whose head is kept
             shutil.copyfile(folders[0] / ADAPTER_INFO, tmp / ADAPTER_INFO)
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(tmp, output)
+        if card is not None:
+            write_text_atomic(tmp / CARD, card)
+        apply_umask(tmp)
+        replace_dir(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def merge_adapters(adapters: list[str | Path], weights: list[float], output: str | Path,
+                   combination: str = "exact") -> dict:
+    """Write the weighted merge of plain LoRA adapters to ``output`` (atomically); returns a summary.
+
+    The task head (``modules_to_save`` tensors) comes from the FIRST adapter, the task adapter; the
+    others' heads are dropped, since the merged model can have only one head.
+    """
+    check_output(adapters, output)
+    check_replaceable(output, (ADAPTER_WEIGHTS, ADAPTER_CONFIG, MERGE_INFO, CARD), "a merged adapter")
+    tensors, config, summary = _merge(adapters, weights, combination)
+    _write_adapter(Path(output), tensors, config, summary)
     return summary
 
 
 def is_run_dir(path: str | Path) -> bool:
-    path = Path(path)
-    return (path / "config.yaml").is_file() and (path / "metrics.json").is_file() and (path / "adapter").is_dir()
+    return not missing_files(path, trains=True)
 
 
 def merge_runs(run_dirs: list[str | Path], weights: list[float], output_dir: str | Path,
@@ -188,11 +215,13 @@ def merge_runs(run_dirs: list[str | Path], weights: list[float], output_dir: str
     """Merge finished runs' adapters into a run directory that ``xlt evaluate`` can load.
 
     The first run supplies config.yaml (with lora_r/lora_alpha set to the merged rank, which is what
-    ``attach`` reads back) and the English model (``stage1_dir``); metrics.json is written last.
+    ``attach`` reads back) and the English model (``stage1_dir``); the directory is swapped in whole.
     """
     from xlt.config import RunConfig
     from xlt.methods import get_method
 
+    check_output(run_dirs, output_dir)
+    check_replaceable(output_dir)
     for run in run_dirs:
         if not is_run_dir(run):
             raise XltError(f"{run} is not a finished run with an adapter (config.yaml, metrics.json, adapter/)")
@@ -200,11 +229,12 @@ def merge_runs(run_dirs: list[str | Path], weights: list[float], output_dir: str
     if get_method(first.method).adapter != "lora":
         raise XltError(f"the first run uses method {first.method!r}; merge needs a plain LoRA run first")
     out = Path(output_dir)
-    summary = merge_adapters(run_dirs, weights, out / "adapter", combination)
-    cfg = first.replace(lora_r=summary["rank"], lora_alpha=summary["rank"], output_dir=str(out))
-    write_yaml(out / "config.yaml", cfg.to_dict())
+    tensors, adapter_config, summary = _merge(run_dirs, weights, combination)
+    config = first.replace(lora_r=summary["rank"], lora_alpha=summary["rank"], output_dir=str(out)).to_dict()
     saved = json.loads((Path(run_dirs[0]) / "metrics.json").read_text())
-    keep = ("task", "method", "model", "source_lang", "target_lang", "seed", "stage1_dir")
-    write_json(out / "metrics.json", {**{k: saved[k] for k in keep if k in saved},
-                                      "merged_from": [str(Path(r).resolve()) for r in run_dirs], "merge": summary})
+    keep = ("task", "method", "model", "source_lang", "target_lang", "seed", "stage1_dir", "stage1_examples")
+    metrics = {**{k: saved[k] for k in keep if k in saved},
+               "merged_from": [str(Path(r).resolve()) for r in run_dirs], "merge": summary}
+    card = model_card(config, metrics, out.resolve())
+    write_run(out, config, metrics, lambda folder: _write_adapter(folder, tensors, adapter_config, summary, card))
     return summary

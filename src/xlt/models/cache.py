@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
+
+from xlt.io import apply_umask, make_temp_dir
 
 COMPLETE_MARKER = ".xlt-complete"
 
@@ -20,17 +21,17 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     """Build a folder atomically: ``build`` fills a temp dir that is renamed into place when done.
 
     A folder without the completion marker (a crashed build) is rebuilt; a concurrent builder
-    that loses the rename race discards its copy.
+    that loses the rename race discards its copy. Temp dirs of builds that were killed (their
+    process is gone) are removed when the next build starts (:func:`xlt.io.make_temp_dir`).
     """
     target = Path(target)
     if (target / COMPLETE_MARKER).exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the finished folder is an ordinary one
+    tmp = make_temp_dir(target)
     try:
         build(tmp)
         (tmp / COMPLETE_MARKER).write_text("ok\n")
+        apply_umask(tmp)
         if target.exists() and not (target / COMPLETE_MARKER).exists():
             shutil.rmtree(target, ignore_errors=True)
         try:

@@ -1,0 +1,262 @@
+"""Run directories cannot lie: a killed run leaves the old run whole (or nothing), resume and evaluate
+check what they read, temp dirs of dead builders are cleaned, modes follow the umask, cards describe runs."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import tiny
+
+from xlt.cli import main
+from xlt.config import RunConfig
+from xlt.errors import XltError
+from xlt.io import STALE_SECONDS, current_umask, host_tag, write_json, write_yaml
+from xlt.methods import save_adapter
+from xlt.models.cache import COMPLETE_MARKER, build_once
+from xlt.run import finished_run, run_stage2
+from xlt.run_dir import model_card, write_run
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+SETTINGS = dict(model="tiny-random/bert", task="nusax", method="lora", target_lang="jv", max_train_examples=24,
+                max_eval_examples=20, epochs=1, stage1_epochs=1, lora_r=4, lora_alpha=8, batch_size=8,
+                show_progress=False)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("finished") / "run"
+    run_stage2(RunConfig(**SETTINGS, output_dir=str(out)))
+    return out
+
+
+def _copy(run: Path, dest: Path) -> RunConfig:
+    """A copy of a finished run whose config.yaml names its new place; returns that config."""
+    shutil.copytree(run, dest)
+    cfg = RunConfig.from_yaml(dest / "config.yaml").replace(output_dir=str(dest))
+    write_yaml(dest / "config.yaml", cfg.to_dict())
+    return cfg
+
+
+def _raise(*args, **kwargs):
+    raise OSError("disk full (simulated crash)")
+
+
+@pytest.mark.parametrize("crash_point", ["xlt.run.save_adapter", "xlt.run_dir.write_json", "xlt.run_dir.replace_dir"])
+def test_a_crash_while_writing_a_run_leaves_the_old_run_whole(finished, tmp_path, monkeypatch, crash_point):
+    old_cfg = _copy(finished, tmp_path / "run")
+    before = snapshot(tmp_path / "run")
+    old_metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    new_cfg = old_cfg.replace(lr=1e-3)
+    module, name = crash_point.rsplit(".", 1)
+    monkeypatch.setattr(sys.modules[module], name, _raise)
+    with pytest.raises(OSError, match="simulated crash"):
+        run_stage2(new_cfg)
+    assert snapshot(tmp_path / "run") == before  # the old run, every byte, and nothing of the new one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temp dir left behind
+    assert finished_run(old_cfg) == old_metrics
+    assert finished_run(new_cfg) is None
+
+
+def test_a_new_run_replaces_the_old_one_whole(finished, tmp_path):
+    old_cfg = _copy(finished, tmp_path / "run")
+    (tmp_path / "run" / ".metrics.json.abcd1234").write_text("{")  # a temp file a killed old xlt left
+    new_cfg = old_cfg.replace(lr=1e-3)
+    metrics = run_stage2(new_cfg)
+    assert RunConfig.from_yaml(tmp_path / "run" / "config.yaml") == new_cfg
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == metrics == finished_run(new_cfg)
+    assert sorted(snapshot(tmp_path / "run")) == ["adapter/README.md", "adapter/adapter_config.json",
+                                                  "adapter/adapter_model.safetensors", "config.yaml", "metrics.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert finished_run(old_cfg) is None
+
+
+@pytest.mark.parametrize("damage", ["metrics.json", "config.yaml", "adapter/adapter_model.safetensors",
+                                    "adapter/adapter_config.json", "adapter", "corrupt metrics", "no metrics key"])
+def test_finished_run_refuses_an_incomplete_run(finished, tmp_path, damage):
+    cfg = _copy(finished, tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert finished_run(cfg) == metrics
+    target = tmp_path / "run" / damage
+    if damage == "corrupt metrics":
+        (tmp_path / "run" / "metrics.json").write_text('{"metrics": {"accuracy": 0.')
+    elif damage == "no metrics key":
+        write_json(tmp_path / "run" / "metrics.json", {k: v for k, v in metrics.items() if k != "metrics"})
+    elif target.is_dir():
+        shutil.rmtree(target)
+    else:
+        target.unlink()
+    assert finished_run(cfg) is None
+
+
+def test_a_method_without_adapter_needs_no_adapter_folder(tmp_path):
+    cfg = RunConfig(**{**SETTINGS, "method": "zero-shot"}, output_dir=str(tmp_path / "zs"))
+    metrics = {"method": "zero-shot", "metrics": {"accuracy": 0.5, "macro_f1": 0.4}}
+    write_run(tmp_path / "zs", cfg.to_dict(), metrics, None)
+    assert sorted(snapshot(tmp_path / "zs")) == ["config.yaml", "metrics.json"]
+    assert finished_run(cfg) == metrics
+    assert finished_run(cfg.replace(seed=1)) is None  # another config
+
+
+def test_evaluate_says_whether_it_reproduces_the_stored_metrics(finished, tmp_path, capsys):
+    _copy(finished, tmp_path / "run")
+    stored = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    capsys.readouterr()
+    assert main(["evaluate", "--run-dir", str(tmp_path / "run")]) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert err == ""
+    assert result["metrics"] == stored["metrics"]
+    assert result["matches_stored"] is True and result["stored_differences"] == []
+
+    recomputed = stored["metrics"]["accuracy"]
+    write_json(tmp_path / "run" / "metrics.json", {**stored, "metrics": {**stored["metrics"], "accuracy": 0.125}})
+    assert main(["evaluate", "--run-dir", str(tmp_path / "run")]) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert err == ("xlt: warning: recomputed metrics differ from the run's metrics.json: "
+                   f"metrics.accuracy stored 0.125, recomputed {recomputed}\n")
+    assert result["metrics"] == stored["metrics"]
+    assert result["matches_stored"] is False
+    assert result["stored_differences"] == [{"metric": "metrics.accuracy", "stored": 0.125, "recomputed": recomputed}]
+
+
+def test_evaluate_refuses_a_run_without_its_adapter(finished, tmp_path, capsys):
+    _copy(finished, tmp_path / "run")
+    (tmp_path / "run" / "adapter" / "adapter_model.safetensors").unlink()
+    assert main(["evaluate", "--run-dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (f"xlt: error: {tmp_path / 'run'} is not a finished run: "
+                                       "adapter/adapter_model.safetensors is missing\n")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("folder with a note", "holds files that are not part of an xlt run (notes.txt)"),
+    ("a file", "exists and is not a plain folder"),
+])
+def test_train_refuses_an_output_dir_that_holds_other_files(tmp_path, capsys, content, message):
+    out = tmp_path / "out"
+    if content == "a file":
+        out.write_text("mine")
+    else:
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    argv = ["train", "--output-dir", str(out)]
+    for key, value in SETTINGS.items():
+        flag = "--" + key.replace("_", "-")
+        argv += [flag, str(value)] if value is not False else ["--no-" + key.replace("_", "-")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert snapshot(tmp_path) == before
+
+
+def test_the_adapter_card_describes_the_run(finished):
+    card = (finished / "adapter" / "README.md").read_text()
+    metrics = json.loads((finished / "metrics.json").read_text())
+    assert "More Information Needed" not in card  # PEFT's boilerplate is gone
+    assert "# xlt adapter: lora, en → jv, task nusax" in card
+    assert "| method | lora |" in card and "| fusion | – |" in card
+    assert "| languages | en (the English task model's language) → jv |" in card
+    assert "| task / data | nusax, 24 training and 20 test examples (jv) |" in card
+    assert f"| base model | the stage-1 English task model `{metrics['stage1_dir']}`, " \
+           "fine-tuned from `tiny-random/bert` |" in card
+    assert "| adapter | LoRA r=4, alpha=8, on attention projections |" in card
+    assert f"| jv: accuracy | {metrics['metrics']['accuracy']:.4f} |" in card
+    assert f"| jv: macro_f1 | {metrics['metrics']['macro_f1']:.4f} |" in card
+    assert f"| en (stage-1 model): accuracy | {metrics['source_metrics']['accuracy']:.4f} |" in card
+    assert f"xlt evaluate --run-dir {finished.resolve()}\n" in card
+
+
+def test_a_flare_card_names_its_fusion_and_the_zeroed_score():
+    cfg = RunConfig(method="flare", fusion="mul", target_lang="su").to_dict()
+    metrics = {"method": "flare", "fusion": "mul", "source_lang": "en", "target_lang": "su", "task": "nusax",
+               "train_examples": 500, "test_examples": 400, "stage1_dir": "/cache/stage1/x",
+               "metrics": {"accuracy": 0.8125}, "metrics_zero_source": {"accuracy": 0.5}}
+    card = model_card(cfg, metrics, "/runs/su")
+    assert "# xlt adapter: flare (mul), en → su, task nusax" in card and "| fusion | mul |" in card
+    assert "| su: accuracy | 0.8125 |" in card and "| su, English zeroed: accuracy | 0.5000 |" in card
+    assert "| adapter | LoRA r=64, alpha=128, on attention projections |" in card
+    assert card.startswith("---\nlibrary_name: peft\nlanguage:\n- en\n- su\n")
+
+
+def test_save_adapter_without_a_card_drops_peft_boilerplate(tmp_path):
+    adapted, _ = tiny("bert", "lora", fusion=None)
+    save_adapter(adapted, tmp_path / "a")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    save_adapter(adapted, tmp_path / "a", card="# my card\n")
+    assert (tmp_path / "a" / "README.md").read_text() == "# my card\n"
+
+
+def _build_killed_midway(target: Path) -> subprocess.CompletedProcess:
+    """A builder process that dies (os._exit: no cleanup runs) half-way through build_once."""
+    code = ("import os, sys; from pathlib import Path; from xlt.models.cache import build_once; "
+            "build_once(Path(sys.argv[1]), lambda tmp: ((tmp / 'half').write_text('x'), os._exit(3)))")
+    return subprocess.run([sys.executable, "-c", code, str(target)], env={**os.environ, "PYTHONPATH": str(SRC)})
+
+
+def test_build_once_removes_temp_dirs_of_dead_builders(tmp_path):
+    target = tmp_path / "seed0-abc"
+    assert _build_killed_midway(target).returncode == 3
+    (killed,) = tmp_path.iterdir()
+    assert killed.name.startswith(f".seed0-abc.xlt-tmp.{host_tag()}.") and (killed / "half").is_file()
+    old = 2 * STALE_SECONDS
+    kept = {
+        f".seed0-abc.xlt-tmp.{host_tag()}.{os.getpid()}.live1234": 0,  # a builder that is still running
+        ".seed0-abc.xlt-tmp.otherhost.1.young123": 0,  # another host's, recent: its builder may be alive
+        ".seed0-abc.young123": 0,  # an older xlt's temp dir (no PID), recent
+        f".seed0-abcd.xlt-tmp.{host_tag()}.999999999.other123": old,  # another target's
+    }
+    stale = {".seed0-abc.xlt-tmp.otherhost.1.old12345": old, ".seed0-abc.old12345": old}
+    for name, age in {**kept, **stale}.items():
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (os.path.getmtime(tmp_path / name) - age,) * 2)
+    built = build_once(target, lambda tmp: (tmp / "model.bin").write_text("ok"))
+    assert (built / "model.bin").read_text() == "ok" and (built / COMPLETE_MARKER).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, "seed0-abc"])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_files_and_folders_follow_the_umask(tmp_path, umask):
+    from xlt.alignment.merge import merge_adapters
+
+    adapters = [tiny("bert", "lora", fusion=None, adapter_seed=s)[0] for s in (1, 2)]
+    previous = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        write_json(tmp_path / "a.json", {"x": 1})
+        build_once(tmp_path / "built", lambda tmp: (tmp / "weights").write_text("w"))
+        for i, adapted in enumerate(adapters):
+            save_adapter(adapted, tmp_path / f"adapter{i}", card="# card\n")
+        merge_adapters([tmp_path / "adapter0", tmp_path / "adapter1"], [0.5, 0.5], tmp_path / "merged")
+        write_run(tmp_path / "run", {"method": "lora"}, {"metrics": {}},
+                  lambda folder: save_adapter(adapters[0], folder))
+    finally:
+        os.umask(previous)
+    files, folders = 0o666 & ~umask, 0o777 & ~umask
+    paths = [tmp_path / "a.json", *(tmp_path / "built").iterdir(), *(tmp_path / "adapter0").iterdir(),
+             *(tmp_path / "merged").iterdir(), *(tmp_path / "run").rglob("*")]
+    assert len(paths) == 1 + 2 + 3 + 3 + 5
+    modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777 for p in paths}
+    expected = {name: folders if (tmp_path / name).is_dir() else files for name in modes}
+    assert modes == expected
+    for folder in ("built", "adapter0", "merged", "run"):
+        assert (tmp_path / folder).stat().st_mode & 0o777 == folders
+
+
+def test_a_refused_write_run_error_is_one_line(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "data.csv").write_text("a,b\n")
+    from xlt.run_dir import check_replaceable
+
+    with pytest.raises(XltError) as err:
+        check_replaceable(tmp_path / "run")
+    assert str(err.value) == (f"output dir {tmp_path / 'run'} holds files that are not part of an xlt run "
+                              "(data.csv); choose an empty or new --output-dir")
