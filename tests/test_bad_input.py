@@ -367,7 +367,7 @@ def test_merge_into_one_of_its_inputs(tmp_path, capsys):
         adapters.append(str(folder))
     before = (tmp_path / "a" / "adapter_model.safetensors").read_bytes()
     refused(capsys, ["merge", "--adapters", *adapters, "--weights", "0.9", "0.1", "--output-dir", adapters[0]],
-            f"--output-dir {adapters[0]} would overwrite the input {adapters[0]}")
+            f"--output-dir {adapters[0]} overlaps the input {adapters[0]}; write the merge to another folder")
     assert (tmp_path / "a" / "adapter_model.safetensors").read_bytes() == before
 
 

@@ -73,7 +73,8 @@ def test_a_new_run_replaces_the_old_one_whole(finished, tmp_path):
     assert RunConfig.from_yaml(tmp_path / "run" / "config.yaml") == new_cfg
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == metrics == finished_run(new_cfg)
     assert sorted(snapshot(tmp_path / "run")) == ["adapter/README.md", "adapter/adapter_config.json",
-                                                  "adapter/adapter_model.safetensors", "config.yaml", "metrics.json"]
+                                                  "adapter/adapter_model.safetensors", "adapter/xlt_adapter.json",
+                                                  "config.yaml", "metrics.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert finished_run(old_cfg) is None
 
@@ -138,7 +139,7 @@ def test_evaluate_refuses_a_run_without_its_adapter(finished, tmp_path, capsys):
 
 @pytest.mark.parametrize("content, message", [
     ("folder with a note", "holds files that are not part of an xlt run (notes.txt)"),
-    ("a file", "exists and is not a plain folder"),
+    ("a file", "is an existing file, not a folder"),  # the up-front output check
 ])
 def test_train_refuses_an_output_dir_that_holds_other_files(tmp_path, capsys, content, message):
     out = tmp_path / "out"
@@ -190,7 +191,8 @@ def test_a_flare_card_names_its_fusion_and_the_zeroed_score():
 def test_save_adapter_without_a_card_drops_peft_boilerplate(tmp_path):
     adapted, _ = tiny("bert", "lora", fusion=None)
     save_adapter(adapted, tmp_path / "a")
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
+                                                                   "xlt_adapter.json"]
     save_adapter(adapted, tmp_path / "a", card="# my card\n")
     assert (tmp_path / "a" / "README.md").read_text() == "# my card\n"
 
@@ -243,7 +245,7 @@ def test_files_and_folders_follow_the_umask(tmp_path, umask):
     files, folders = 0o666 & ~umask, 0o777 & ~umask
     paths = [tmp_path / "a.json", *(tmp_path / "built").iterdir(), *(tmp_path / "adapter0").iterdir(),
              *(tmp_path / "merged").iterdir(), *(tmp_path / "run").rglob("*")]
-    assert len(paths) == 1 + 2 + 3 + 3 + 5
+    assert len(paths) == 1 + 2 + 4 + 4 + 6
     modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777 for p in paths}
     expected = {name: folders if (tmp_path / name).is_dir() else files for name in modes}
     assert modes == expected

@@ -74,11 +74,15 @@ def _check_alignment_data(cfg: RunConfig) -> None:
 def check_run_dir(run_dir: str | Path) -> RunConfig:
     """A finished run that ``xlt evaluate`` can rebuild: its config, metrics.json (a JSON object naming
     the English model), that model's folder and the adapter's header. Returns the run's config."""
+    from xlt.run_dir import missing_files
+
     run_dir = Path(run_dir)
-    for name in ("config.yaml", "metrics.json"):
-        if not (run_dir / name).is_file():
-            raise XltError(f"{run_dir} is not a finished run: {name} is missing")
+    if not (run_dir / "config.yaml").is_file():
+        raise XltError(f"{run_dir} is not a finished run: config.yaml is missing")
     cfg = RunConfig.from_yaml(run_dir / "config.yaml")
+    missing = missing_files(run_dir, get_method(cfg.method).trains)
+    if missing:
+        raise XltError(f"{run_dir} is not a finished run: {missing[0]} is missing")
     stage1 = read_json_object(run_dir / "metrics.json").get("stage1_dir")
     if not isinstance(stage1, str) or not stage1:
         raise XltError(f"{run_dir / 'metrics.json'} names no stage1_dir (the run's English model)")
@@ -86,8 +90,5 @@ def check_run_dir(run_dir: str | Path) -> RunConfig:
         raise XltError(f"the run's English model {stage1} is missing")
     check_model_folder(stage1)
     if get_method(cfg.method).trains:
-        weights = run_dir / "adapter" / ADAPTER_WEIGHTS
-        if not weights.is_file():
-            raise XltError(f"no adapter weights at {weights}")
-        check_safetensors(weights)
+        check_safetensors(run_dir / "adapter" / ADAPTER_WEIGHTS)
     return cfg

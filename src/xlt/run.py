@@ -321,13 +321,15 @@ def finished_run(cfg: RunConfig) -> dict | None:
         saved = RunConfig.from_yaml(out / CONFIG)
     except XltError:
         return None
-    if saved.replace(show_progress=cfg.show_progress) != cfg:
-        return None
     try:
         metrics = json.loads((out / METRICS).read_text())
     except (OSError, ValueError):
         return None
-    return metrics if isinstance(metrics, dict) and isinstance(metrics.get("metrics"), dict) else None
+    if not (isinstance(metrics, dict) and isinstance(metrics.get("metrics"), dict)):
+        return None
+    if saved.pooling is not None and cfg.pooling is None:  # the run recorded the family default it resolved
+        cfg = cfg.replace(pooling=resolve_pooling(None, _architecture(resolve_model(cfg.model)).family))
+    return metrics if saved.replace(show_progress=cfg.show_progress) == cfg else None
 
 
 def _read_metrics(run_dir: Path) -> dict:

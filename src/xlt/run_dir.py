@@ -20,7 +20,7 @@ CONFIG = "config.yaml"
 METRICS = "metrics.json"
 ADAPTER = "adapter"
 CARD = "README.md"
-ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", "xlt_adapter.json")
 RUN_ENTRIES = (CONFIG, METRICS, ADAPTER)
 
 

@@ -182,8 +182,9 @@ def _write_adapter(folder: Path, tensors: dict, config: dict, summary: dict, car
         save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         write_json(tmp / ADAPTER_CONFIG, config)
         write_json(tmp / MERGE_INFO, summary)
-        if (folders[0] / ADAPTER_INFO).is_file():  # method and pooling of the task adapter, whose head is kept
-            shutil.copyfile(folders[0] / ADAPTER_INFO, tmp / ADAPTER_INFO)
+        task_adapter = Path(summary["inputs"][0])  # its method and pooling go with the head that is kept
+        if (task_adapter / ADAPTER_INFO).is_file():
+            shutil.copyfile(task_adapter / ADAPTER_INFO, tmp / ADAPTER_INFO)
         if card is not None:
             write_text_atomic(tmp / CARD, card)
         apply_umask(tmp)
@@ -200,7 +201,7 @@ def merge_adapters(adapters: list[str | Path], weights: list[float], output: str
     others' heads are dropped, since the merged model can have only one head.
     """
     check_output(adapters, output)
-    check_replaceable(output, (ADAPTER_WEIGHTS, ADAPTER_CONFIG, MERGE_INFO, CARD), "a merged adapter")
+    check_replaceable(output, (ADAPTER_WEIGHTS, ADAPTER_CONFIG, ADAPTER_INFO, MERGE_INFO, CARD), "a merged adapter")
     tensors, config, summary = _merge(adapters, weights, combination)
     _write_adapter(Path(output), tensors, config, summary)
     return summary

@@ -40,12 +40,9 @@ def check(args: argparse.Namespace) -> None:
     if args.combination not in COMBINATIONS:  # here, not argparse choices: any caller of run() gets an XltError
         raise XltError(f"unknown --combination {args.combination!r}; choose one of: {', '.join(COMBINATIONS)}")
     check_output_dir(args.output_dir)
-    output = Path(args.output_dir).resolve()
-    for adapter in args.adapters:
-        inside = Path(adapter).resolve()
-        if output == inside or output in inside.parents:
-            raise XltError(f"--output-dir {args.output_dir} would overwrite the input {adapter}")
-    from xlt.alignment.merge import adapter_folder
+    from xlt.alignment.merge import adapter_folder, check_output
+
+    check_output(args.adapters, args.output_dir)
 
     for adapter in args.adapters:
         check_safetensors(adapter_folder(adapter) / ADAPTER_WEIGHTS)
