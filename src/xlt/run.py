@@ -290,17 +290,11 @@ def run_stage2(cfg: RunConfig) -> dict:
         "test_examples": len(data.test), **result, "source_metrics": source_metrics,
         "gap": {k: gap_to_source(source_metrics[k], v) for k, v in result["metrics"].items()
                 if k in source_metrics and source_metrics[k]},
-        "stage1_dir": str(stage1.resolve()), "stage1_examples": _stage1_examples(cfg),
+        "stage1_dir": str(stage1.resolve()), "stage1_examples": {"train": info["train_examples"], "test": info["test_examples"]},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     _write_run_dir(cfg, out, metrics, adapted if method.trains else None)
     return metrics
-
-
-def _stage1_examples(cfg: RunConfig) -> dict:
-    """How many English examples stage 1 trained and was tested on (the data it was built from)."""
-    english = load_data(cfg, stage1=True)
-    return {"train": len(english.train), "test": len(english.test)}
 
 
 def _write_run_dir(cfg: RunConfig, out: Path, metrics: dict, adapted: AdaptedModel | None) -> None:

@@ -137,7 +137,10 @@ def layerwise_retrieval(embeddings: dict[str, torch.Tensor], k: int = 4, show_pr
 
 def _save_png(fig, path: Path) -> None:
     """Atomic: render to a temp file beside ``path``, then rename."""
+    from xlt.io import file_mode
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.fchmod(fd, file_mode())  # mkstemp makes it 0600; a plot is an ordinary file
     os.close(fd)
     try:
         fig.savefig(tmp, format="png", dpi=120)
