@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from helpers import LABELS, tiny, tiny_classifier
+from helpers import tiny, tiny_classifier
 from safetensors.torch import load_file
 
 from xlt.alignment import merge_cli
@@ -14,7 +14,7 @@ from xlt.alignment.merge import merge_adapters, merge_runs, scaling
 from xlt.errors import XltError
 from xlt.methods import AdapterSettings, attach, get_method, load_adapter, save_adapter
 from xlt.models.architectures import architecture_for
-from xlt.models.loading import load_classifier, load_tokenizer, resolve_model
+from xlt.models.loading import load_tokenizer, resolve_model
 
 PREFIX = "base_model.model."
 

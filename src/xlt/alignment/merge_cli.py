@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from pathlib import Path
 
 from xlt.alignment.merge_names import COMBINATIONS
 from xlt.errors import XltError
