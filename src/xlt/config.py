@@ -82,6 +82,8 @@ class RunConfig:
     align_ratio: str = setting("1:1", "lora+align: task steps:alignment steps")
     align_max_pairs: int | None = setting(None, "align methods: sentence pairs per language (>= 2)", shown=ALL)
     zero_source_eval: bool = setting(True, "flare: also report metrics with the English states zeroed")
+    source_cache_gb: float = setting(2.0, "flare: memory for the English states kept across epochs, GiB (beyond "
+                                          "it they spill to a temporary file; 0: recompute them every epoch)")
     # stage 1 (English task model), cached per (model, task, seed, these settings)
     stage1_epochs: int = setting(4, "stage-1 (English task model) epochs")
     stage1_lr: float = setting(5e-5, "stage-1 learning rate (> 0)")
@@ -125,6 +127,8 @@ class RunConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise XltError(f"{name} must be a finite number > 0, got {value}")
+        if not (math.isfinite(self.source_cache_gb) and self.source_cache_gb >= 0):
+            raise XltError(f"source_cache_gb must be a finite number >= 0, got {self.source_cache_gb}")
         if not 0 <= self.lora_dropout < 1:  # also refuses nan
             raise XltError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if not 0 <= self.seed < 2**32:

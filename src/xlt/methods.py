@@ -13,11 +13,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ContextManager
+from typing import Callable
 
 import torch
 from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
@@ -25,11 +24,8 @@ from safetensors.torch import load_file
 
 from xlt.errors import XltError
 from xlt.flare.config import FlareConfig
-from xlt.flare.fusion import check_fusion_name
-from xlt.flare.model import FlareModel
 from xlt.method_table import METHODS, Method, get_method  # noqa: F401 (the table lives torch-free)
 from xlt.models.architectures import Architecture
-from xlt.training.batches import Batch
 
 
 @dataclass(frozen=True)
@@ -68,7 +64,6 @@ def lora_config(method: Method, arch: Architecture, settings: AdapterSettings,
         modules_to_save=list(arch.head) if settings.train_head else None,
     )
     if method.adapter == "flare":
-        check_fusion_name(settings.fusion or "")
         return FlareConfig(
             fusion=settings.fusion, source_layer_offset=settings.source_layer_offset, causal_stacks=arch.causal_stacks,
             **common
@@ -78,27 +73,20 @@ def lora_config(method: Method, arch: Architecture, settings: AdapterSettings,
 
 @dataclass
 class AdaptedModel:
-    """A task model, its adapter (if any) and how to run one step of it."""
+    """A task model, the method it runs and its adapter settings (the PEFT model itself for methods that train)."""
 
     model: torch.nn.Module
     method: Method
-    flare: FlareModel | None = None
     settings: AdapterSettings | None = None
-    zero_source: bool = False  # diagnostic: fuse zeros instead of the English states
-
-    def step_context(self, batch: Batch) -> ContextManager:
-        if self.flare is None:
-            return contextlib.nullcontext()
-        if self.zero_source:
-            rows = batch.inputs["input_ids"].shape[0]  # a verbalizer batch has one row per (example, label)
-            states = self.flare.zero_source_states(rows, batch.labels.device)
-        else:
-            states = self.flare.source_states(batch.source)
-        return self.flare.fusing(states, self.flare.target_positions(batch.inputs))
 
     @property
     def trainable_params(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    @property
+    def flare(self):
+        """The FLARE tuner (source cache, pass counts), or None for other methods."""
+        return self.model.base_model if self.method.adapter == "flare" else None
 
 
 def attach(model: torch.nn.Module, method: Method, arch: Architecture, settings: AdapterSettings) -> AdaptedModel:
@@ -106,11 +94,8 @@ def attach(model: torch.nn.Module, method: Method, arch: Architecture, settings:
     if not method.trains:
         for p in model.parameters():
             p.requires_grad_(False)
-        return AdaptedModel(model, method, settings=settings)
-    config = lora_config(method, arch, settings, model)
-    peft_model = get_peft_model(model, config)
-    flare = FlareModel(peft_model, arch, settings.source_layer_offset) if method.adapter == "flare" else None
-    return AdaptedModel(peft_model, method, flare, settings)
+        return AdaptedModel(model, method, settings)
+    return AdaptedModel(get_peft_model(model, lora_config(method, arch, settings, model)), method, settings)
 
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

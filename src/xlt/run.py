@@ -30,7 +30,7 @@ from xlt.models.loading import load_tokenizer, model_slug, resolve_model
 from xlt.run_dir import (ADAPTER, CONFIG, METRICS, check_replaceable, missing_files, model_card, stored_differences,
                          write_run)
 from xlt.tasks_kinds import kind_of
-from xlt.training.loop import TrainSettings, enable_checkpointing, no_context, train
+from xlt.training.loop import TrainSettings, enable_checkpointing, train
 
 STAGE1_INFO = "stage1.json"
 
@@ -157,13 +157,12 @@ def ensure_stage1(cfg: RunConfig) -> Path:
                                                      modules_to_save=head))
         elif cfg.stage1_freeze_embeddings:  # the word embeddings are 80% of e5-small's parameters
             model.get_input_embeddings().weight.requires_grad_(False)
-        to_batch = kind.train_batches(cfg, tokenizer, model, english, "target", False)
+        to_batch = kind.train_batches(cfg, tokenizer, model, english, "target", None)
         seconds = train(model, english.train, to_batch, _settings(cfg, cfg.stage1_epochs, cfg.stage1_lr), cfg.seed,
                         desc=f"stage 1 ({cfg.source_lang})")
         if method == "lora":
             model = model.merge_and_unload()
-        metrics = kind.evaluate(cfg, model, tokenizer, english, "target", False, no_context,
-                                desc=f"stage 1 test ({cfg.source_lang})")
+        metrics = kind.evaluate(cfg, model, tokenizer, english, "target", None, desc=f"stage 1 test ({cfg.source_lang})")
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         labels = list(english.labels) if isinstance(english, TaskData) else None
@@ -194,18 +193,19 @@ def build_model(cfg: RunConfig, stage1: Path, data: TaskData | GenTaskData) -> t
     return adapted, tokenizer
 
 
+def source_of(method) -> str | None:
+    """What a method's batches give the model to fuse: the English text (FLARE) or nothing."""
+    return "text" if method.needs_source_pass else None
+
+
 def evaluate_adapted(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: TaskData | GenTaskData) -> dict:
     method = adapted.method
     kind = kind_of(data, cfg)
-    run = lambda desc: kind.evaluate(cfg, adapted.model, tokenizer, data, method.view,  # noqa: E731
-                                     method.needs_source_pass, adapted.step_context, desc)
-    result = {"metrics": run(f"test ({cfg.target_lang})")}
+    result = {"metrics": kind.evaluate(cfg, adapted.model, tokenizer, data, method.view, source_of(method),
+                                       f"test ({cfg.target_lang})")}
     if adapted.flare is not None and cfg.zero_source_eval:
-        adapted.zero_source = True
-        try:
-            result["metrics_zero_source"] = run("test, source zeroed")
-        finally:
-            adapted.zero_source = False
+        result["metrics_zero_source"] = kind.evaluate(cfg, adapted.model, tokenizer, data, method.view, "zero",
+                                                      "test, source zeroed")
     return result
 
 
@@ -272,12 +272,15 @@ def run_stage2(cfg: RunConfig) -> dict:
     adapted, tokenizer = build_model(cfg, stage1, data)
     train_seconds = 0.0
     aligner = make_aligner(cfg, tokenizer, adapted.model) if method.align else None
+    source_passes = {}
+    if adapted.flare is not None and cfg.source_cache_gb > 0:
+        adapted.flare.enable_source_cache(int(cfg.source_cache_gb * 2**30))
     if method.trains:
-        to_batch = kind_of(data, cfg).train_batches(cfg, tokenizer, adapted.model, data, method.view,
-                                                    method.needs_source_pass)
+        to_batch = kind_of(data, cfg).train_batches(cfg, tokenizer, adapted.model, data, method.view, source_of(method))
         train_seconds = train(adapted.model, data.train, to_batch, _settings(cfg, cfg.epochs, cfg.lr), cfg.seed,
-                              adapted.step_context, desc=f"{cfg.method} ({cfg.target_lang})", aligner=aligner,
-                              task_loss=method.task_loss)
+                              desc=f"{cfg.method} ({cfg.target_lang})", aligner=aligner, task_loss=method.task_loss)
+    if adapted.flare is not None:  # frozen English passes per training example: 1.0 with the cache, else epochs
+        source_passes = {"source_passes_per_example": round(adapted.flare.source_rows_computed / len(data.train), 3)}
     result = evaluate_adapted(cfg, adapted, tokenizer, data)
     if aligner is not None:
         result["alignment_retrieval"] = alignment_retrieval(cfg, adapted, tokenizer, aligner.layers)
@@ -287,7 +290,7 @@ def run_stage2(cfg: RunConfig) -> dict:
         "source_lang": data.source_lang, "target_lang": data.target_lang, "seed": cfg.seed,
         "trainable_params": adapted.trainable_params if method.trains else 0,
         "train_seconds": round(train_seconds, 2), "train_examples": len(data.train) if method.trains else 0,
-        "test_examples": len(data.test), **result, "source_metrics": source_metrics,
+        "test_examples": len(data.test), **source_passes, **result, "source_metrics": source_metrics,
         "gap": {k: gap_to_source(source_metrics[k], v) for k, v in result["metrics"].items()
                 if k in source_metrics and source_metrics[k]},
         "stage1_dir": str(stage1.resolve()), "stage1_examples": {"train": info["train_examples"], "test": info["test_examples"]},

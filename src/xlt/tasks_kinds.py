@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
 
 from xlt.config import RunConfig
 from xlt.data.examples import GenTaskData, TaskData
@@ -21,12 +20,10 @@ from xlt.metrics import classification_metrics
 from xlt.models.architectures import Architecture
 from xlt.models.classifier import PooledClassifier
 from xlt.models.loading import load_classifier
-from xlt.training.batches import Batch, make_batch
+from xlt.training.batches import make_batch
 from xlt.training.generation import GenBatcher, gold_answer, greedy_generate
 from xlt.training.verbalizer import VerbalizerClassifier, make_verbalizer_batch
 from xlt.training.loop import predict
-
-StepContext = Callable[[Batch], object]
 
 
 @dataclass(frozen=True)
@@ -52,16 +49,16 @@ class Classification:
         return VerbalizerClassifier(AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False),
                                     data.num_labels)
 
-    def train_batches(self, cfg: RunConfig, tokenizer, model, data: TaskData, view: str, with_source: bool):
+    def train_batches(self, cfg: RunConfig, tokenizer, model, data: TaskData, view: str, source: str | None):
         if self.verbalizer:
             return partial(make_verbalizer_batch, tokenizer, labels=data.labels, view=view,
-                           max_length=cfg.max_length, with_source=with_source)
-        return partial(make_batch, tokenizer, view=view, max_length=cfg.max_length, with_source=with_source)
+                           max_length=cfg.max_length, source=source)
+        return partial(make_batch, tokenizer, view=view, max_length=cfg.max_length, source=source)
 
-    def evaluate(self, cfg: RunConfig, model, tokenizer, data: TaskData, view: str, with_source: bool,
-                 step_context: StepContext, desc: str) -> dict:
-        to_batch = self.train_batches(cfg, tokenizer, model, data, view, with_source)
-        preds = predict(model, data.test, to_batch, step_context=step_context, bf16=cfg.bf16,
+    def evaluate(self, cfg: RunConfig, model, tokenizer, data: TaskData, view: str, source: str | None,
+                 desc: str) -> dict:
+        to_batch = self.train_batches(cfg, tokenizer, model, data, view, source)
+        preds = predict(model, data.test, to_batch, bf16=cfg.bf16,
                         show_progress=cfg.show_progress, desc=desc)
         return classification_metrics(preds, [ex.label for ex in data.test], data.num_labels)
 
@@ -88,14 +85,14 @@ class Generation:
         start = getattr(model.config, "decoder_start_token_id", None)
         return GenBatcher(tokenizer, seq2seq, cfg.max_length, cfg.max_answer_length, data.template, start)
 
-    def train_batches(self, cfg: RunConfig, tokenizer, model, data: GenTaskData, view: str, with_source: bool):
+    def train_batches(self, cfg: RunConfig, tokenizer, model, data: GenTaskData, view: str, source: str | None):
         batcher = self.batcher(cfg, tokenizer, model, data)
-        return lambda examples: batcher.batch(examples, view, with_source, teacher_forced=True)
+        return lambda examples: batcher.batch(examples, view, source, teacher_forced=True)
 
-    def evaluate(self, cfg: RunConfig, model, tokenizer, data: GenTaskData, view: str, with_source: bool,
-                 step_context: StepContext, desc: str) -> dict:
+    def evaluate(self, cfg: RunConfig, model, tokenizer, data: GenTaskData, view: str, source: str | None,
+                 desc: str) -> dict:
         batcher = self.batcher(cfg, tokenizer, model, data)
-        preds = greedy_generate(model, batcher, data.test, view, with_source, step_context,
+        preds = greedy_generate(model, batcher, data.test, view, source,
                                 max_new_tokens=cfg.max_answer_length, bf16=cfg.bf16,
                                 show_progress=cfg.show_progress, desc=desc)
         return get_metric(data.metric)(preds, [gold_answer(ex, view) for ex in data.test])

@@ -1,13 +1,45 @@
-"""FLARE configuration: a ``LoraConfig`` plus the fusion settings, registering the FLARE layer."""
+"""FLARE's PEFT config: a ``LoraConfig`` plus the fusion settings, under its own ``peft_type``.
+
+Every FLARE setting is validated here, once: the fusion name, the source-layer offset, and the
+``LoraConfig`` options FLARE cannot honour (each refused with one line instead of being ignored).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from peft import LoraConfig
-from torch import nn
 
-from xlt.flare.fusion import check_fusion_name
+from xlt.flare.fusion_names import check_fusion_name
+
+PEFT_TYPE = "FLARE"  # the adapter_config.json ``peft_type``; registered with PEFT by xlt.flare.tuner
+
+# LoraConfig options whose non-default value FLARE cannot honour, and why
+UNSUPPORTED = {
+    "use_dora": "DoRA rescales the whole weight, which has no fused counterpart",
+    "lora_bias": "a LoRA bias on B would be added without the source",
+    "alora_invocation_tokens": "activated LoRA masks positions that FLARE fuses",
+    "use_qalora": "QALoRA pools the input before A, which the source states do not match",
+    "layer_replication": "replicated layers share the source states of one layer",
+    "trainable_token_indices": "trainable tokens change the frozen source pass",
+    "target_parameters": "FLARE adapts Linear projections, not raw parameters",
+    "megatron_config": "Megatron-parallel layers are not FLARE layers",
+    "use_bdlora": "BD-LoRA's block-diagonal factors are not FLARE layers",
+    "arrow_config": "Arrow routing mixes adapters per token",
+    "kasa_config": "KaSA changes the base weight",
+    "velora_config": "VeLoRA compresses the input FLARE fuses",
+    "monteclora_config": "MonteCLoRA samples the adapter",
+    "eva_config": "EVA initialisation is not wired to FLARE",
+    "corda_config": "CorDA rewrites the base weight the frozen source pass reads",
+    "lora_ga_config": "LoRA-GA rewrites the base weight the frozen source pass reads",
+}
+# initialisations that keep the base weight as it is (PiSSA/OLoRA/LoftQ rewrite it, which would change the
+# frozen source pass into a pass of another model)
+SUPPORTED_INITS = (True, False, "gaussian")
+
+
+def _is_default(value) -> bool:
+    return value in (None, False, {}, []) or (hasattr(value, "to_dict") and not value.to_dict())
 
 
 @dataclass
@@ -23,17 +55,21 @@ class FlareConfig(LoraConfig):
     """
 
     fusion: str = field(default="add_relu", metadata={"help": "add, mul, add_relu, mul_relu, cross_attention"})
-    source_layer_offset: int = field(default=1)
+    source_layer_offset: int = field(default=1, metadata={"help": "0: same layer, 1: the next layer's input"})
     causal_stacks: list[str] = field(default_factory=list, metadata={"help": "layer stacks fused causally"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.peft_type = PEFT_TYPE
         check_fusion_name(self.fusion)
         if self.source_layer_offset not in (0, 1):
-            raise ValueError(f"source_layer_offset must be 0 or 1, got {self.source_layer_offset}")
-        from xlt.flare.layer import FlareLinear
-
-        self._register_custom_module({nn.Linear: FlareLinear})
+            raise ValueError(f"source_layer_offset must be 0 or 1, got {self.source_layer_offset!r}")
+        for option, why in UNSUPPORTED.items():
+            if not _is_default(getattr(self, option, None)):
+                raise ValueError(f"FLARE does not support {option}={getattr(self, option)!r}: {why}")
+        if self.init_lora_weights not in SUPPORTED_INITS:
+            raise ValueError(f"FLARE does not support init_lora_weights={self.init_lora_weights!r}: it changes the "
+                             f"base weight the frozen source pass reads; use one of {SUPPORTED_INITS}")
 
     def is_causal(self, module_path: str) -> bool:
         """Whether the projection at ``module_path`` (PEFT's full module name) sits in a causal stack.
@@ -43,7 +79,3 @@ class FlareConfig(LoraConfig):
         """
         name = f".{module_path}."
         return any(f".{stack}." in name for stack in self.causal_stacks)
-
-    def flare_settings(self) -> dict:
-        return {"fusion": self.fusion, "source_layer_offset": self.source_layer_offset,
-                "causal_stacks": list(self.causal_stacks)}

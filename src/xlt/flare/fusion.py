@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from xlt.flare.fusion_names import FUSIONS, check_fusion_name  # noqa: F401 (re-exported)
+from xlt.flare.fusion_names import FUSIONS  # noqa: F401 (re-exported)
 
 
 def add(t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -121,7 +121,7 @@ class CrossAttentionFusion(nn.Module):
 
 
 def build_fusion(name: str, rank: int, causal: bool = False) -> nn.Module:
-    check_fusion_name(name)
+    """The fusion module of one adapter (the name was checked by :class:`xlt.flare.config.FlareConfig`)."""
     if name == "cross_attention":
         return CrossAttentionFusion(rank, causal=causal)
     return PositionwiseFusion(name)

@@ -3,10 +3,10 @@
 ``h = W·x + B(fuse(A·drop(x), A·x_src)) · scaling``: one down-projection A shared by both
 languages, the fusion in the bottleneck, the up-projection B after it, LoRA scaling once.
 
-The source input ``x_src`` is set on the layer (``layer.source``) by
-:class:`xlt.flare.model.FlareModel` for the duration of a forward *and* backward pass, so a
-gradient-checkpointed re-forward during backward fuses exactly what the first forward fused.
-A fused layer called without source states raises instead of silently acting as plain LoRA.
+The source input ``x_src`` and the target tokens' relative positions are set on the layer by
+:class:`xlt.flare.tuner.FlareTuner` at the start of every model call and stay until the next
+call, so a gradient-checkpointed re-forward during backward fuses exactly what the forward fused.
+A fused layer without source states raises instead of silently acting as plain LoRA.
 Its fusion is causal iff the layer sits in one of the config's ``causal_stacks`` (decoder stacks).
 """
 
@@ -31,16 +31,17 @@ class SourceStates:
 
 
 class FlareLinear(LoraLinear):
-    """A PEFT LoRA ``Linear`` whose update fuses source states (registered as a PEFT custom module)."""
+    """A PEFT LoRA ``Linear`` whose update fuses source states."""
 
     adapter_layer_names = LoraLinear.adapter_layer_names + ("lora_fusion",)
 
     def __init__(self, base_layer: nn.Module, adapter_name: str, config, **kwargs: Any) -> None:
         super().__init__(base_layer, adapter_name, config=config, **kwargs)
         self.fuse = True  # False: plain LoRA here (e.g. mT5 cross-attention, whose input is no token sequence)
+        self.in_source_pass = False  # True while the frozen source pass runs: the base layer alone
         self.source: SourceStates | None = None
         self.target_positions: torch.Tensor | None = None  # (B, T) relative positions; None: no left padding
-        self.flare_name = ""  # module path, set by FlareModel, for error messages
+        self.flare_name = ""  # module path, set by the tuner, for error messages
 
     def update_layer(self, adapter_name: str, r: int, lora_alpha: int, config, **kwargs: Any) -> None:
         if "lora_fusion" not in self._modules:
@@ -55,12 +56,17 @@ class FlareLinear(LoraLinear):
         raise RuntimeError("a FLARE adapter cannot be merged into the weights: its update depends on the source input")
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if kwargs.get("adapter_names") is not None:
+            raise ValueError("FLARE does not support mixed adapter batches (adapter_names): its source states "
+                             "belong to the whole batch")
+        if self.in_source_pass:
+            return self.base_layer(x, *args, **kwargs)
         if self.disable_adapters or not self.fuse:
             return super().forward(x, *args, **kwargs)
         if self.source is None:
             raise RuntimeError(
-                f"FLARE layer {self.flare_name or '?'} called without source states; run the model inside "
-                "FlareModel.fusing(...) (use zero_source=True to evaluate without a source)"
+                f"FLARE layer {self.flare_name or '?'} has no source states: call the model with source_input_ids "
+                "and source_attention_mask (or zero_source=True for the diagnostic without a source)"
             )
         result = self.base_layer(x, *args, **kwargs)
         out_dtype = result.dtype
@@ -70,7 +76,7 @@ class FlareLinear(LoraLinear):
             lora_A, lora_B = self.lora_A[name], self.lora_B[name]
             x_in = self._cast_input_dtype(x, lora_A.weight.dtype)
             target = lora_A(self.lora_dropout[name](x_in))
-            source = lora_A(self.source.states.to(lora_A.weight.dtype))
+            source = lora_A(self.source.states.to(x_in.dtype))
             fused = self.lora_fusion[name](target, source, self.source.mask, self.target_positions)
             result = result + lora_B(fused) * self.scaling[name]
         return result.to(out_dtype)

@@ -3,7 +3,8 @@
 - ``target``: the target-language text (zero-shot, lora, flare);
 - ``source``: the English text of the same example (translate-test);
 - ``concat``: English + target text as one input at double length (input-level fusion).
-FLARE batches also carry the English text as ``source`` inputs for the frozen source pass.
+FLARE batches also carry the English text for the frozen source pass, as ``source_*`` model
+inputs (``source="text"``), or ask the model to fuse zeros (``source="zero"``, a diagnostic).
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ from xlt.data.examples import Example
 from xlt.errors import XltError
 
 VIEWS = ("target", "source", "concat")
+SOURCES = (None, "text", "zero")  # what a FLARE model fuses: nothing (other methods), the English text, zeros
 
 
 @dataclass
 class Batch:
-    inputs: dict[str, torch.Tensor]  # what the task model reads
+    inputs: dict[str, torch.Tensor]  # the keyword arguments of the model call (``source_*`` included)
     labels: torch.Tensor
-    source: dict[str, torch.Tensor] | None = None  # English inputs for the FLARE source pass
 
     def to(self, device: torch.device) -> "Batch":
-        move = lambda d: None if d is None else {k: v.to(device) for k, v in d.items()}  # noqa: E731
-        return Batch(move(self.inputs), self.labels.to(device), move(self.source))
+        inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.inputs.items()}
+        return Batch(inputs, self.labels.to(device))
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -57,7 +58,18 @@ def encode(tokenizer, segments: list[tuple[str, ...]], max_length: int) -> dict[
     return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
-def make_batch(tokenizer, examples: list[Example], view: str, max_length: int, with_source: bool = False) -> Batch:
+def source_inputs(source: str | None, encode_source) -> dict:
+    """The model inputs that give a FLARE model its source: ``source_*`` tensors, ``zero_source``, or none."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    if source == "zero":
+        return {"zero_source": True}
+    if source == "text":
+        return {f"source_{k}": v for k, v in encode_source().items()}
+    return {}
+
+
+def make_batch(tokenizer, examples: list[Example], view: str, max_length: int, source: str | None = None) -> Batch:
     labels = torch.tensor([ex.label for ex in examples], dtype=torch.long)
     if view == "concat":
         sep = f" {tokenizer.sep_token or tokenizer.eos_token} " if (tokenizer.sep_token or tokenizer.eos_token) else " "
@@ -65,5 +77,5 @@ def make_batch(tokenizer, examples: list[Example], view: str, max_length: int, w
         inputs = encode(tokenizer, pairs, 2 * max_length)
     else:
         inputs = encode(tokenizer, [_segments(ex, view) for ex in examples], max_length)
-    source = encode(tokenizer, [_segments(ex, "source") for ex in examples], max_length) if with_source else None
-    return Batch(inputs, labels, source)
+    inputs |= source_inputs(source, lambda: encode(tokenizer, [_segments(ex, "source") for ex in examples], max_length))
+    return Batch(inputs, labels)

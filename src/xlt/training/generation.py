@@ -9,15 +9,16 @@ FLARE for generation (the rule, identical in training and decoding):
   decoder states of the frozen model reading the English prompt while teacher-forced on the
   *same* target decoder input (in decoding: the tokens generated so far), so position t only
   ever sees positions <= t. Cross-attention projections get plain LoRA.
-Decoding is greedy and deterministic (never the checkpoint's sampling defaults) and re-runs the
-whole sequence each step without a KV cache, so every step goes through exactly the training
-forward path, FLARE contexts included. That costs O(length²); fine for short outputs.
+Decoding is greedy and deterministic (never the checkpoint's sampling defaults) and goes through
+the model call of training, source inputs included. Decoder-only models decode with a KV cache
+(the English prompt's states are computed once per batch); mT5 re-runs its decoder each step,
+because the frozen decoder it fuses reads the generated prefix.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, ContextManager, Sequence
+from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 from xlt.data.examples import GenExample
 from xlt.errors import XltError
 from xlt.generation_tasks import get_template
-from xlt.training.batches import Batch, pad_rows
+from xlt.training.batches import Batch, pad_rows, source_inputs
 
 IGNORE = -100
 
@@ -77,59 +78,50 @@ class GenBatcher:
         return {"decoder_input_ids": pad_rows(decoder_rows, self.tok.pad_token_id, False),
                 "decoder_attention_mask": pad_rows([[1] * len(r) for r in decoder_rows], 0, False)}
 
-    def batch(self, examples: Sequence[GenExample], view: str, with_source: bool, teacher_forced: bool) -> Batch:
+    def batch(self, examples: Sequence[GenExample], view: str, source: str | None, teacher_forced: bool) -> Batch:
         prompts = self._prompts([prompt_text(ex, view, self.template, self.sep) for ex in examples])
-        source_prompts = (self._prompts([prompt_text(ex, "source", self.template, self.sep) for ex in examples])
-                          if with_source else None)
         answers = self._answers([gold_answer(ex, view) for ex in examples]) if teacher_forced else None
+
+        def source_prompts() -> dict:
+            return self.encode_prompts(self._prompts([prompt_text(ex, "source", self.template, self.sep)
+                                                      for ex in examples]))
+
         if self.seq2seq:
             inputs = self.encode_prompts(prompts)
             labels = pad_rows(answers, IGNORE, False) if answers else torch.full((len(examples), 1), IGNORE)
             decoder_rows = [[self.start] + a[:-1] for a in answers] if answers else [[self.start]] * len(examples)
             inputs.update(self.decoder_inputs(decoder_rows))
-            source = None
-            if source_prompts is not None:
-                source = {**self.encode_prompts(source_prompts), **self.decoder_inputs(decoder_rows)}
-            return Batch(inputs, labels, source)
+            # the frozen decoder reads the English prompt, teacher-forced on the same decoder input
+            inputs |= source_inputs(source, lambda: {**source_prompts(), **self.decoder_inputs(decoder_rows)})
+            return Batch(inputs, labels)
         rows = [p + a for p, a in zip(prompts, answers)] if answers else prompts
         inputs = self.encode_prompts(rows)
         if answers:
             labels = pad_rows([[IGNORE] * len(p) + a for p, a in zip(prompts, answers)], IGNORE, True)
         else:
             labels = torch.full((len(examples), 1), IGNORE)
-        source = self.encode_prompts(source_prompts) if source_prompts is not None else None
-        return Batch(inputs, labels, source)
+        inputs |= source_inputs(source, source_prompts)
+        return Batch(inputs, labels)
 
 
 @torch.no_grad()
 def greedy_generate(model: torch.nn.Module, batcher: GenBatcher, examples: Sequence[GenExample], view: str,
-                    with_source: bool, step_context: Callable[[Batch], ContextManager], max_new_tokens: int = 48,
-                    batch_size: int = 32, bf16: bool = False, show_progress: bool = True,
-                    desc: str = "generate") -> list[str]:
-    """Greedy decoding, one full forward per new token (see the module docstring)."""
+                    source: str | None, max_new_tokens: int = 48, batch_size: int = 32, bf16: bool = False,
+                    show_progress: bool = True, desc: str = "generate") -> list[str]:
+    """Greedy decoding (see the module docstring): decoders with a KV cache, mT5 by full re-runs."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     eos, pad = batcher.tok.eos_token_id, batcher.tok.pad_token_id
+    decode = _decode_seq2seq if batcher.seq2seq else _decode_cached
     outputs: list[str] = []
     try:
         for start in tqdm(range(0, len(examples), batch_size), desc=desc, disable=not show_progress, leave=False):
             chunk = examples[start : start + batch_size]
-            batch = batcher.batch(chunk, view, with_source, teacher_forced=False).to(device)
-            generated = [[] for _ in chunk]
-            done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
-            for _ in range(max_new_tokens):
-                step = _with_generated(batch, batcher, generated, device)
-                with step_context(step), autocast:
-                    logits = model(**step.inputs).logits[:, -1]
-                next_ids = logits.argmax(-1)
-                for i, token in enumerate(next_ids.tolist()):
-                    if not done[i]:
-                        generated[i].append(token)
-                done |= next_ids.eq(eos)
-                if bool(done.all()):
-                    break
+            batch = batcher.batch(chunk, view, source, teacher_forced=False).to(device)
+            with autocast:
+                generated = decode(model, batcher, batch, max_new_tokens)
             outputs += [batcher.tok.decode([t for t in g if t not in (eos, pad)], skip_special_tokens=True).strip()
                         for g in generated]
     finally:
@@ -137,21 +129,59 @@ def greedy_generate(model: torch.nn.Module, batcher: GenBatcher, examples: Seque
     return outputs
 
 
-def _with_generated(batch: Batch, batcher: GenBatcher, generated: list[list[int]], device) -> Batch:
-    """The batch extended by the tokens generated so far (rows that finished are padded)."""
+def _append(generated: list[list[int]], next_ids: torch.Tensor, done: torch.Tensor, eos: int) -> torch.Tensor:
+    for i, token in enumerate(next_ids.tolist()):
+        if not done[i]:
+            generated[i].append(token)
+    return done | next_ids.eq(eos)
+
+
+def _decode_cached(model, batcher: GenBatcher, batch: Batch, max_new_tokens: int) -> list[list[int]]:
+    """Decoder-only: the prompt once, then one token per step against the KV cache. The source inputs
+    come with every call and the FLARE tuner reuses their states; the growing attention mask gives
+    each new token its relative position."""
     eos, pad = batcher.tok.eos_token_id, batcher.tok.pad_token_id
+    inputs = dict(batch.inputs)
+    rows = inputs["input_ids"].shape[0]
+    generated: list[list[int]] = [[] for _ in range(rows)]
+    done = torch.zeros(rows, dtype=torch.bool, device=inputs["input_ids"].device)
+    past = None
+    for _ in range(max_new_tokens):
+        out = model(**inputs, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        next_ids = out.logits[:, -1].argmax(-1)
+        done_before = done
+        done = _append(generated, next_ids, done, eos)
+        if bool(done.all()):
+            break
+        step = torch.where(done_before, torch.full_like(next_ids, pad), next_ids)
+        mask = torch.cat([inputs["attention_mask"], (~done_before).long().unsqueeze(1)], 1)
+        inputs = {**inputs, "input_ids": step.unsqueeze(1), "attention_mask": mask}
+    return generated
+
+
+def _decode_seq2seq(model, batcher: GenBatcher, batch: Batch, max_new_tokens: int) -> list[list[int]]:
+    """mT5: the whole decoder input again each step; the frozen decoder of the FLARE source pass is
+    teacher-forced on the same prefix, so its states change with every token (O(length²), short outputs)."""
+    eos = batcher.tok.eos_token_id
+    rows = batch.inputs["input_ids"].shape[0]
+    generated: list[list[int]] = [[] for _ in range(rows)]
+    done = torch.zeros(rows, dtype=torch.bool, device=batch.inputs["input_ids"].device)
+    for _ in range(max_new_tokens):
+        logits = model(**_with_generated(batch, batcher, generated)).logits[:, -1]
+        done = _append(generated, logits.argmax(-1), done, eos)
+        if bool(done.all()):
+            break
+    return generated
+
+
+def _with_generated(batch: Batch, batcher: GenBatcher, generated: list[list[int]]) -> dict:
+    """mT5's inputs with the decoder reading the tokens generated so far (rows that finished are padded)."""
+    eos = batcher.tok.eos_token_id
+    device = batch.inputs["input_ids"].device
     grown = [g[: g.index(eos) + 1] if eos in g else g for g in generated]
-    if batcher.seq2seq:
-        decoder = batcher.decoder_inputs([[batcher.start] + g for g in grown])
-        inputs = {**{k: v for k, v in batch.inputs.items() if not k.startswith("decoder_")},
-                  **{k: v.to(device) for k, v in decoder.items()}}
-        source = None if batch.source is None else {
-            **{k: v for k, v in batch.source.items() if not k.startswith("decoder_")},
-            **{k: v for k, v in inputs.items() if k.startswith("decoder_")}}  # teacher-forced on the same prefix
-        return Batch(inputs, batch.labels, source)
-    width = max(map(len, grown))
-    extra = torch.tensor([g + [pad] * (width - len(g)) for g in grown], dtype=torch.long, device=device)
-    extra_mask = torch.tensor([[1] * len(g) + [0] * (width - len(g)) for g in grown], dtype=torch.long, device=device)
-    inputs = {"input_ids": torch.cat([batch.inputs["input_ids"], extra], 1),
-              "attention_mask": torch.cat([batch.inputs["attention_mask"], extra_mask], 1)}
-    return Batch(inputs, batch.labels, batch.source)
+    decoder = {k: v.to(device) for k, v in batcher.decoder_inputs([[batcher.start] + g for g in grown]).items()}
+    inputs = {**batch.inputs, **decoder}
+    if "source_input_ids" in inputs:  # teacher-forced on the same prefix
+        inputs |= {f"source_{k}": v for k, v in decoder.items()}
+    return inputs

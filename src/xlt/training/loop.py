@@ -1,7 +1,7 @@
 """The training and prediction loops, on ``accelerate`` so multi-process training needs no rewrite.
 
-``step_context(batch)`` wraps each forward *and* backward: FLARE uses it to set the source states
-that the layers fuse (and that a gradient-checkpointed re-forward fuses again).
+A batch is the keyword arguments of one model call (a FLARE model's source text included) and
+its labels; the loops know nothing about any method.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Sequence
+from typing import Callable, Sequence
 
 import torch
 from accelerate import Accelerator
@@ -17,12 +17,6 @@ from tqdm.auto import tqdm
 
 from xlt.data.examples import Example
 from xlt.training.batches import Batch
-
-StepContext = Callable[[Batch], ContextManager]
-
-
-def no_context(batch: Batch) -> ContextManager:
-    return contextlib.nullcontext()
 
 
 @dataclass
@@ -101,7 +95,6 @@ def train(
     to_batch: Callable[[list[Example]], Batch],
     settings: TrainSettings,
     seed: int,
-    step_context: StepContext = no_context,
     desc: str = "train",
     aligner=None,
     task_loss: bool = True,
@@ -133,10 +126,9 @@ def train(
             accelerator.backward(loss)
         else:
             batch = to_batch([examples[i] for i in step]).to(accelerator.device)
-            with step_context(batch):
-                with accelerator.autocast():
-                    loss = model(**batch.inputs, labels=batch.labels).loss
-                accelerator.backward(loss)
+            with accelerator.autocast():
+                loss = model(**batch.inputs, labels=batch.labels).loss
+            accelerator.backward(loss)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
@@ -152,7 +144,6 @@ def predict(
     examples: Sequence[Example],
     to_batch: Callable[[list[Example]], Batch],
     batch_size: int = 64,
-    step_context: StepContext = no_context,
     bf16: bool = False,
     show_progress: bool = True,
     desc: str = "evaluate",
@@ -168,7 +159,7 @@ def predict(
     try:
         for indices in tqdm(chunks, desc=desc, disable=not show_progress, leave=False):
             batch = to_batch([examples[i] for i in indices]).to(device)
-            with step_context(batch), autocast:
+            with autocast:
                 logits = model(**batch.inputs).logits
             for i, pred in zip(indices, logits.argmax(-1).tolist()):
                 preds[i] = pred

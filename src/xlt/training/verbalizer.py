@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from xlt.data.examples import Example
-from xlt.training.batches import Batch, _segments, pad_rows
+from xlt.training.batches import Batch, _segments, pad_rows, source_inputs
 
 PROMPT = "{text}\nAnswer:"
 
@@ -63,7 +63,7 @@ class VerbalizerClassifier(nn.Module):
 
 
 def make_verbalizer_batch(tokenizer, examples: list[Example], labels: tuple[str, ...], view: str, max_length: int,
-                          with_source: bool = False) -> Batch:
+                          source: str | None = None) -> Batch:
     """One left-padded row per (example, label): prompt + " " + label word; English prompts for FLARE."""
     def prompt(ex: Example, side: str) -> str:
         if side == "concat":
@@ -78,10 +78,12 @@ def make_verbalizer_batch(tokenizer, examples: list[Example], labels: tuple[str,
     inputs = {"input_ids": pad_rows(rows, tokenizer.pad_token_id, left=True),
               "attention_mask": pad_rows([[1] * len(r) for r in rows], 0, left=True),
               "answer_mask": pad_rows(answer, 0, left=True)}
-    source = None
-    if with_source:
+
+    def encode_source() -> dict:
         src = tokenizer([prompt(ex, "source") for ex in examples], truncation=True, max_length=max_length)["input_ids"]
         src = [s for s in src for _ in labels]
-        source = {"input_ids": pad_rows(src, tokenizer.pad_token_id, left=True),
-                  "attention_mask": pad_rows([[1] * len(s) for s in src], 0, left=True)}
-    return Batch(inputs, torch.tensor([ex.label for ex in examples]), source)
+        return {"input_ids": pad_rows(src, tokenizer.pad_token_id, left=True),
+                "attention_mask": pad_rows([[1] * len(s) for s in src], 0, left=True)}
+
+    inputs |= source_inputs(source, encode_source)
+    return Batch(inputs, torch.tensor([ex.label for ex in examples]))

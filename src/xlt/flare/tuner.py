@@ -1,0 +1,165 @@
+"""FLARE as a PEFT method: the tuner that builds FLARE layers and feeds them the frozen source pass.
+
+The source text enters through the model call, like any other input::
+
+    model(input_ids=..., attention_mask=...,                       # the target-language text
+          source_input_ids=..., source_attention_mask=...)         # the same example in English
+    model(input_ids=..., attention_mask=..., zero_source=True)     # diagnostic: fuse zeros instead
+
+Every ``source_*`` keyword is one input of the source batch (``source_token_type_ids``,
+``source_decoder_input_ids``, ...). A forward pre-hook on the task model takes them out of the
+call, runs (or reuses) the frozen source pass and sets the states on the FLARE layers before the
+task model runs, so training loops, ``predict`` and ``generate()`` need to know nothing about
+FLARE. Within one ``generate()`` the same source tensors come with every step and their states
+are reused; with :meth:`FlareTuner.enable_source_cache` they are computed once per example
+for the whole run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft.tuners.lora import LoraModel
+from peft.tuners.tuners_utils import BaseTunerLayer
+from torch import nn
+
+from xlt.flare.config import PEFT_TYPE, FlareConfig
+from xlt.flare.layer import FlareLinear
+from xlt.flare.source_cache import SourceStateCache, row_keys
+from xlt.flare.source_pass import SourceWiring
+from xlt.models.architectures import architecture_for
+
+SOURCE_PREFIX = "source_"
+ZERO_SOURCE = "zero_source"
+
+
+class FlareTuner(LoraModel):
+    """PEFT's LoRA tuner with FLARE layers (registered for ``peft_type`` "FLARE")."""
+
+    prefix = "lora_"
+
+    def __init__(self, model: nn.Module, config, adapter_name: str = "default", **kwargs: Any) -> None:
+        self.wiring: SourceWiring | None = None
+        self.source_cache: SourceStateCache | None = None
+        self.source_rows_computed = 0  # examples that went through the frozen pass (cache misses)
+        self._reused: tuple[tuple[int, ...], dict] | None = None  # the last call's source tensors and states
+        super().__init__(model, config, adapter_name, **kwargs)
+        self.model.register_forward_pre_hook(self._take_source_inputs, with_kwargs=True)
+
+    # --- building ---------------------------------------------------------------------------
+
+    def _check_new_adapter_config(self, config) -> None:
+        if not isinstance(config, FlareConfig):
+            raise ValueError(f"a FLARE model takes FlareConfig adapters, not {type(config).__name__}")
+        super()._check_new_adapter_config(config)
+        offsets = {c.source_layer_offset for c in self.peft_config.values()}
+        if len(offsets) > 1:
+            raise ValueError(f"all FLARE adapters of one model must share source_layer_offset, got {sorted(offsets)}")
+
+    @staticmethod
+    def _create_new_module(lora_config, adapter_name, target, **kwargs):
+        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
+        if not isinstance(base, nn.Linear):
+            raise ValueError(f"FLARE adapts nn.Linear projections, not {type(base).__name__}")
+        return FlareLinear(target, adapter_name, config=lora_config, **kwargs)
+
+    def inject_adapter(self, model: nn.Module, adapter_name: str, *args: Any, **kwargs: Any) -> None:
+        super().inject_adapter(model, adapter_name, *args, **kwargs)
+        config = self.peft_config[adapter_name]
+        architecture = architecture_for(model.config.model_type)
+        self.wiring = SourceWiring(model, architecture, config.source_layer_offset)
+
+    def forward(self, *args: Any, **kwargs: Any):
+        return self.model(*args, **kwargs)  # through __call__, so the source hook runs (BaseTuner calls .forward)
+
+    # --- the source pass --------------------------------------------------------------------
+
+    def enable_source_cache(self, max_bytes: int, spill_dir: str | Path | None = None) -> SourceStateCache:
+        """Keep each example's source states for the rest of the run (memory up to ``max_bytes``, then disk)."""
+        self.source_cache = SourceStateCache(max_bytes, spill_dir)
+        return self.source_cache
+
+    def _fusing(self) -> bool:
+        return any(not layer.disable_adapters for layer in self.wiring.layers)
+
+    def _take_source_inputs(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        source = {k[len(SOURCE_PREFIX):]: kwargs.pop(k) for k in list(kwargs) if k.startswith(SOURCE_PREFIX)}
+        zero = bool(kwargs.pop(ZERO_SOURCE, False))
+        if not self._fusing():
+            return args, kwargs
+        target = dict(kwargs)
+        if args:
+            target.setdefault("input_ids", args[0])
+        rows, lengths = self._target_shape(target)
+        if zero:
+            device = next(iter(self.wiring.layers)).lora_A[self.active_adapters[0]].weight.device
+            states = self.wiring.zero_states(rows, device)
+        elif source:
+            states = self._source_states(source)
+        else:
+            raise ValueError("a FLARE model needs the source text of the batch: pass source_input_ids and "
+                             "source_attention_mask (or zero_source=True for the diagnostic without a source)")
+        self.wiring.set(states, self.wiring.target_positions(target, lengths))
+        return args, kwargs
+
+    def _target_shape(self, target: dict) -> tuple[int, dict[int, int]]:
+        """Rows of the call and, per stack, how many positions it reads (fewer than the mask with a KV cache)."""
+        first = target.get("input_ids", target.get("inputs_embeds"))
+        lengths = {0: first.shape[1]}
+        decoder = target.get("decoder_input_ids", target.get("decoder_inputs_embeds"))
+        if decoder is not None:
+            lengths[1] = decoder.shape[1]
+        return first.shape[0], lengths
+
+    def _source_states(self, source: dict[str, torch.Tensor]) -> dict:
+        identity = tuple(id(v) for v in source.values())
+        if self._reused is not None and self._reused[0] == identity:
+            return self._reused[1]  # the next decoding step of the same batch
+        source = self.wiring.complete(source)
+        if self.source_cache is None:
+            self.source_rows_computed += len(source["input_ids"])
+            states = self.wiring.states(self.wiring.run(source), source)
+        else:
+            states = self._cached_states(source)
+        self._reused = (identity, states)
+        return states
+
+    def _cached_states(self, source: dict[str, torch.Tensor]) -> dict:
+        masks = {name: source[self._mask_name(name)] for name in source}
+        keys = row_keys(source, masks)
+        rows = [self.source_cache.get(key) for key in keys]
+        first_missing = {keys[b]: b for b in reversed(range(len(keys))) if rows[b] is None}  # repeats run once
+        if first_missing:
+            index = torch.tensor(sorted(first_missing.values()), device=source["input_ids"].device)
+            subset = {name: value.index_select(0, index) for name, value in source.items()}
+            for b, row in zip(index.tolist(), self.wiring.split_rows(self.wiring.run(subset), subset)):
+                self.source_cache.put(keys[b], row)
+            self.source_rows_computed += len(first_missing)
+            rows = [self.source_cache.get(key) if row is None else row for key, row in zip(keys, rows)]
+        return self.wiring.join_rows(rows, source)
+
+    def _mask_name(self, input_name: str) -> str:
+        decoder = input_name.startswith("decoder_")
+        stacks = self.wiring.architecture.stacks
+        return stacks[1].mask_key if decoder and len(stacks) > 1 else "attention_mask"
+
+
+def register_flare() -> None:
+    """Teach PEFT the "FLARE" peft_type: its config class, tuner and state-dict prefix.
+
+    PEFT's ``register_peft_method`` accepts only names of its own ``PeftType`` enum, so the same
+    three table entries it would write are written here under the plain string (``PeftType`` is a
+    ``str`` enum: lookups by a saved config's ``"FLARE"`` find them alike).
+    """
+    from peft import mapping
+
+    if mapping.PEFT_TYPE_TO_CONFIG_MAPPING.get(PEFT_TYPE) is FlareConfig:
+        return
+    mapping.PEFT_TYPE_TO_CONFIG_MAPPING[PEFT_TYPE] = FlareConfig
+    mapping.PEFT_TYPE_TO_TUNER_MAPPING[PEFT_TYPE] = FlareTuner
+    mapping.PEFT_TYPE_TO_PREFIX_MAPPING[PEFT_TYPE] = FlareTuner.prefix
+
+
+register_flare()
