@@ -52,3 +52,13 @@ def tiny(family: str = "bert", method: str = "flare", fusion: str | None = "add"
             if "lora_B" in name:
                 torch.nn.init.normal_(p, std=0.5)
     return adapted, tokenizer
+
+
+def source_of(batch) -> dict:
+    """The source-language inputs a batch hands the FLARE model (its ``source_*`` keys, prefix dropped)."""
+    return {k[len("source_"):]: v for k, v in batch.inputs.items() if k.startswith("source_")}
+
+
+def without_source(inputs: dict) -> dict:
+    """A batch's model inputs without the source text (what a non-FLARE call passes)."""
+    return {k: v for k, v in inputs.items() if not k.startswith("source_") and k != "zero_source"}

@@ -5,8 +5,9 @@ import re
 import pytest
 import torch
 
-from helpers import LABELS, tiny
-from xlt.flare.layer import FlareLinear
+from helpers import LABELS, source_of, tiny, without_source
+from xlt.flare.layer import FlareLinear, SourceStates
+from xlt.flare.tuner import FlareTuner
 from xlt.methods import AdapterSettings, attach, get_method, load_adapter, save_adapter
 from xlt.errors import XltError
 from xlt.models.architectures import architecture_for
@@ -16,14 +17,14 @@ from xlt.training.loop import enable_checkpointing
 
 
 def _batch(tokenizer, examples):
-    return make_batch(tokenizer, examples, "target", 32, with_source=True)
+    return make_batch(tokenizer, examples, "target", 32, source="text")
 
 
 def _hidden_states(adapted, inputs):
     """Hidden states of the same model with adapters disabled (index 0 = embeddings)."""
     with adapted.model.disable_adapter(), torch.no_grad():
         adapted.model.eval()
-        out = adapted.flare.backbone(**inputs, output_hidden_states=True)
+        out = adapted.flare.wiring.backbone(**inputs, output_hidden_states=True)
         adapted.model.train()
     return out.hidden_states
 
@@ -32,11 +33,12 @@ def _hidden_states(adapted, inputs):
 def test_layer_i_fuses_the_source_state_of_layer_i_plus_offset(parallel_examples, offset):
     adapted, tok = tiny(offset=offset)
     batch = _batch(tok, parallel_examples)
-    hidden = _hidden_states(adapted, batch.source)
+    source = source_of(batch)
+    hidden = _hidden_states(adapted, source)
     seen = {}  # what each FLARE layer holds at the moment it runs inside the fused forward
     hooks = [layer.register_forward_pre_hook(lambda m, a: seen.__setitem__(m.flare_name, m.source))
-             for layer in adapted.flare.layers]
-    with torch.no_grad(), adapted.step_context(batch):
+             for layer in adapted.flare.wiring.layers]
+    with torch.no_grad():
         adapted.model(**batch.inputs)
     for h in hooks:
         h.remove()
@@ -48,7 +50,7 @@ def test_layer_i_fuses_the_source_state_of_layer_i_plus_offset(parallel_examples
         for other in range(len(hidden)):
             if other != index + offset:
                 assert not torch.allclose(src.states, hidden[other], atol=1e-3)
-        assert torch.equal(src.mask, batch.source["attention_mask"])
+        assert torch.equal(src.mask, source["attention_mask"])
 
 
 def test_prenorm_model_fuses_the_normalized_input_of_the_projection():
@@ -61,8 +63,13 @@ def test_prenorm_model_fuses_the_normalized_input_of_the_projection():
     adapted = attach(model, get_method("flare"), arch, AdapterSettings(r=4, alpha=8, fusion="add"))
     ids = torch.randint(1, 64, (2, 6))
     source = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    states = adapted.flare.source_states(source)
-    backbone = adapted.flare.backbone
+    target = torch.randint(1, 64, (2, 5))
+    with torch.no_grad():  # the source text enters through the model call; the states stay on the layers
+        adapted.model(input_ids=target, attention_mask=torch.ones_like(target),
+                      source_input_ids=ids, source_attention_mask=source["attention_mask"])
+    states = {layer: layer.source for layer in adapted.flare.wiring.layers}
+    assert len(states) == 4 and all(isinstance(s, SourceStates) for s in states.values())
+    backbone = adapted.flare.wiring.backbone
     with torch.no_grad(), adapted.model.disable_adapter():
         hidden = backbone(**source, output_hidden_states=True).hidden_states
         normed_layer1 = backbone.layers[1].input_layernorm(hidden[1])
@@ -77,25 +84,43 @@ def test_prenorm_model_fuses_the_normalized_input_of_the_projection():
 
 def test_source_pass_runs_in_eval_mode_without_grad_and_restores_train_mode(parallel_examples):
     adapted, tok = tiny()
-    model = adapted.model
+    model, wiring = adapted.model, adapted.flare.wiring
+    task_model = model.get_base_model()  # the wrapped model: every module of it runs the frozen pass
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.5
     model.train()
-    batch = _batch(tok, parallel_examples)
-    first = adapted.flare.source_states(batch.source)
-    second = adapted.flare.source_states(batch.source)
+    # every backbone run: is it the frozen pass, is grad on, is every module in train mode
+    runs = []
+    hook = wiring.backbone.register_forward_pre_hook(lambda m, a: runs.append(
+        (wiring.all_layers[0].in_source_pass, torch.is_grad_enabled(), [x.training for x in task_model.modules()])))
+    computed = adapted.flare.source_rows_computed
+    held = []
+    for _ in range(2):
+        batch = _batch(tok, parallel_examples)  # new tensors: the pass runs again rather than reusing states
+        held.append(batch)
+        model(**batch.inputs, labels=batch.labels).loss.backward()
+        held.append({layer: layer.source for layer in wiring.layers})
+    hook.remove()
+    assert adapted.flare.source_rows_computed == computed + 2 * len(parallel_examples)
+    assert [r[0] for r in runs] == [True, False, True, False]  # the frozen pass, then the fused forward
+    for in_pass, grad, training in runs:
+        if in_pass:
+            assert not grad and not any(training)  # eval mode, without grad
+        else:
+            assert grad and all(training)  # the fused forward is back in train mode, with grad
+    first, second = held[1], held[3]
     for layer in first:
         assert torch.equal(first[layer].states, second[layer].states)  # no dropout noise
-        assert not first[layer].states.requires_grad
+        assert not first[layer].states.requires_grad and first[layer].states.grad_fn is None
     assert all(m.training for m in model.modules())
-    assert all(not layer.disable_adapters for layer in adapted.flare.layers)
+    assert all(not layer.disable_adapters and not layer.in_source_pass for layer in wiring.all_layers)
 
 
 def _count_fused_calls(adapted):
     calls = []
     hooks = [layer.lora_fusion["default"].register_forward_hook(lambda *a, n=layer.flare_name: calls.append(n))
-             for layer in adapted.flare.layers]
+             for layer in adapted.flare.wiring.layers]
     return calls, hooks
 
 
@@ -108,9 +133,8 @@ def test_fusion_stays_on_under_gradient_checkpointing(parallel_examples):
         adapted.model.train()
         batch = _batch(tok, parallel_examples)
         calls, hooks = _count_fused_calls(adapted)
-        with adapted.step_context(batch):
-            loss = adapted.model(**batch.inputs, labels=batch.labels).loss
-            loss.backward()
+        loss = adapted.model(**batch.inputs, labels=batch.labels).loss
+        loss.backward()
         for h in hooks:
             h.remove()
         # every fused layer ran its fusion; with checkpointing the re-forward fused again
@@ -123,17 +147,23 @@ def test_fusion_stays_on_under_gradient_checkpointing(parallel_examples):
 
 def test_fusion_is_active_in_eval_and_missing_source_is_an_error(parallel_examples):
     adapted, tok = tiny()
+    layer = next(iter(adapted.flare.wiring.layers))
+    with pytest.raises(RuntimeError, match="has no source states"):  # never silently plain LoRA
+        layer(torch.randn(1, 3, layer.in_features))
     adapted.model.eval()
     batch = _batch(tok, parallel_examples)
     calls, hooks = _count_fused_calls(adapted)
-    with torch.no_grad(), adapted.step_context(batch):
+    with torch.no_grad():
         fused = adapted.model(**batch.inputs).logits
     assert len(calls) == 4
-    with pytest.raises(RuntimeError, match="without source states"):
-        adapted.model(**batch.inputs)
-    adapted.zero_source = True
-    with torch.no_grad(), adapted.step_context(batch):
-        zeroed = adapted.model(**batch.inputs).logits
+    with pytest.raises(ValueError, match="a FLARE model needs the source text of the batch"):
+        adapted.model(**without_source(batch.inputs))
+    zero = make_batch(tok, parallel_examples, "target", 32, source="zero")
+    assert zero.inputs["zero_source"] is True and not source_of(zero)
+    with torch.no_grad():
+        zeroed = adapted.model(**zero.inputs).logits
+    assert len(calls) == 8  # the zeroed diagnostic fuses too
+    assert all(torch.count_nonzero(layer.source.states) == 0 for layer in adapted.flare.wiring.layers)
     assert not torch.allclose(fused, zeroed)  # the English states change the prediction
 
 
@@ -151,8 +181,7 @@ def test_one_step_changes_only_adapter_parameters(parallel_examples):
     before = {n: p.detach().clone() for n, p in adapted.model.named_parameters()}
     opt = torch.optim.SGD([p for p in adapted.model.parameters() if p.requires_grad], lr=0.1)
     batch = _batch(tok, parallel_examples)
-    with adapted.step_context(batch):
-        adapted.model(**batch.inputs, labels=batch.labels).loss.backward()
+    adapted.model(**batch.inputs, labels=batch.labels).loss.backward()
     opt.step()
     changed = {n for n, p in adapted.model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all("lora_" in n for n in changed)
@@ -164,14 +193,14 @@ def test_save_then_load_gives_identical_logits(tmp_path, parallel_examples, fusi
     adapted, tok = tiny(fusion=fusion)
     batch = _batch(tok, parallel_examples)
     adapted.model.eval()
-    with torch.no_grad(), adapted.step_context(batch):
+    with torch.no_grad():
         expected = adapted.model(**batch.inputs).logits
     save_adapter(adapted, tmp_path / "adapter")
     fresh, _ = tiny(fusion=fusion, adapter_seed=123)
     loaded = load_adapter(fresh, tmp_path / "adapter")
     assert loaded == sum(1 for n, p in fresh.model.named_parameters() if p.requires_grad)
     fresh.model.eval()
-    with torch.no_grad(), fresh.step_context(batch):
+    with torch.no_grad():
         assert torch.equal(fresh.model(**batch.inputs).logits, expected)
 
 
@@ -219,9 +248,11 @@ def test_an_adapter_loads_only_under_the_pooling_it_was_trained_with(tmp_path):
 
 def test_flare_layers_are_peft_layers_on_query_and_value_only():
     adapted, _ = tiny()
-    names = sorted(layer.flare_name for layer in adapted.flare.layers)
+    names = sorted(layer.flare_name for layer in adapted.flare.wiring.layers)
     assert names == ["encoder.layer.0.attention.self.query", "encoder.layer.0.attention.self.value",
                      "encoder.layer.1.attention.self.query", "encoder.layer.1.attention.self.value"]
-    assert all(isinstance(layer, FlareLinear) for layer in adapted.flare.layers)
+    assert all(isinstance(layer, FlareLinear) for layer in adapted.flare.wiring.layers)
+    assert isinstance(adapted.flare, FlareTuner) and adapted.flare is adapted.model.base_model
+    assert adapted.model.peft_config["default"].peft_type == "FLARE"
     model = load_classifier(resolve_model("tiny-random/bert"), LABELS)
     assert sum(isinstance(m, FlareLinear) for m in model.modules()) == 0  # no global patching

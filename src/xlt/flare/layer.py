@@ -56,9 +56,6 @@ class FlareLinear(LoraLinear):
         raise RuntimeError("a FLARE adapter cannot be merged into the weights: its update depends on the source input")
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        if kwargs.get("adapter_names") is not None:
-            raise ValueError("FLARE does not support mixed adapter batches (adapter_names): its source states "
-                             "belong to the whole batch")
         if self.in_source_pass:
             return self.base_layer(x, *args, **kwargs)
         if self.disable_adapters or not self.fuse:

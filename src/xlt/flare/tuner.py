@@ -17,6 +17,7 @@ for the whole run.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,13 @@ class FlareTuner(LoraModel):
         architecture = architecture_for(model.config.model_type)
         self.wiring = SourceWiring(model, architecture, config.source_layer_offset)
 
+    @contextmanager
+    def _enable_peft_forward_hooks(self, *args: Any, **kwargs: Any):
+        if kwargs.get("adapter_names") is not None or kwargs.get("alora_offsets") is not None:
+            raise ValueError("FLARE does not support mixed adapter batches (adapter_names) or aLoRA offsets: "
+                             "its source states belong to the whole batch")
+        yield
+
     def forward(self, *args: Any, **kwargs: Any):
         return self.model(*args, **kwargs)  # through __call__, so the source hook runs (BaseTuner calls .forward)
 
@@ -85,6 +93,8 @@ class FlareTuner(LoraModel):
         return any(not layer.disable_adapters for layer in self.wiring.layers)
 
     def _take_source_inputs(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if self.wiring.all_layers[0].in_source_pass:
+            return args, kwargs  # the frozen pass itself: mT5's backbone is the task model, so it calls this hook too
         source = {k[len(SOURCE_PREFIX):]: kwargs.pop(k) for k in list(kwargs) if k.startswith(SOURCE_PREFIX)}
         zero = bool(kwargs.pop(ZERO_SOURCE, False))
         if not self._fusing():
