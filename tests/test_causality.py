@@ -16,11 +16,12 @@ import pytest
 import torch
 from peft import get_peft_model
 
-from helpers import tiny
+from helpers import source_of, tiny
 from xlt.data.examples import Example, GenExample
 from xlt.flare.config import FlareConfig
 from xlt.flare.fusion import FUSIONS, CrossAttentionFusion
-from xlt.flare.model import FlareModel
+from xlt.flare.source_pass import SourceWiring
+from xlt.flare.tuner import FlareTuner
 from xlt.methods import AdaptedModel, get_method, load_adapter, save_adapter
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import resolve_model
@@ -46,7 +47,7 @@ def _generator(family: str, fusion: str, adapter_seed: int | None = None):
 
 def _logits(adapted: AdaptedModel, batch) -> torch.Tensor:
     adapted.model.eval()
-    with torch.no_grad(), adapted.step_context(batch):
+    with torch.no_grad():
         return adapted.model(**batch.inputs).logits
 
 
@@ -60,16 +61,17 @@ def _first_difference(a: torch.Tensor, b: torch.Tensor) -> int:
 def _causal_probe(family: str, batcher: GenBatcher):
     """Two teacher-forced batches equal up to position t and different after it, and t."""
     changed = LATER_ANSWER if family == "mt5" else LATER_ANSWER_AND_SOURCE
-    base, other = (batcher.batch([ex], "target", with_source=True, teacher_forced=True) for ex in (BASE, changed))
+    base, other = (batcher.batch([ex], "target", "text", teacher_forced=True) for ex in (BASE, changed))
+    base_source, other_source = source_of(base), source_of(other)
     assert all(base.inputs[k].shape == other.inputs[k].shape for k in base.inputs)
     key = "decoder_input_ids" if family == "mt5" else "input_ids"  # the tokens the causal stack reads
     t = min(_first_difference(base.inputs[key], other.inputs[key]),
-            _first_difference(base.source[key], other.source[key])) - 1
+            _first_difference(base_source[key], other_source[key])) - 1
     if family == "mt5":
         assert torch.equal(base.inputs["input_ids"], other.inputs["input_ids"])  # same prompts in the encoder
-        assert torch.equal(base.source["input_ids"], other.source["input_ids"])
+        assert torch.equal(base_source["input_ids"], other_source["input_ids"])
     else:  # the English prompt changes before the answer does: the source side is probed too
-        assert _first_difference(base.source[key], other.source[key]) - 1 == t
+        assert _first_difference(base_source[key], other_source[key]) - 1 == t
     assert t >= 2
     return base, other, t
 
@@ -95,14 +97,14 @@ def test_encoder_stacks_fuse_the_whole_english_sentence(family, fusion):
     adapted, tok = tiny(family, "flare", fusion)
     examples = [Example(("kulo remen sanget kaliyan panganan",), (english,), 0) for english in
                 ("i like the food very much", "i like the drink very much")]
-    base, other = (make_batch(tok, [ex], "target", 32, with_source=True) for ex in examples)
+    base, other = (make_batch(tok, [ex], "target", 32, source="text") for ex in examples)
     assert torch.equal(base.inputs["input_ids"], other.inputs["input_ids"])
-    t = _first_difference(base.source["input_ids"], other.source["input_ids"]) - 1
+    t = _first_difference(source_of(base)["input_ids"], source_of(other)["input_ids"]) - 1
     assert t >= 2
     states = []
     for batch in (base, other):
         adapted.model.eval()
-        with torch.no_grad(), adapted.step_context(batch):
+        with torch.no_grad():
             states.append(adapted.model(**batch.inputs, output_hidden_states=True).hidden_states[-1])
     assert (states[0][:, : t + 1] - states[1][:, : t + 1]).abs().max().item() > 1e-3
     assert [stack.causal for stack in architecture_for(adapted.model.config.model_type).stacks] == [False]
@@ -115,7 +117,7 @@ def test_each_fused_layer_takes_the_causality_of_its_stack(family):
     assert [stack.layers for stack in arch.stacks if stack.causal] == CAUSAL_STACKS[family]
     assert adapted.model.peft_config["default"].causal_stacks == CAUSAL_STACKS[family]
     seen = {}
-    for layer in adapted.flare.layers:
+    for layer in adapted.flare.wiring.layers:
         stack = next(s for s in arch.stacks if layer.flare_name.startswith(s.layers + "."))
         fusion = layer.lora_fusion["default"]
         assert isinstance(fusion, CrossAttentionFusion)
@@ -128,14 +130,24 @@ def test_a_config_that_disagrees_with_the_stacks_is_refused():
     from transformers import AutoModelForSeq2SeqLM
 
     model = AutoModelForSeq2SeqLM.from_pretrained(resolve_model("tiny-random/mt5"))
-    peft_model = get_peft_model(model, FlareConfig(fusion="cross_attention", r=4, target_modules=["q", "v"]))
+    config = FlareConfig(fusion="cross_attention", r=4, target_modules=["q", "v"])  # causal_stacks left empty
     with pytest.raises(ValueError, match=r"decoder\.block\.0\.layer\.0\.SelfAttention\.q is not causal"):
-        FlareModel(peft_model, architecture_for("mt5"))
+        get_peft_model(model, config)
+    # the wiring of a model whose layers were built for the right stacks is accepted
+    good = get_peft_model(AutoModelForSeq2SeqLM.from_pretrained(resolve_model("tiny-random/mt5")),
+                          FlareConfig(fusion="cross_attention", r=4, target_modules=["q", "v"],
+                                      causal_stacks=["decoder.block"]))
+    assert isinstance(good.base_model, FlareTuner)
+    SourceWiring(good.get_base_model(), architecture_for("mt5"), 1)
+    # and the same wiring check refuses a model built under the wrong stacks
+    wrong = FlareConfig(fusion="cross_attention", r=4, target_modules=["q", "v"], causal_stacks=["encoder.block"])
+    with pytest.raises(ValueError, match=r"encoder\.block\.0\.layer\.0\.SelfAttention\.q is causal"):
+        get_peft_model(AutoModelForSeq2SeqLM.from_pretrained(resolve_model("tiny-random/mt5")), wrong)
 
 
 def test_mt5_adapter_config_records_decoder_causality_and_reloads_it(tmp_path):
     adapted, batcher = _generator("mt5", "cross_attention")
-    batch = batcher.batch([BASE], "target", with_source=True, teacher_forced=True)
+    batch = batcher.batch([BASE], "target", "text", teacher_forced=True)
     expected = _logits(adapted, batch)
     save_adapter(adapted, tmp_path / "adapter")
     saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
@@ -152,9 +164,10 @@ def test_mt5_adapter_config_records_decoder_causality_and_reloads_it(tmp_path):
     fields = {f.name for f in dataclasses.fields(FlareConfig)}
     config = FlareConfig(**{k: v for k, v in saved.items() if k in fields and k != "peft_type"})
     rebuilt_model = get_peft_model(AutoModelForSeq2SeqLM.from_pretrained(resolve_model("tiny-random/mt5")), config)
-    rebuilt = AdaptedModel(rebuilt_model, get_method("flare"), FlareModel(rebuilt_model, architecture_for("mt5")))
-    causal = {layer.flare_name: layer.lora_fusion["default"].causal for layer in rebuilt.flare.layers}
-    assert causal == {layer.flare_name: layer.lora_fusion["default"].causal for layer in adapted.flare.layers}
+    assert isinstance(rebuilt_model.base_model, FlareTuner)
+    rebuilt = AdaptedModel(rebuilt_model, get_method("flare"))
+    causal = {layer.flare_name: layer.lora_fusion["default"].causal for layer in rebuilt.flare.wiring.layers}
+    assert causal == {layer.flare_name: layer.lora_fusion["default"].causal for layer in adapted.flare.wiring.layers}
     assert sorted(name for name, c in causal.items() if c) == sorted(n for n in causal if n.startswith("decoder."))
     load_adapter(rebuilt, tmp_path / "adapter")
     assert torch.equal(_logits(rebuilt, batch), expected)

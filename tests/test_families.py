@@ -16,12 +16,12 @@ FUSED_LAYERS = {"mt5": 8}  # encoder + decoder self-attention q, v; other famili
 
 def _batch(tok, examples, method):
     m = METHODS[method]
-    return make_batch(tok, examples, m.view, 48, with_source=m.needs_source_pass)
+    return make_batch(tok, examples, m.view, 48, source="text" if m.needs_source_pass else None)
 
 
 def _logits(adapted, batch):
     adapted.model.eval()
-    with torch.no_grad(), adapted.step_context(batch):
+    with torch.no_grad():
         return adapted.model(**batch.inputs).logits
 
 
@@ -33,9 +33,8 @@ def test_step_changes_only_adapters_and_save_load_is_exact(family, method, fusio
     before = {n: p.detach().clone() for n, p in adapted.model.named_parameters()}
     adapted.model.train()
     opt = torch.optim.SGD([p for p in adapted.model.parameters() if p.requires_grad], lr=0.1)
-    with adapted.step_context(batch):
-        loss = adapted.model(**batch.inputs, labels=batch.labels).loss
-        loss.backward()
+    loss = adapted.model(**batch.inputs, labels=batch.labels).loss
+    loss.backward()
     opt.step()
     assert torch.isfinite(loss)
     changed = {n for n, p in adapted.model.named_parameters() if not torch.equal(p, before[n])}
@@ -56,12 +55,11 @@ def test_fusion_runs_in_every_fused_layer_in_training_with_checkpointing_and_in_
     enable_checkpointing(adapted.model.get_base_model())
     batch = _batch(tok, parallel_examples, "flare")
     calls: dict[str, int] = {}
-    for layer in adapted.flare.layers:
+    for layer in adapted.flare.wiring.layers:
         layer.lora_fusion["default"].register_forward_hook(
             lambda *a, n=layer.flare_name: calls.__setitem__(n, calls.get(n, 0) + 1))
     adapted.model.train()
-    with adapted.step_context(batch):
-        adapted.model(**batch.inputs, labels=batch.labels).loss.backward()
+    adapted.model(**batch.inputs, labels=batch.labels).loss.backward()
     n_fused = FUSED_LAYERS.get(family, 4)
     assert len(calls) == n_fused
     assert set(calls.values()) == {2}  # forward + checkpointed re-forward, in every fused layer

@@ -3,6 +3,7 @@ import torch
 
 from xlt.errors import XltError
 from xlt.flare.config import FlareConfig
+from xlt.flare.fusion_names import check_fusion_name
 from xlt.flare.fusion import (
     FUSIONS,
     CrossAttentionFusion,
@@ -106,10 +107,14 @@ def test_cross_attention_with_no_visible_source_adds_nothing():
 
 
 def test_unknown_fusion_is_an_error_not_plain_lora():
+    # names are checked once, where a FLARE adapter is configured (build_fusion only sees checked names)
     with pytest.raises(XltError, match="unknown fusion 'concat'"):
-        build_fusion("concat", 4)
+        check_fusion_name("concat")
     with pytest.raises(XltError, match="unknown fusion 'sum'"):
         FlareConfig(fusion="sum", r=4, target_modules=["query"])
+    with pytest.raises(XltError, match="unknown fusion 'concat'"):
+        attach_flare_with_fusion("concat")
+    assert all(check_fusion_name(name) == name for name in FUSIONS)
 
 
 def test_causal_stacks_match_whole_path_components():
@@ -121,4 +126,31 @@ def test_causal_stacks_match_whole_path_components():
     assert mt5.is_causal("transformer.decoder.block.0.layer.0.SelfAttention.q")  # under a classification head
     assert not mt5.is_causal("encoder.block.1.layer.0.SelfAttention.q")
     assert not FlareConfig(fusion="add", r=4, target_modules=["q"]).is_causal("decoder.block.0.layer.0.SelfAttention.q")
-    assert mt5.flare_settings() == {"fusion": "add", "source_layer_offset": 1, "causal_stacks": ["decoder.block"]}
+    saved = mt5.to_dict()  # what adapter_config.json records
+    assert {k: saved[k] for k in ("fusion", "source_layer_offset", "causal_stacks")} == {
+        "fusion": "add", "source_layer_offset": 1, "causal_stacks": ["decoder.block"]}
+    assert str(saved["peft_type"]) == "FLARE" and mt5.peft_type == "FLARE"
+
+
+def attach_flare_with_fusion(fusion: str):
+    """A FLARE adapter on a tiny BERT, configured the way a run configures it."""
+    from xlt.methods import AdapterSettings, attach, get_method
+    from xlt.models.architectures import architecture_for
+    from xlt.models.loading import load_classifier, resolve_model
+
+    model = load_classifier(resolve_model("tiny-random/bert"), ("a", "b"))
+    return attach(model, get_method("flare"), architecture_for("bert"), AdapterSettings(r=4, alpha=8, fusion=fusion))
+
+
+@pytest.mark.parametrize("module", ["xlt.flare.config", "xlt.flare.tuner", "xlt.flare.layer", "xlt.flare.source_pass"])
+def test_any_flare_module_imports_first_and_registers_flare_with_peft(module):
+    """PEFT's import registers FLARE; a FLARE module importing PEFT first must neither break nor skip it."""
+    import subprocess
+    import sys
+
+    code = (f"import {module}; from peft import mapping; "
+            "from xlt.flare.config import FlareConfig; from xlt.flare.tuner import FlareTuner; "
+            "assert mapping.PEFT_TYPE_TO_CONFIG_MAPPING['FLARE'] is FlareConfig; "
+            "assert mapping.PEFT_TYPE_TO_TUNER_MAPPING['FLARE'] is FlareTuner")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -5,9 +5,10 @@ import json
 import pytest
 import torch
 
-from helpers import tiny
+from helpers import source_of, tiny
 from xlt.cli import main
 from xlt.data.examples import GenExample
+from xlt.flare.layer import SourceStates
 from xlt.training.generation import IGNORE, GenBatcher, greedy_generate
 
 GENERATORS = ("llama", "qwen2", "gemma2", "mt5")
@@ -27,21 +28,20 @@ def _generator(family, method="flare", fusion="add"):
 @pytest.mark.parametrize("family", GENERATORS)
 def test_teacher_forced_loss_covers_answer_tokens_only(family):
     adapted, tok, batcher = _generator(family)
-    batch = batcher.batch(EXAMPLES, "target", with_source=True, teacher_forced=True)
+    batch = batcher.batch(EXAMPLES, "target", "text", teacher_forced=True)
     answers = [tok(ex.answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for ex in EXAMPLES]
     for row, answer in zip(batch.labels.tolist(), answers):
         assert [t for t in row if t != IGNORE] == answer  # prompt and padding never scored
     if family == "mt5":
-        assert torch.equal(batch.source["decoder_input_ids"], batch.inputs["decoder_input_ids"])
+        assert torch.equal(batch.inputs["source_decoder_input_ids"], batch.inputs["decoder_input_ids"])
     else:
         mask = batch.inputs["attention_mask"]
         assert mask[1, 0] == 0 and mask[1, -1] == 1 and mask[0].all()  # left padding: answers end aligned
         assert batch.inputs["input_ids"].shape == batch.labels.shape
     before = {n: p.detach().clone() for n, p in adapted.model.named_parameters()}
     adapted.model.train()
-    with adapted.step_context(batch):
-        loss = adapted.model(**batch.inputs, labels=batch.labels).loss
-        loss.backward()
+    loss = adapted.model(**batch.inputs, labels=batch.labels).loss
+    loss.backward()
     torch.optim.SGD([p for p in adapted.model.parameters() if p.requires_grad], lr=0.1).step()
     assert torch.isfinite(loss)
     changed = {n for n, p in adapted.model.named_parameters() if not torch.equal(p, before[n])}
@@ -51,24 +51,81 @@ def test_teacher_forced_loss_covers_answer_tokens_only(family):
 @pytest.mark.parametrize("family", GENERATORS)
 def test_greedy_generation_is_deterministic_and_fuses_at_every_step(family):
     adapted, tok, batcher = _generator(family, fusion="cross_attention")
-    calls = []
-    for layer in adapted.flare.layers:
-        layer.lora_fusion["default"].register_forward_hook(lambda *a: calls.append(1))
-    first = greedy_generate(adapted.model, batcher, EXAMPLES, "target", True, adapted.step_context,
-                            max_new_tokens=6, show_progress=False)
-    steps = len(calls) // len(adapted.flare.layers)
-    assert steps >= 1 and len(calls) == steps * len(adapted.flare.layers)
-    second = greedy_generate(adapted.model, batcher, EXAMPLES, "target", True, adapted.step_context,
-                             max_new_tokens=6, show_progress=False)
+    layers = list(adapted.flare.wiring.layers)
+    calls = {layer: 0 for layer in layers}
+    for layer in layers:
+        layer.lora_fusion["default"].register_forward_hook(
+            lambda *a, layer=layer: calls.__setitem__(layer, calls[layer] + 1))
+    steps = []  # one model call per decoding step (the prompt, then one token each with the KV cache)
+    adapted.model.register_forward_pre_hook(lambda *a: steps.append(1))
+    first = greedy_generate(adapted.model, batcher, EXAMPLES, "target", "text", max_new_tokens=6,
+                            show_progress=False)
+    assert 1 <= len(steps) <= 6
+    assert set(calls.values()) == {len(steps)}  # every step fused in every fused layer, once
+    # decoders: the English prompt's pass ran once for the batch; mT5: once per step (its frozen decoder
+    # reads the generated prefix)
+    passes = len(steps) if family == "mt5" else 1
+    assert adapted.flare.source_rows_computed == passes * len(EXAMPLES)
+    second = greedy_generate(adapted.model, batcher, EXAMPLES, "target", "text", max_new_tokens=6,
+                             show_progress=False)
     assert first == second and len(first) == 2 and all(isinstance(s, str) for s in first)
+
+
+def _full_rerun_greedy(model, tok, batch, max_new_tokens):
+    """Greedy decoding without a KV cache: every step re-reads the prompt and all tokens so far."""
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    ids, mask = batch.inputs["input_ids"], batch.inputs["attention_mask"]
+    source = {f"source_{k}": v for k, v in source_of(batch).items()}
+    generated = [[] for _ in range(len(ids))]
+    done = torch.zeros(len(ids), dtype=torch.bool)
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            logits = model(input_ids=ids, attention_mask=mask, use_cache=False, **source).logits
+            next_ids = logits[:, -1].argmax(-1)
+            for i, token in enumerate(next_ids.tolist()):
+                if not done[i]:
+                    generated[i].append(token)
+            done_before, done = done, done | next_ids.eq(eos)
+            if bool(done.all()):
+                break
+            # finished rows read padding from then on, masked out, as the cached decoder does
+            ids = torch.cat([ids, torch.where(done_before, pad, next_ids).unsqueeze(1)], 1)
+            mask = torch.cat([mask, (~done_before).long().unsqueeze(1)], 1)
+    return [tok.decode([t for t in g if t not in (eos, pad)], skip_special_tokens=True).strip() for g in generated]
+
+
+@pytest.mark.parametrize("fusion", ["add", "cross_attention"])
+def test_kv_cached_decoding_matches_a_full_rerun_with_flare(fusion):
+    adapted, tok, _ = _generator("llama", fusion=fusion)
+    batcher = GenBatcher(tok, False, 256, 64, "slots")  # prompts long enough not to be cut to one length
+    examples = [EXAMPLES[1], EXAMPLES[0]]
+    batch = batcher.batch(examples, "target", "text", teacher_forced=False)
+    mask = batch.inputs["attention_mask"]
+    assert mask[0, 0] == 0 and mask[1].all()  # left-padded prompts of different lengths
+    source_mask = source_of(batch)["attention_mask"]
+    assert (source_mask == 0).any() and len(set(source_mask.sum(1).tolist())) == 2  # the English prompts too
+    adapted.model.eval()
+    last = []  # each call's next-token logits: the same at every step, not only the same argmax
+    hook = adapted.model.register_forward_hook(lambda m, a, out: last.append(out.logits[:, -1]))
+    expected = _full_rerun_greedy(adapted.model, tok, batch, 8)
+    rerun, last = last, []
+    cached = greedy_generate(adapted.model, batcher, examples, "target", "text", max_new_tokens=8,
+                             show_progress=False)
+    hook.remove()
+    assert cached == expected
+    assert len(last) == len(rerun) >= 2
+    for step, (a, b) in enumerate(zip(last, rerun)):
+        assert torch.allclose(a, b, atol=1e-4), step
+    assert any(len(tok(s, add_special_tokens=False)["input_ids"]) >= 2 for s in expected)  # several steps compared
 
 
 @pytest.mark.parametrize("family", ["llama", "mt5"])
 def test_greedy_decoding_matches_transformers_generate(family):
     adapted, tok, batcher = _generator(family, method="lora", fusion=None)
-    ours = greedy_generate(adapted.model, batcher, EXAMPLES[:1], "target", False, adapted.step_context,
-                           max_new_tokens=8, show_progress=False)
-    batch = batcher.batch(EXAMPLES[:1], "target", with_source=False, teacher_forced=False)
+    ours = greedy_generate(adapted.model, batcher, EXAMPLES[:1], "target", None, max_new_tokens=8,
+                           show_progress=False)
+    batch = batcher.batch(EXAMPLES[:1], "target", None, teacher_forced=False)
+    assert not source_of(batch) and "zero_source" not in batch.inputs
     adapted.model.eval()
     kwargs = {"input_ids": batch.inputs["input_ids"], "attention_mask": batch.inputs["attention_mask"]}
     out = adapted.model.generate(**kwargs, max_new_tokens=8, do_sample=False, num_beams=1,
@@ -81,18 +138,26 @@ def test_greedy_decoding_matches_transformers_generate(family):
 
 def test_decoder_fusion_never_sees_future_source_positions():
     adapted, tok, batcher = _generator("llama", fusion="cross_attention")
-    batch = batcher.batch(EXAMPLES[:1], "target", with_source=True, teacher_forced=True)
+    batch = batcher.batch(EXAMPLES[:1], "target", "text", teacher_forced=True)
     adapted.model.eval()
-    states = adapted.flare.source_states(batch.source)
-    positions = adapted.flare.target_positions(batch.inputs)
-    with torch.no_grad(), adapted.flare.fusing(states, positions):
+    with torch.no_grad():
         base = adapted.model(**batch.inputs).logits
+    layers = list(adapted.flare.wiring.layers)
+    clean = {layer: layer.source for layer in layers}  # the states the call set stay on the layers
     cut = 3
-    changed = {layer: type(s)(s.states.clone(), s.mask) for layer, s in states.items()}
-    for s in changed.values():
-        s.states[:, cut + 1:] += 5.0  # source positions after `cut` (no padding in a batch of one)
-    with torch.no_grad(), adapted.flare.fusing(changed, positions):
+    assert all(s.states.shape[1] > cut + 1 for s in clean.values())
+
+    def perturb(layer, args):  # the layer fuses source states changed after `cut` (no padding in a batch of one)
+        states = clean[layer].states.clone()
+        states[:, cut + 1:] += 5.0
+        layer.source = SourceStates(states, clean[layer].mask)
+
+    hooks = [layer.register_forward_pre_hook(perturb) for layer in layers]
+    with torch.no_grad():
         other = adapted.model(**batch.inputs).logits
+    for hook in hooks:
+        hook.remove()
+    assert all(torch.equal(layer.source.states[:, : cut + 1], clean[layer].states[:, : cut + 1]) for layer in layers)
     assert torch.allclose(base[:, : cut + 1], other[:, : cut + 1], atol=1e-6)
     assert not torch.allclose(base[:, cut + 1:], other[:, cut + 1:], atol=1e-4)
 

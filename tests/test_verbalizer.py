@@ -25,7 +25,7 @@ def _verbalizer(family="llama", method="flare", fusion="cross_attention", seed=0
 
 def _scores(adapted, batch):
     adapted.model.eval()
-    with torch.no_grad(), adapted.step_context(batch):
+    with torch.no_grad():
         return adapted.model(**batch.inputs).logits
 
 
@@ -48,14 +48,13 @@ def test_scores_are_summed_label_word_log_likelihoods(parallel_examples):
 def test_verbalizer_with_flare_is_padding_invariant_and_saves_exactly(parallel_examples, tmp_path):
     for family in ("llama", "gemma2"):
         adapted, tok = _verbalizer(family)
-        batched = _scores(adapted, make_verbalizer_batch(tok, parallel_examples, LABELS, "target", 48, True))
+        batched = _scores(adapted, make_verbalizer_batch(tok, parallel_examples, LABELS, "target", 48, source="text"))
         for i, example in enumerate(parallel_examples):
-            alone = _scores(adapted, make_verbalizer_batch(tok, [example], LABELS, "target", 48, True))
+            alone = _scores(adapted, make_verbalizer_batch(tok, [example], LABELS, "target", 48, source="text"))
             assert torch.allclose(alone[0], batched[i], atol=1e-4), family
-        batch = make_verbalizer_batch(tok, parallel_examples, LABELS, "target", 48, True)
+        batch = make_verbalizer_batch(tok, parallel_examples, LABELS, "target", 48, source="text")
         adapted.model.train()
-        with adapted.step_context(batch):
-            adapted.model(**batch.inputs, labels=batch.labels).loss.backward()
+        adapted.model(**batch.inputs, labels=batch.labels).loss.backward()
         assert all(p.grad is not None for n, p in adapted.model.named_parameters() if "lora_" in n)
         save_adapter(adapted, tmp_path / family)
         fresh, _ = _verbalizer(family, seed=5)  # same base LM, different adapter initialization

@@ -22,19 +22,29 @@ def _register_flare() -> None:
 
 
 class _AfterPeftImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself; wraps the loader of ``peft`` so FLARE registers once PEFT has loaded."""
+    """Finds nothing itself; wraps the loader of ``peft`` so FLARE registers once PEFT has loaded.
+
+    A lookup that only asks whether PEFT is installed (``importlib.util.find_spec``) gets a wrapped
+    spec that is never executed; the finder stays until a real import has run."""
+
+    looking = False
 
     def find_spec(self, name, path=None, target=None):
-        if name != "peft":
+        if name != "peft" or self.looking:
             return None
-        sys.meta_path.remove(self)  # one registration; also keeps the lookup below from finding us
-        spec = importlib.util.find_spec(name)
+        self.looking = True
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.looking = False
         if spec is None or spec.loader is None:
             return spec
         exec_module = spec.loader.exec_module
 
         def exec_then_register(module):
             exec_module(module)
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
             _register_flare()
 
         spec.loader.exec_module = exec_then_register

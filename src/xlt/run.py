@@ -30,6 +30,7 @@ from xlt.models.loading import load_tokenizer, model_slug, resolve_model
 from xlt.run_dir import (ADAPTER, CONFIG, METRICS, check_replaceable, missing_files, model_card, stored_differences,
                          write_run)
 from xlt.tasks_kinds import kind_of
+from xlt.training.processes import processes as run_processes
 from xlt.training.loop import TrainSettings, enable_checkpointing, train
 
 STAGE1_INFO = "stage1.json"
@@ -131,7 +132,7 @@ def _schedule(cfg: RunConfig, epochs: int, lr: float) -> dict:
     """The training settings that change a model (all of TrainSettings but the progress bar)."""
     settings = asdict(_settings(cfg, epochs, lr))
     settings.pop("show_progress")
-    return settings
+    return {**settings, "lr_schedule": "linear warm-up and decay (transformers)"}
 
 
 def ensure_stage1(cfg: RunConfig) -> Path:
@@ -171,7 +172,7 @@ def ensure_stage1(cfg: RunConfig) -> Path:
                                        "test_examples": len(english.test), "train_seconds": seconds,
                                        "source_metrics": metrics})
 
-    return build_once(folder, build)
+    return build_once(folder, build, collective=True)  # stage 1 trains: every process takes part
 
 
 def build_model(cfg: RunConfig, stage1: Path, data: TaskData | GenTaskData) -> tuple[AdaptedModel, object]:
@@ -272,6 +273,7 @@ def run_stage2(cfg: RunConfig) -> dict:
     adapted, tokenizer = build_model(cfg, stage1, data)
     train_seconds = 0.0
     aligner = make_aligner(cfg, tokenizer, adapted.model) if method.align else None
+    processes = run_processes()  # under accelerate launch: every process trains its shard, one writes
     source_passes = {}
     if adapted.flare is not None and cfg.source_cache_gb > 0:
         adapted.flare.enable_source_cache(int(cfg.source_cache_gb * 2**30))
@@ -293,10 +295,13 @@ def run_stage2(cfg: RunConfig) -> dict:
         "test_examples": len(data.test), **source_passes, **result, "source_metrics": source_metrics,
         "gap": {k: gap_to_source(source_metrics[k], v) for k, v in result["metrics"].items()
                 if k in source_metrics and source_metrics[k]},
+        "processes": processes.num_processes,
         "stage1_dir": str(stage1.resolve()), "stage1_examples": {"train": info["train_examples"], "test": info["test_examples"]},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    _write_run_dir(cfg, out, metrics, adapted if method.trains else None)
+    if processes.is_main_process:
+        _write_run_dir(cfg, out, metrics, adapted if method.trains else None)
+    processes.wait_for_everyone()
     return metrics
 
 

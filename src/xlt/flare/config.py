@@ -79,3 +79,16 @@ class FlareConfig(LoraConfig):
         """
         name = f".{module_path}."
         return any(f".{stack}." in name for stack in self.causal_stacks)
+
+
+def _register_when_imported_first() -> None:
+    """``import xlt.flare.config`` before anything imported PEFT: PEFT's import (above) found this module
+    half-built and left the registration to it (see :func:`xlt.flare.tuner.register_flare`)."""
+    import sys
+
+    tuner = sys.modules.get("xlt.flare.tuner")
+    if tuner is not None and hasattr(tuner, "register_flare"):
+        tuner.register_flare()
+
+
+_register_when_imported_first()

@@ -17,20 +17,52 @@ for the whole run.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
+import sys
 
-import torch
-from peft.tuners.lora import LoraModel
-from peft.tuners.tuners_utils import BaseTunerLayer
-from torch import nn
 
-from xlt.flare.config import PEFT_TYPE, FlareConfig
-from xlt.flare.layer import FlareLinear
-from xlt.flare.source_cache import SourceStateCache, row_keys
-from xlt.flare.source_pass import SourceWiring
-from xlt.models.architectures import architecture_for
+def register_flare() -> None:
+    """Teach PEFT the "FLARE" peft_type: its config class, tuner and state-dict prefix.
+
+    PEFT's ``register_peft_method`` accepts only names of its own ``PeftType`` enum, so the same
+    three table entries it would write are written here under the plain string (``PeftType`` is a
+    ``str`` enum: lookups by a saved config's ``"FLARE"`` find them alike).
+
+    ``import xlt`` calls this as soon as PEFT is imported. When that import comes from inside this
+    module or :mod:`xlt.flare.config` (``import xlt.flare.config`` before anything imported PEFT),
+    that module is half-built: this does nothing then, and the module calls it again once it is
+    done (defined before the imports below so that ``import xlt`` finds it in a half-built tuner).
+    """
+    config_class = getattr(sys.modules.get("xlt.flare.config"), "FlareConfig", None)
+    tuner_class = getattr(sys.modules.get(__name__), "FlareTuner", None)
+    if config_class is None or tuner_class is None:
+        return
+    from peft import mapping
+
+    peft_type = sys.modules["xlt.flare.config"].PEFT_TYPE
+    if mapping.PEFT_TYPE_TO_CONFIG_MAPPING.get(peft_type) is config_class:
+        return
+    mapping.PEFT_TYPE_TO_CONFIG_MAPPING[peft_type] = config_class
+    mapping.PEFT_TYPE_TO_TUNER_MAPPING[peft_type] = tuner_class
+    mapping.PEFT_TYPE_TO_PREFIX_MAPPING[peft_type] = tuner_class.prefix
+
+
+from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+import torch  # noqa: E402
+from peft.tuners.lora import LoraModel  # noqa: E402
+from peft.tuners.tuners_utils import BaseTunerLayer  # noqa: E402
+from torch import nn  # noqa: E402
+
+# the config module may be half-built here (see register_flare): its names are read at call time; the
+# layer and source-pass modules (which import PEFT themselves) are imported where they are used
+from xlt.flare import config as flare_config  # noqa: E402
+from xlt.flare.source_cache import SourceStateCache, row_keys  # noqa: E402
+from xlt.models.architectures import architecture_for  # noqa: E402
+
+if TYPE_CHECKING:
+    from xlt.flare.source_pass import SourceWiring
 
 SOURCE_PREFIX = "source_"
 ZERO_SOURCE = "zero_source"
@@ -52,7 +84,7 @@ class FlareTuner(LoraModel):
     # --- building ---------------------------------------------------------------------------
 
     def _check_new_adapter_config(self, config) -> None:
-        if not isinstance(config, FlareConfig):
+        if not isinstance(config, flare_config.FlareConfig):
             raise ValueError(f"a FLARE model takes FlareConfig adapters, not {type(config).__name__}")
         super()._check_new_adapter_config(config)
         offsets = {c.source_layer_offset for c in self.peft_config.values()}
@@ -61,6 +93,8 @@ class FlareTuner(LoraModel):
 
     @staticmethod
     def _create_new_module(lora_config, adapter_name, target, **kwargs):
+        from xlt.flare.layer import FlareLinear
+
         base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
         if not isinstance(base, nn.Linear):
             raise ValueError(f"FLARE adapts nn.Linear projections, not {type(base).__name__}")
@@ -69,6 +103,8 @@ class FlareTuner(LoraModel):
     def inject_adapter(self, model: nn.Module, adapter_name: str, *args: Any, **kwargs: Any) -> None:
         super().inject_adapter(model, adapter_name, *args, **kwargs)
         config = self.peft_config[adapter_name]
+        from xlt.flare.source_pass import SourceWiring
+
         architecture = architecture_for(model.config.model_type)
         self.wiring = SourceWiring(model, architecture, config.source_layer_offset)
 
@@ -154,22 +190,6 @@ class FlareTuner(LoraModel):
         decoder = input_name.startswith("decoder_")
         stacks = self.wiring.architecture.stacks
         return stacks[1].mask_key if decoder and len(stacks) > 1 else "attention_mask"
-
-
-def register_flare() -> None:
-    """Teach PEFT the "FLARE" peft_type: its config class, tuner and state-dict prefix.
-
-    PEFT's ``register_peft_method`` accepts only names of its own ``PeftType`` enum, so the same
-    three table entries it would write are written here under the plain string (``PeftType`` is a
-    ``str`` enum: lookups by a saved config's ``"FLARE"`` find them alike).
-    """
-    from peft import mapping
-
-    if mapping.PEFT_TYPE_TO_CONFIG_MAPPING.get(PEFT_TYPE) is FlareConfig:
-        return
-    mapping.PEFT_TYPE_TO_CONFIG_MAPPING[PEFT_TYPE] = FlareConfig
-    mapping.PEFT_TYPE_TO_TUNER_MAPPING[PEFT_TYPE] = FlareTuner
-    mapping.PEFT_TYPE_TO_PREFIX_MAPPING[PEFT_TYPE] = FlareTuner.prefix
 
 
 register_flare()

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedDataParallelKwargs
 from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
 
 from xlt.data.examples import Example
 from xlt.training.batches import Batch
+from xlt.training.processes import cpu_processes
 
 
 @dataclass
@@ -32,7 +34,20 @@ class TrainSettings:
 
 
 def make_accelerator(bf16: bool, fp16: bool = False) -> Accelerator:
-    return Accelerator(mixed_precision="bf16" if bf16 else "fp16" if fp16 else "no")
+    # several processes: parameters a step does not reach (BERT's unused pooler in stage 1) must not stall DDP
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(mixed_precision="bf16" if bf16 else "fp16" if fp16 else "no", kwargs_handlers=[ddp],
+                       cpu=cpu_processes())
+
+
+def shard(step: list[int], rank: int, world: int) -> tuple[list[int], float]:
+    """This process's rows of one batch and the weight of its mean loss, so that the average DDP takes
+    over processes is the mean over the whole batch (shards differ by one row at most). A process
+    without rows runs one with weight 0: every process must take part in each step."""
+    mine = step[rank::world]
+    if not mine:
+        return step[:1], 0.0
+    return mine, len(mine) * world / len(step)
 
 
 def enable_checkpointing(model: torch.nn.Module) -> None:
@@ -101,7 +116,8 @@ def train(
 ) -> float:
     """Train the parameters that require grad; returns wall-clock seconds.
 
-    ``aligner`` (:class:`xlt.alignment.aligner.Aligner`) adds contrastive alignment steps; with
+    Under ``accelerate launch`` (DDP) every process builds the same plan and takes its shard of each
+    batch; gradients are averaged by DDP. ``aligner`` (:class:`xlt.alignment.aligner.Aligner`) adds contrastive alignment steps; with
     ``task_loss=False`` only those run (a standalone alignment module).
     """
     accelerator = make_accelerator(settings.bf16, settings.fp16)
@@ -111,24 +127,23 @@ def train(
     epochs = [b for _ in range(settings.epochs) for b in length_grouped_batches(examples, settings.batch_size, generator)]
     plan = step_plan(settings.epochs, epochs, aligner, task_loss)
     total = max(1, len(plan))
-    warmup = int(settings.warmup_ratio * total)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
-    )
+    schedule = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * total), total)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
     start = time.perf_counter()
-    bar = tqdm(total=total, desc=desc, disable=not settings.show_progress, leave=False)
+    show = settings.show_progress and accelerator.is_main_process
+    bar = tqdm(total=total, desc=desc, disable=not show, leave=False)
     for step in plan:
         if step == "align":
             with accelerator.autocast():
                 loss = aligner.loss(model, accelerator.device)
             accelerator.backward(loss)
         else:
-            batch = to_batch([examples[i] for i in step]).to(accelerator.device)
+            rows, weight = shard(step, accelerator.process_index, accelerator.num_processes)
+            batch = to_batch([examples[i] for i in rows]).to(accelerator.device)
             with accelerator.autocast():
                 loss = model(**batch.inputs, labels=batch.labels).loss
-            accelerator.backward(loss)
+            accelerator.backward(loss * weight)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,178 @@
+"""FLARE's cost next to LoRA and input-level fusion, measured in one run; exits 1 when a target is missed.
+
+Training (default e5-small, batch 32 x 128 random tokens, 4 distinct batches, fp32 and bf16 autocast):
+median step time of LoRA, FLARE with the source-state cache from its second epoch (the first fills
+the cache), FLARE without the cache, and input-level fusion (English + target: 256 tokens).
+Decoding (tiny random Llama, 32 prompts, 32 new tokens, KV cache): greedy decoding time of FLARE
+and LoRA. Targets: FLARE/LoRA <= 1.10 with the cache, <= 1.35 without; input-fusion/FLARE >= 2.0;
+decoding FLARE/LoRA <= 1.5. Run it on an idle machine: a parallel job distorts every ratio.
+
+    python benchmarks/flare_speed.py [--model e5-small] [--precisions fp32 bf16] [--steps 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+
+import torch
+
+from xlt.data.examples import GenExample
+from xlt.methods import AdapterSettings, attach, get_method
+from xlt.models.architectures import architecture_for
+from xlt.models.classifier import PooledClassifier, resolve_pooling
+from xlt.models.loading import load_tokenizer, resolve_model
+from xlt.training.generation import GenBatcher, greedy_generate
+
+LABELS = ("negative", "neutral", "positive")
+TARGETS = {  # ratio: (comparison, bound)
+    "FLARE/LoRA, cached": ("<=", 1.10),
+    "FLARE/LoRA, uncached": ("<=", 1.35),
+    "input-fusion/FLARE": (">=", 2.0),
+    "decoding FLARE/LoRA": ("<=", 1.5),
+}
+
+
+def _batches(vocab: int, count: int, batch: int, length: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(count):
+        ids = torch.randint(5, vocab, (batch, length), generator=generator)
+        out.append({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+    return out
+
+
+def _classifier(path: str, method: str, fusion: str | None):
+    torch.manual_seed(0)
+    arch = architecture_for(_model_type(path))
+    model = PooledClassifier.from_pretrained(path, LABELS, resolve_pooling(None, arch.family), arch.family)
+    return attach(model, get_method(method), arch, AdapterSettings(r=64, alpha=128, fusion=fusion))
+
+
+def _model_type(path: str) -> str:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(path).model_type
+
+
+def _median_step(adapted, batches: list[dict], autocast, epochs: int) -> float:
+    """Median time of the steps of the last epoch (earlier epochs warm up, and fill FLARE's cache)."""
+    opt = torch.optim.AdamW([p for p in adapted.model.parameters() if p.requires_grad], lr=1e-4)
+    labels = torch.zeros(len(batches[0]["input_ids"]), dtype=torch.long)
+    adapted.model.train()
+    times = []
+    for epoch in range(epochs):
+        for inputs in batches:
+            start = time.perf_counter()
+            with autocast():
+                loss = adapted.model(**inputs, labels=labels).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if epoch == epochs - 1:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_training(model: str, precision: str, steps: int, batch: int, length: int) -> dict[str, float]:
+    path = resolve_model(model)
+    vocab = load_tokenizer(path).vocab_size
+    target = _batches(vocab, steps, batch, length, seed=1)
+    source = _batches(vocab, steps, batch, length, seed=2)
+    with_source = [{**t, **{f"source_{k}": v for k, v in s.items()}} for t, s in zip(target, source)]
+    concat = [{k: torch.cat([s[k], t[k]], 1) for k in t} for t, s in zip(target, source)]
+    autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16"
+                else contextlib.nullcontext)
+    times = {"lora": _median_step(_classifier(path, "lora", None), target, autocast, 2)}
+    cached = _classifier(path, "flare", "add_relu")
+    cached.flare.enable_source_cache(8 * 2**30)
+    times["flare, cached"] = _median_step(cached, with_source, autocast, 2)
+    times["flare, uncached"] = _median_step(_classifier(path, "flare", "add_relu"), with_source, autocast, 2)
+    times["input-fusion"] = _median_step(_classifier(path, "input-fusion", None), concat, autocast, 2)
+    return times
+
+
+class _NeverEnding:
+    """The tokenizer with an end-of-sequence id no model emits, so every run decodes all its tokens."""
+
+    eos_token_id = -1
+
+    def __init__(self, tokenizer):
+        self._tokenizer = tokenizer
+
+    def __call__(self, *args, **kwargs):
+        return self._tokenizer(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+
+def bench_decoding(prompts: int, new_tokens: int) -> dict[str, float]:
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model("tiny-random/llama")
+    tok = load_tokenizer(path)
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
+    examples = [GenExample(" ".join(words[: 3 + i % 7]), " ".join(words[i % 5 :]), "x", "x") for i in range(prompts)]
+    batcher = GenBatcher(_NeverEnding(tok), False, 64, new_tokens, "intent")
+    times = {}
+    for method, fusion in (("lora", None), ("flare", "add_relu")):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(path)
+        adapted = attach(model, get_method(method), architecture_for("llama"), AdapterSettings(r=8, alpha=16,
+                                                                                              fusion=fusion))
+        source = "text" if fusion else None
+        run = lambda: greedy_generate(adapted.model, batcher, examples, "target", source,  # noqa: E731
+                                      max_new_tokens=new_tokens, show_progress=False)
+        run()  # warm-up
+        runs = []
+        for _ in range(3):
+            start = time.perf_counter()
+            run()
+            runs.append(time.perf_counter() - start)
+        times[method] = statistics.median(runs)
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="e5-small")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--steps", type=int, default=4, help="distinct batches per epoch (timed: the last epoch)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--length", type=int, default=128)
+    args = parser.parse_args()
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    warnings.filterwarnings("ignore")
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.model}, batch {args.batch} x "
+          f"{args.length} tokens, median of {args.steps} steps after one warm-up epoch")
+    ratios: dict[str, float] = {}
+    for precision in args.precisions:
+        t = bench_training(args.model, precision, args.steps, args.batch, args.length)
+        print(f"\n{precision}: " + ", ".join(f"{k} {v:.3f} s" for k, v in t.items()))
+        ratios[f"FLARE/LoRA, cached ({precision})"] = t["flare, cached"] / t["lora"]
+        ratios[f"FLARE/LoRA, uncached ({precision})"] = t["flare, uncached"] / t["lora"]
+        ratios[f"input-fusion/FLARE ({precision})"] = t["input-fusion"] / t["flare, cached"]
+    d = bench_decoding(prompts=32, new_tokens=32)
+    print(f"\ndecoding (tiny llama, 32 prompts x 32 tokens): " + ", ".join(f"{k} {v:.3f} s" for k, v in d.items()))
+    ratios["decoding FLARE/LoRA"] = d["flare"] / d["lora"]
+    missed = 0
+    print()
+    for name, value in ratios.items():
+        op, bound = TARGETS[name.split(" (")[0]]
+        ok = value <= bound if op == "<=" else value >= bound
+        missed += not ok
+        print(f"  {name:<36} {value:5.2f}   target {op} {bound:.2f}   {'ok' if ok else 'MISSED'}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
