@@ -25,7 +25,7 @@ from xlt.methods import AdapterSettings, attach, get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.classifier import PooledClassifier, resolve_pooling
 from xlt.models.loading import load_tokenizer, resolve_model
-from xlt.training.generation import GenBatcher, greedy_generate
+from xlt.tasks.generation import GenBatcher, greedy_generate
 
 LABELS = ("negative", "neutral", "positive")
 TARGETS = {  # ratio: (comparison, bound)
@@ -162,7 +162,7 @@ def main() -> int:
         ratios[f"FLARE/LoRA, uncached ({precision})"] = t["flare, uncached"] / t["lora"]
         ratios[f"input-fusion/FLARE ({precision})"] = t["input-fusion"] / t["flare, cached"]
     d = bench_decoding(prompts=32, new_tokens=32)
-    print(f"\ndecoding (tiny llama, 32 prompts x 32 tokens): " + ", ".join(f"{k} {v:.3f} s" for k, v in d.items()))
+    print("\ndecoding (tiny llama, 32 prompts x 32 tokens): " + ", ".join(f"{k} {v:.3f} s" for k, v in d.items()))
     ratios["decoding FLARE/LoRA"] = d["flare"] / d["lora"]
     missed = 0
     print()

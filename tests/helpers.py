@@ -11,7 +11,7 @@ from xlt.methods import AdaptedModel, AdapterSettings, attach, get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.classifier import resolve_pooling
 from xlt.models.loading import load_tokenizer, resolve_model
-from xlt.tasks_kinds import Classification
+from xlt.tasks.kinds import Classification
 
 LABELS = ("negative", "neutral", "positive")
 

@@ -26,7 +26,7 @@ from xlt.methods import AdaptedModel, get_method, load_adapter, save_adapter
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import resolve_model
 from xlt.training.batches import make_batch
-from xlt.training.generation import GenBatcher
+from xlt.tasks.generation import GenBatcher
 
 ENCODERS = ("bert", "xlm-roberta")
 DECODERS = ("llama", "qwen2", "gemma2")

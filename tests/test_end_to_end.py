@@ -4,7 +4,8 @@ import json
 
 from xlt.cli import main
 from xlt.demo import ALIGNMENT_SUITE, FLARE_SUITE, DemoPlan, run_demo
-from xlt.run import evaluate_run, stage1_dir
+from xlt.run import evaluate_run
+from xlt.stage1 import stage1_dir
 
 
 def test_flare_run_with_the_embedded_model_on_nusax(tmp_path, capsys):

@@ -9,7 +9,7 @@ from helpers import source_of, tiny
 from xlt.cli import main
 from xlt.data.examples import GenExample
 from xlt.flare.layer import SourceStates
-from xlt.training.generation import IGNORE, GenBatcher, greedy_generate
+from xlt.tasks.generation import IGNORE, GenBatcher, greedy_generate
 
 GENERATORS = ("llama", "qwen2", "gemma2", "mt5")
 EXAMPLES = [

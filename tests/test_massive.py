@@ -10,7 +10,7 @@ from xlt.data.examples import GenTaskData
 from xlt.data.massive import format_slots, parse_annot
 from xlt.data.tasks import load_task, resolve_data_dir
 from xlt.errors import XltError
-from xlt.generation_tasks import (GEN_METRICS, TEMPLATES, get_metric, get_template, intent_metrics,
+from xlt.tasks.templates import (GEN_METRICS, TEMPLATES, get_metric, get_template, intent_metrics,
                                   parse_slot_output, slot_metrics)
 from xlt.languages import canonical_code, dataset_name
 

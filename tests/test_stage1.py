@@ -8,12 +8,12 @@ import shutil
 
 import pytest
 
-import xlt.run
+import xlt.stage1
 from xlt.cli import main
 from xlt.config import RunConfig
 from xlt.data.examples import Example, GenExample, GenTaskData, TaskData, source_side
 from xlt.errors import XltError
-from xlt.run import stage1_dir
+from xlt.stage1 import stage1_dir
 
 POSITIVE = ["zz good zz", "zz great day zz", "zz lovely zz", "zz so nice zz", "zz well done zz", "zz happy zz"]
 NEGATIVE = ["qq bad qq", "qq awful day qq", "qq sad qq", "qq so poor qq", "qq badly done qq", "qq angry qq"]
@@ -38,13 +38,13 @@ def test_custom_stage1_trains_and_tests_on_the_english_side(tmp_path, monkeypatc
     _signal_only_in_english(train, 64, seed=1)
     _signal_only_in_english(test, 40, seed=2)
     seen = []
-    real_train = xlt.run.train
+    real_train = xlt.stage1.train
 
     def spy(model, examples, *args, **kwargs):
         seen.append([ex.target[0] for ex in examples])
         return real_train(model, examples, *args, **kwargs)
 
-    monkeypatch.setattr(xlt.run, "train", spy)
+    monkeypatch.setattr(xlt.stage1, "train", spy)
     args = ["train", "--model", "tiny-random/bert", "--task", "custom", "--train-file", str(train),
             "--test-file", str(test), "--target-lang", "xx", "--method", "zero-shot", "--stage1-epochs", "8",
             "--stage1-lr", "3e-3", "--batch-size", "8", "--max-length", "16", "--no-show-progress",

@@ -2,7 +2,7 @@
 
 Classification tasks return :class:`TaskData` of :class:`Example`; generation tasks (slot filling,
 later MT and JSON NER) return :class:`GenTaskData` of :class:`GenExample`, which names the prompt
-template and metric to use (xlt.generation_tasks) so the trainer needs no per-task code.
+template and metric to use (xlt.tasks.templates) so the trainer needs no per-task code.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ class GenTaskData:
     train: list[GenExample]
     valid: list[GenExample]
     test: list[GenExample]
-    template: str  # key of xlt.generation_tasks.TEMPLATES
-    metric: str  # key of xlt.generation_tasks.GEN_METRICS
+    template: str  # key of xlt.tasks.templates.TEMPLATES
+    metric: str  # key of xlt.tasks.templates.GEN_METRICS
 
 
 def source_side(data: TaskData | GenTaskData) -> TaskData | GenTaskData:

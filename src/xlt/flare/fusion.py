@@ -10,7 +10,6 @@ Cross-attention is the one fusion with parameters. Every fusion is an ``nn.Modul
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
@@ -89,8 +88,8 @@ class PositionwiseFusion(nn.Module):
 class CrossAttentionFusion(nn.Module):
     """Single-head attention in the rank-r bottleneck: target queries, source keys and values.
 
-    Output is ``T + softmax(QK^T/sqrt(r) + masks)·V``. Source padding is masked; with
-    ``causal=True`` (layers of a decoder stack) the target token at relative position i sees
+    Output is ``T + softmax(QK^T/sqrt(r) + masks)·V`` (``scaled_dot_product_attention``).
+    Source padding is masked; with ``causal=True`` (layers of a decoder stack) the target token at relative position i sees
     source tokens at relative positions <= i only, whatever the padding side: in mT5's decoder
     the source state at position j was computed from the target's decoder tokens up to j.
     A target row with no visible source position gets a zero attention output.
@@ -102,19 +101,18 @@ class CrossAttentionFusion(nn.Module):
         self.k = nn.Linear(rank, rank, bias=False)
         self.v = nn.Linear(rank, rank, bias=False)
         self.causal = causal
-        self.scale = 1.0 / math.sqrt(rank)
 
     def forward(self, target: torch.Tensor, source: torch.Tensor, source_mask: torch.Tensor,
                 target_positions: torch.Tensor | None = None) -> torch.Tensor:
         source = source.to(target.dtype)
-        scores = torch.matmul(self.q(target), self.k(source).transpose(1, 2)) * self.scale
         visible = source_mask.bool().unsqueeze(1).expand(-1, target.shape[1], -1)
         if self.causal:
             positions = default_positions(target) if target_positions is None else target_positions
             visible = visible & (relative_positions(source_mask).unsqueeze(1) <= positions.unsqueeze(-1))
-        scores = scores.masked_fill(~visible, torch.finfo(scores.dtype).min)
-        weights = torch.softmax(scores, dim=-1) * visible.any(-1, keepdim=True).to(scores.dtype)
-        return target + torch.matmul(weights, self.v(source))
+        seen = visible.any(-1, keepdim=True)  # a row that sees nothing attends to all and is zeroed after
+        attended = nn.functional.scaled_dot_product_attention(
+            self.q(target), self.k(source), self.v(source), attn_mask=visible | ~seen)
+        return target + attended * seen.to(attended.dtype)
 
     def extra_repr(self) -> str:
         return f"rank={self.q.in_features}, causal={self.causal}"

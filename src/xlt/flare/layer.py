@@ -5,7 +5,9 @@ languages, the fusion in the bottleneck, the up-projection B after it, LoRA scal
 
 The source input ``x_src`` and the target tokens' relative positions are set on the layer by
 :class:`xlt.flare.tuner.FlareTuner` at the start of every model call and stay until the next
-call, so a gradient-checkpointed re-forward during backward fuses exactly what the forward fused.
+call, so a gradient-checkpointed re-forward during backward fuses exactly what the forward fused
+(as with PEFT's aLoRA this needs one forward per backward: two forwards before one backward under
+checkpointing would re-forward the first with the second's states).
 A fused layer without source states raises instead of silently acting as plain LoRA.
 Its fusion is causal iff the layer sits in one of the config's ``causal_stacks`` (decoder stacks).
 """

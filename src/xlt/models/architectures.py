@@ -28,7 +28,6 @@ class Architecture:
     stacks: tuple[Stack, ...]
     targets: tuple[str, ...]  # attention projection names that get (FLARE) LoRA
     unfused: tuple[str, ...] = ()  # path fragments whose projections get plain LoRA (mT5 cross-attention)
-    pre_norm: bool = False
     head: tuple[str, ...] = ("classifier",)  # sequence-classification head module names
     stage1: str = "full"  # how the English task model is trained: full fine-tuning, or LoRA merged
 
@@ -40,14 +39,13 @@ class Architecture:
 
 _ENCODER = Architecture("encoder", (Stack("encoder.layer"),), ("query", "value"))
 _DECODER = Architecture("decoder", (Stack("layers", final="norm", causal=True),), ("q_proj", "v_proj"),
-                        pre_norm=True, head=("classifier",), stage1="lora")
+                        head=("classifier",), stage1="lora")
 _MT5 = Architecture(
     "encoder-decoder",
     (Stack("encoder.block", final="encoder.final_layer_norm"),
      Stack("decoder.block", final="decoder.final_layer_norm", mask_key="decoder_attention_mask", causal=True)),
     ("q", "v"),
     unfused=("EncDecAttention",),
-    pre_norm=True,
     head=("classification_head",),
     stage1="lora",
 )

@@ -76,10 +76,6 @@ def load_classifier(path: str, labels: tuple[str, ...], pad_token_id: int | None
     return model
 
 
-def is_local(path: str) -> bool:
-    return Path(path).exists()
-
-
 SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors format's own bound on the JSON header
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")

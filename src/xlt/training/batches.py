@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from xlt.data.examples import Example
+from xlt.data.examples import Example, GenExample
 from xlt.errors import XltError
 
 VIEWS = ("target", "source", "concat")
@@ -39,12 +39,25 @@ def pad_rows(rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
     return torch.tensor([([value] * (width - len(r)) + r) if left else (r + [value] * (width - len(r))) for r in rows])
 
 
-def _segments(ex: Example, side: str) -> tuple[str, ...]:
-    if side == "target":
-        return ex.target
-    if ex.source is None:
+def view_segments(ex: Example | GenExample, view: str, sep: str = " ") -> tuple[str, ...]:
+    """The text a model reads for ``view``, as segments (two segments are tokenized as a pair).
+
+    ``target``: the example's target-language text; ``source``: its English text; ``concat``:
+    (English, target), each side's own segments joined by ``sep``. Classification, generation
+    prompts and the verbalizer all read their text through this function.
+    """
+    if isinstance(ex, GenExample):
+        target = (ex.prompt_target,)
+        source = None if ex.prompt_source is None else (ex.prompt_source,)
+    else:
+        target, source = ex.target, ex.source
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+    if view == "target":
+        return target
+    if source is None:
         raise XltError(f"example {ex.id or '?'} has no source-language text, which this method needs")
-    return ex.source
+    return source if view == "source" else (sep.join(source), sep.join(target))
 
 
 def encode(tokenizer, segments: list[tuple[str, ...]], max_length: int) -> dict[str, torch.Tensor]:
@@ -71,11 +84,9 @@ def source_inputs(source: str | None, encode_source) -> dict:
 
 def make_batch(tokenizer, examples: list[Example], view: str, max_length: int, source: str | None = None) -> Batch:
     labels = torch.tensor([ex.label for ex in examples], dtype=torch.long)
-    if view == "concat":
-        sep = f" {tokenizer.sep_token or tokenizer.eos_token} " if (tokenizer.sep_token or tokenizer.eos_token) else " "
-        pairs = [(sep.join(_segments(ex, "source")), sep.join(ex.target)) for ex in examples]
-        inputs = encode(tokenizer, pairs, 2 * max_length)
-    else:
-        inputs = encode(tokenizer, [_segments(ex, view) for ex in examples], max_length)
-    inputs |= source_inputs(source, lambda: encode(tokenizer, [_segments(ex, "source") for ex in examples], max_length))
+    sep = f" {tokenizer.sep_token or tokenizer.eos_token} " if (tokenizer.sep_token or tokenizer.eos_token) else " "
+    length = 2 * max_length if view == "concat" else max_length
+    inputs = encode(tokenizer, [view_segments(ex, view, sep) for ex in examples], length)
+    inputs |= source_inputs(source, lambda: encode(tokenizer, [view_segments(ex, "source") for ex in examples],
+                                                   max_length))
     return Batch(inputs, labels)

@@ -24,24 +24,15 @@ import torch
 from tqdm.auto import tqdm
 
 from xlt.data.examples import GenExample
-from xlt.errors import XltError
-from xlt.generation_tasks import get_template
-from xlt.training.batches import Batch, pad_rows, source_inputs
+from xlt.tasks.templates import get_template
+from xlt.training.batches import Batch, pad_rows, source_inputs, view_segments
 
 IGNORE = -100
 
 
 def prompt_text(ex: GenExample, view: str, template: str, sep: str) -> str:
     """The templated prompt a method reads: target text, English text, or both (input fusion)."""
-    if view == "target":
-        text = ex.prompt_target
-    elif ex.prompt_source is None:
-        raise XltError(f"example {ex.id or '?'} has no source-language text, which this method needs")
-    elif view == "source":
-        text = ex.prompt_source
-    else:  # concat
-        text = f"{ex.prompt_source}{sep}{ex.prompt_target}"
-    return get_template(template).prompt(text)
+    return get_template(template).prompt(sep.join(view_segments(ex, view, sep)))
 
 
 def gold_answer(ex: GenExample, view: str) -> str:

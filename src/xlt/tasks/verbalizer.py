@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from xlt.data.examples import Example
-from xlt.training.batches import Batch, _segments, pad_rows, source_inputs
+from xlt.training.batches import Batch, pad_rows, source_inputs, view_segments
 
 PROMPT = "{text}\nAnswer:"
 
@@ -65,10 +65,8 @@ class VerbalizerClassifier(nn.Module):
 def make_verbalizer_batch(tokenizer, examples: list[Example], labels: tuple[str, ...], view: str, max_length: int,
                           source: str | None = None) -> Batch:
     """One left-padded row per (example, label): prompt + " " + label word; English prompts for FLARE."""
-    def prompt(ex: Example, side: str) -> str:
-        if side == "concat":
-            return PROMPT.format(text=" ".join(_segments(ex, "source")) + "\n" + " ".join(ex.target))
-        return PROMPT.format(text=" ".join(_segments(ex, side)))
+    def prompt(ex: Example, side: str) -> str:  # concat: English line, then target line
+        return PROMPT.format(text=("\n" if side == "concat" else " ").join(view_segments(ex, side)))
 
     words = tokenizer([" " + label for label in labels], add_special_tokens=False)["input_ids"]
     length = 2 * max_length if view == "concat" else max_length

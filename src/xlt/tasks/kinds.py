@@ -15,14 +15,14 @@ from functools import partial
 from xlt.config import RunConfig
 from xlt.data.examples import GenTaskData, TaskData
 from xlt.errors import XltError
-from xlt.generation_tasks import get_metric
+from xlt.tasks.templates import get_metric
 from xlt.metrics import classification_metrics
 from xlt.models.architectures import Architecture
 from xlt.models.classifier import PooledClassifier
 from xlt.models.loading import load_classifier
 from xlt.training.batches import make_batch
-from xlt.training.generation import GenBatcher, gold_answer, greedy_generate
-from xlt.training.verbalizer import VerbalizerClassifier, make_verbalizer_batch
+from xlt.tasks.generation import GenBatcher, gold_answer, greedy_generate
+from xlt.tasks.verbalizer import VerbalizerClassifier, make_verbalizer_batch
 from xlt.training.loop import predict
 
 

@@ -1,0 +1,169 @@
+"""Stage 1: the English task model, trained once per (model, task, seed, settings, English data) and cached.
+
+``stage1_settings`` is its cache key: the English examples by content and every setting that
+changes the model. ``ensure_stage1`` builds the folder (in every process under ``accelerate
+launch``, published by one). The helpers here that both stages use: the data of a run, the
+settings the model decides, the architecture and the training settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from peft import LoraConfig, get_peft_model
+
+from xlt.config import RunConfig
+from xlt.data.examples import GenTaskData, TaskData, content_digest, source_side
+from xlt.data.tasks import load_task
+from xlt.errors import XltError
+from xlt.io import write_json
+from xlt.models.architectures import Architecture, architecture_for
+from xlt.models.cache import build_once, cache_root
+from xlt.models.classifier import resolve_pooling
+from xlt.models.loading import load_tokenizer, model_slug, resolve_model
+from xlt.tasks.kinds import kind_of
+from xlt.training.loop import TrainSettings, train
+
+STAGE1_INFO = "stage1.json"
+
+
+def set_seed(seed: int) -> None:
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
+def load_data(cfg: RunConfig, stage1: bool = False) -> TaskData | GenTaskData:
+    """The task's (target, source) data; stage 1 reads the source (English) side of the same examples."""
+    data = load_task(cfg.task, cfg.target_lang, cfg.source_lang, cfg.data_dir, cfg.train_file, cfg.test_file)
+    if stage1:
+        data = source_side(data)
+    max_train = cfg.stage1_max_train_examples if stage1 else cfg.max_train_examples
+    if max_train:
+        data.train = data.train[:max_train]
+    if cfg.max_eval_examples:
+        data.test = data.test[: cfg.max_eval_examples]
+    return data
+
+
+def stage1_method(cfg: RunConfig) -> str:
+    """"full" or "lora": the flag, else the architecture's default (LoRA for large decoders)."""
+    return cfg.stage1_method or architecture_of(resolve_model(cfg.model)).stage1
+
+
+def resolve_defaults(cfg: RunConfig, data: TaskData | GenTaskData) -> RunConfig:
+    """Fill the settings whose default depends on the model, so a run records what it used: the pooling
+    of classification heads (None where nothing is pooled: generation, verbalizer scoring)."""
+    family = architecture_of(resolve_model(cfg.model)).family
+    if isinstance(data, GenTaskData) or (cfg.decoder_classifier == "verbalizer" and family == "decoder"):
+        if cfg.pooling is not None:
+            raise XltError(f"--pooling is for classification heads; task {cfg.task!r} with this model pools nothing")
+        return cfg
+    return cfg.replace(pooling=resolve_pooling(cfg.pooling, family))
+
+
+def model_fingerprint(name: str) -> dict:
+    """What identifies the base model: its name and, for a local folder, its config and weight files
+    (sizes and modification times: cheap for an 8B model, and changed by any rewrite)."""
+    path = Path(resolve_model(name))
+    if not path.is_dir():
+        return {"model": name}
+    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".json", ".model"))
+    return {"model": name, "files": {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}}
+
+
+def stage1_settings(cfg: RunConfig, english: TaskData | GenTaskData) -> dict:
+    """Everything the English task model depends on, and nothing else: its cache key.
+
+    The data enters by content (``content_digest`` of the examples stage 1 trains and is tested on),
+    never by file path or data directory. The LoRA settings only matter when stage 1 itself is LoRA,
+    so stage-2 methods with different ranks (r=64 for FLARE, r=8 for alignment) share one fully
+    fine-tuned English model.
+    """
+    method = stage1_method(cfg)
+    lora = ({"lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout}
+            if method == "lora" else {})
+    return {
+        **model_fingerprint(cfg.model), "task": cfg.task, "source_lang": english.source_lang,
+        "data": content_digest(english), "seed": cfg.seed, "epochs": cfg.stage1_epochs, "lr": cfg.stage1_lr,
+        "freeze_embeddings": cfg.stage1_freeze_embeddings if method == "full" else None,
+        "method": method, "decoder_classifier": cfg.decoder_classifier, "pooling": cfg.pooling, **lora,
+        "max_length": cfg.max_length, "max_answer_length": cfg.max_answer_length, "batch_size": cfg.batch_size,
+        "bf16": cfg.bf16, "fp16": cfg.fp16, "schedule": _schedule(cfg, cfg.stage1_epochs, cfg.stage1_lr),
+    }
+
+
+def stage1_dir(cfg: RunConfig, english: TaskData | GenTaskData | None = None) -> Path:
+    english = english if english is not None else load_data(cfg, stage1=True)
+    settings = stage1_settings(resolve_defaults(cfg, english), english)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    root = Path(cfg.stage1_dir) if cfg.stage1_dir else cache_root() / "stage1"
+    return root / model_slug(cfg.model) / cfg.task / f"seed{cfg.seed}-{digest}"
+
+
+def architecture_of(path: str) -> Architecture:
+    from transformers import AutoConfig
+
+    try:
+        return architecture_for(AutoConfig.from_pretrained(path, trust_remote_code=False).model_type)
+    except OSError as err:
+        raise XltError(f"cannot load model {path!r}: {str(err).splitlines()[0]}") from None
+
+
+def check_precision(cfg: RunConfig, arch: Architecture, model_type: str) -> None:
+    if cfg.fp16 and model_type == "mt5":
+        raise XltError("fp16 is refused for mT5 (its activations overflow in fp16); use bf16 or fp32")
+
+
+def train_settings(cfg: RunConfig, epochs: int, lr: float) -> TrainSettings:
+    return TrainSettings(epochs, lr, cfg.batch_size, bf16=cfg.bf16, fp16=cfg.fp16, show_progress=cfg.show_progress)
+
+
+def _schedule(cfg: RunConfig, epochs: int, lr: float) -> dict:
+    """The training settings that change a model (all of TrainSettings but the progress bar)."""
+    settings = asdict(train_settings(cfg, epochs, lr))
+    settings.pop("show_progress")
+    return {**settings, "lr_schedule": "linear warm-up and decay (transformers)"}
+
+
+def ensure_stage1(cfg: RunConfig) -> Path:
+    """The English task model for (model, task, seed, settings, data): trained once, then reused by every
+    stage-2 run. It trains and is tested on the source (English) side of the task's examples."""
+    english = load_data(cfg, stage1=True)
+    cfg = resolve_defaults(cfg, english)
+    folder = stage1_dir(cfg, english)
+
+    def build(tmp: Path) -> None:
+        kind = kind_of(english, cfg)
+        set_seed(cfg.seed)
+        path = resolve_model(cfg.model)
+        arch = architecture_of(path)
+        tokenizer = load_tokenizer(path)
+        model = kind.load_model(path, tokenizer, english, arch)
+        check_precision(cfg, arch, model.config.model_type)
+        method = stage1_method(cfg)
+        if method == "lora":  # large decoders: LoRA (+ head), merged into the weights afterwards
+            head = kind.head_modules(arch)
+            model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                                     lora_dropout=cfg.lora_dropout, target_modules=list(arch.targets),
+                                                     modules_to_save=head))
+        elif cfg.stage1_freeze_embeddings:  # the word embeddings are 80% of e5-small's parameters
+            model.get_input_embeddings().weight.requires_grad_(False)
+        to_batch = kind.train_batches(cfg, tokenizer, model, english, "target", None)
+        seconds = train(model, english.train, to_batch, train_settings(cfg, cfg.stage1_epochs, cfg.stage1_lr), cfg.seed,
+                        desc=f"stage 1 ({cfg.source_lang})")
+        if method == "lora":
+            model = model.merge_and_unload()
+        metrics = kind.evaluate(cfg, model, tokenizer, english, "target", None, desc=f"stage 1 test ({cfg.source_lang})")
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        labels = list(english.labels) if isinstance(english, TaskData) else None
+        write_json(tmp / STAGE1_INFO, {"settings": stage1_settings(cfg, english), "labels": labels, "method": method,
+                                       "pooling": cfg.pooling, "train_examples": len(english.train),
+                                       "test_examples": len(english.test), "train_seconds": seconds,
+                                       "source_metrics": metrics})
+
+    return build_once(folder, build, collective=True)  # stage 1 trains: every process takes part
