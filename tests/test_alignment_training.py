@@ -4,26 +4,16 @@ import json
 
 import torch
 
+from xlt.alignment.aligner import interleave
 from xlt.alignment.contrastive import AlternatingSchedule
 from xlt.cli import main
-from xlt.training.loop import step_plan
 
 
-class _FakeAligner:
-    def __init__(self, task: int, align: int, per_epoch: int = 4):
-        self.schedule = AlternatingSchedule(task, align)
-        self.per_epoch = per_epoch
-
-    def steps_per_epoch(self) -> int:
-        return self.per_epoch
-
-
-def test_step_plan_interleaves_alignment_steps_by_ratio():
-    batches = [[0], [1], [2]]
-    assert step_plan(1, batches, None, True) == batches
-    assert step_plan(1, batches, _FakeAligner(1, 1), True) == [[0], "align", [1], "align", [2], "align"]
-    assert step_plan(1, batches, _FakeAligner(2, 1), True) == [[0], [1], "align", [2]]
-    assert step_plan(2, batches, _FakeAligner(0, 1, per_epoch=3), False) == ["align"] * 6
+def test_alignment_steps_are_interleaved_by_ratio():
+    task = ["t0", "t1", "t2"]
+    assert interleave(task, "align", AlternatingSchedule(1, 1), 0) == ["t0", "align", "t1", "align", "t2", "align"]
+    assert interleave(task, "align", AlternatingSchedule(2, 1), 0) == ["t0", "t1", "align", "t2"]
+    assert interleave([], "align", AlternatingSchedule(0, 1), 6) == ["align"] * 6
 
 
 QUICK = ["--model", "tiny-random/bert", "--task", "nusax", "--target-lang", "jv", "--max-train-examples", "16",

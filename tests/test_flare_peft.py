@@ -20,7 +20,7 @@ from xlt.methods import AdapterSettings, attach, get_method, load_adapter, save_
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
 from xlt.training.batches import make_batch
-from xlt.training.loop import TrainSettings, train
+from xlt.training.loop import TrainSettings, task_steps, train
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 EXAMPLES = [Example(("a small test sentence",), ("the English side of it",), 0, "e0"),
@@ -168,8 +168,8 @@ def _train_twice(cache_bytes, tmp_path=None, epochs=2, seed=0):
     if cache_bytes is not None:
         adapted.flare.enable_source_cache(cache_bytes, tmp_path)
     examples = EXAMPLES * 3
-    train(adapted.model, examples, lambda exs: _batch(tok, examples=exs),
-          TrainSettings(epochs=epochs, lr=1e-3, batch_size=4, show_progress=False), seed=0)
+    plan = task_steps(examples, lambda exs: _batch(tok, examples=exs), batch_size=4, epochs=epochs, seed=0)
+    train(adapted.model, plan, TrainSettings(epochs=epochs, lr=1e-3, batch_size=4, show_progress=False))
     lora = {n: p.detach().clone() for n, p in adapted.model.named_parameters() if "lora_" in n}
     return adapted, lora
 

@@ -40,9 +40,9 @@ def test_custom_stage1_trains_and_tests_on_the_english_side(tmp_path, monkeypatc
     seen = []
     real_train = xlt.stage1.train
 
-    def spy(model, examples, *args, **kwargs):
-        seen.append([ex.target[0] for ex in examples])
-        return real_train(model, examples, *args, **kwargs)
+    def spy(model, plan, *args, **kwargs):
+        seen.append([ex.target[0] for ex in plan[0].examples])
+        return real_train(model, plan, *args, **kwargs)
 
     monkeypatch.setattr(xlt.stage1, "train", spy)
     args = ["train", "--model", "tiny-random/bert", "--task", "custom", "--train-file", str(train),

@@ -24,7 +24,7 @@ from xlt.run_dir import (ADAPTER, CONFIG, METRICS, check_replaceable, missing_fi
 from xlt.stage1 import (STAGE1_INFO, architecture_of, check_precision, ensure_stage1, load_data, resolve_defaults,
                         set_seed, train_settings)
 from xlt.tasks.kinds import kind_of
-from xlt.training.loop import enable_checkpointing, train
+from xlt.training.loop import enable_checkpointing, task_steps, train
 from xlt.training.processes import processes as run_processes
 
 
@@ -143,8 +143,10 @@ def train_adapter(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: TaskDa
         adapted.flare.enable_source_cache(int(cfg.source_cache_gb * 2**30))
     method = adapted.method
     to_batch = kind_of(data, cfg).train_batches(cfg, tokenizer, adapted.model, data, method.view, source_of(method))
-    seconds = train(adapted.model, data.train, to_batch, train_settings(cfg, cfg.epochs, cfg.lr), cfg.seed,
-                    desc=f"{cfg.method} ({cfg.target_lang})", aligner=aligner, task_loss=method.task_loss)
+    plan = task_steps(data.train, to_batch, cfg.batch_size, cfg.epochs, cfg.seed) if method.task_loss else []
+    if aligner is not None:
+        plan = aligner.plan(plan, cfg.epochs)
+    seconds = train(adapted.model, plan, train_settings(cfg, cfg.epochs, cfg.lr), f"{cfg.method} ({cfg.target_lang})")
     trained = {"train_seconds": round(seconds, 2)}
     if adapted.flare is not None:
         trained["source_passes_per_example"] = round(adapted.flare.source_rows_computed / len(data.train), 3)

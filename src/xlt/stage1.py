@@ -25,7 +25,7 @@ from xlt.models.cache import build_once, cache_root
 from xlt.models.classifier import resolve_pooling
 from xlt.models.loading import load_tokenizer, model_slug, resolve_model
 from xlt.tasks.kinds import kind_of
-from xlt.training.loop import TrainSettings, train
+from xlt.training.loop import TrainSettings, task_steps, train
 
 STAGE1_INFO = "stage1.json"
 
@@ -153,8 +153,8 @@ def ensure_stage1(cfg: RunConfig) -> Path:
         elif cfg.stage1_freeze_embeddings:  # the word embeddings are 80% of e5-small's parameters
             model.get_input_embeddings().weight.requires_grad_(False)
         to_batch = kind.train_batches(cfg, tokenizer, model, english, "target", None)
-        seconds = train(model, english.train, to_batch, train_settings(cfg, cfg.stage1_epochs, cfg.stage1_lr), cfg.seed,
-                        desc=f"stage 1 ({cfg.source_lang})")
+        plan = task_steps(english.train, to_batch, cfg.batch_size, cfg.stage1_epochs, cfg.seed)
+        seconds = train(model, plan, train_settings(cfg, cfg.stage1_epochs, cfg.stage1_lr), f"stage 1 ({cfg.source_lang})")
         if method == "lora":
             model = model.merge_and_unload()
         metrics = kind.evaluate(cfg, model, tokenizer, english, "target", None, desc=f"stage 1 test ({cfg.source_lang})")

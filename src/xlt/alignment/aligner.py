@@ -1,7 +1,7 @@
 """Alignment steps for the training loop: batches of English-target pairs and their contrastive loss.
 
-The pairs are re-sampled to about uniform over languages once per run (seeded); the loop asks the
-schedule whether step k is a task or an alignment step and calls :meth:`Aligner.loss` for the latter.
+The pairs are re-sampled to about uniform over languages once per run (seeded). :meth:`Aligner.plan`
+interleaves alignment steps with the task steps by the schedule; the loop runs whatever plan it gets.
 """
 
 from __future__ import annotations
@@ -13,6 +13,22 @@ import torch
 
 from xlt.alignment.contrastive import AlternatingSchedule, pooled_alignment_loss, uniform_language_sampler
 from xlt.training.batches import encode
+
+
+def interleave(task_plan: list, align_step, schedule: AlternatingSchedule, align_only_steps: int) -> list:
+    """With task steps, the schedule puts alignment steps between them (the task's epochs end the run);
+    without (alignment-only training), ``align_only_steps`` alignment steps."""
+    if not task_plan:
+        return [align_step] * align_only_steps
+    plan, task = [], iter(task_plan)
+    for kind in schedule:
+        if kind == "align":
+            plan.append(align_step)
+            continue
+        step = next(task, None)
+        if step is None:
+            return plan
+        plan.append(step)
 
 
 @dataclass
@@ -39,6 +55,14 @@ class Aligner:
         batch = [self.samples[(self._next + i) % len(self.samples)] for i in range(self.batch_size)]
         self._next = (self._next + self.batch_size) % len(self.samples)
         return batch
+
+    def plan(self, task_plan: list, epochs: int) -> list:
+        """The optimizer steps of the run: ``task_plan`` with alignment steps interleaved."""
+        return interleave(task_plan, self.step, self.schedule, self.steps_per_epoch() * epochs)
+
+    def step(self, model: torch.nn.Module, accelerator) -> torch.Tensor:
+        """One alignment step of the training loop (every process computes the same batch)."""
+        return self.loss(model, accelerator.device)
 
     def loss(self, model: torch.nn.Module, device: torch.device) -> torch.Tensor:
         batch = self.next_batch()

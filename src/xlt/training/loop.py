@@ -80,52 +80,41 @@ def length_grouped_batches(examples: Sequence[Example], batch_size: int, generat
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-def step_plan(epochs: int, epochs_of_batches: list[list[int]], aligner, task_loss: bool) -> list:
-    """The optimizer steps in order: a task batch (a list of example indices) or ``"align"``.
-
-    Without an aligner every step is a task step. With one, the schedule interleaves alignment steps
-    between the task batches (task-only epochs still end the run); alignment-only training runs as
-    many alignment steps per epoch as the resampled pairs fill.
-    """
-    if aligner is None:
-        return list(epochs_of_batches)
-    if not task_loss:
-        return ["align"] * (aligner.steps_per_epoch() * epochs)
-    plan, task = [], iter(epochs_of_batches)
-    k = 0
-    while True:
-        if aligner.schedule(k) == "align":
-            plan.append("align")
-        else:
-            batch = next(task, None)
-            if batch is None:
-                return plan
-            plan.append(batch)
-        k += 1
+Step = Callable[[torch.nn.Module, Accelerator], torch.Tensor]
+"""One optimizer step: given the (prepared) model and the accelerator, this process's loss."""
 
 
-def train(
-    model: torch.nn.Module,
-    examples: Sequence[Example],
-    to_batch: Callable[[list[Example]], Batch],
-    settings: TrainSettings,
-    seed: int,
-    desc: str = "train",
-    aligner=None,
-    task_loss: bool = True,
-) -> float:
-    """Train the parameters that require grad; returns wall-clock seconds.
+@dataclass
+class TaskStep:
+    """One batch of task examples; each process takes its rows and weights its mean loss so that DDP's
+    average over processes is the mean over the whole batch."""
 
-    Under ``accelerate launch`` (DDP) every process builds the same plan and takes its shard of each
-    batch; gradients are averaged by DDP. ``aligner`` (:class:`xlt.alignment.aligner.Aligner`) adds contrastive alignment steps; with
-    ``task_loss=False`` only those run (a standalone alignment module).
-    """
+    rows: list[int]
+    examples: Sequence
+    to_batch: Callable[[list], Batch]
+
+    def __call__(self, model: torch.nn.Module, accelerator: Accelerator) -> torch.Tensor:
+        rows, weight = shard(self.rows, accelerator.process_index, accelerator.num_processes)
+        batch = self.to_batch([self.examples[i] for i in rows]).to(accelerator.device)
+        return model(**batch.inputs, labels=batch.labels).loss * weight
+
+
+def task_steps(examples: Sequence, to_batch: Callable[[list], Batch], batch_size: int, epochs: int,
+               seed: int) -> list[TaskStep]:
+    """``epochs`` passes over ``examples`` in length-grouped shuffled batches, one step per batch."""
+    generator = torch.Generator().manual_seed(seed)
+    return [TaskStep(rows, examples, to_batch) for _ in range(epochs)
+            for rows in length_grouped_batches(examples, batch_size, generator)]
+
+
+def train(model: torch.nn.Module, plan: Sequence[Step], settings: TrainSettings, desc: str = "train") -> float:
+    """Run the steps of ``plan`` (one optimizer step each) on the parameters that require grad; returns
+    wall-clock seconds. The plan decides what a step computes (task batches, alignment batches, ...);
+    the loop adds autocast, backward, AdamW with transformers' linear warm-up and decay, and DDP under
+    ``accelerate launch``."""
     accelerator = make_accelerator(settings.bf16, settings.fp16)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    epochs = [b for _ in range(settings.epochs) for b in length_grouped_batches(examples, settings.batch_size, generator)]
-    plan = step_plan(settings.epochs, epochs, aligner, task_loss)
     total = max(1, len(plan))
     schedule = get_linear_schedule_with_warmup(optimizer, int(settings.warmup_ratio * total), total)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -134,16 +123,9 @@ def train(
     show = settings.show_progress and accelerator.is_main_process
     bar = tqdm(total=total, desc=desc, disable=not show, leave=False)
     for step in plan:
-        if step == "align":
-            with accelerator.autocast():
-                loss = aligner.loss(model, accelerator.device)
-            accelerator.backward(loss)
-        else:
-            rows, weight = shard(step, accelerator.process_index, accelerator.num_processes)
-            batch = to_batch([examples[i] for i in rows]).to(accelerator.device)
-            with accelerator.autocast():
-                loss = model(**batch.inputs, labels=batch.labels).loss
-            accelerator.backward(loss * weight)
+        with accelerator.autocast():
+            loss = step(model, accelerator)
+        accelerator.backward(loss)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
