@@ -111,6 +111,19 @@ def test_lora_options_flare_cannot_honour_are_refused_in_one_line(option, value)
     assert "\n" not in str(err.value)
 
 
+def test_every_lora_option_is_either_honoured_or_refused():
+    """A LoraConfig option added by a newer PEFT fails here until FLARE decides what to do with it."""
+    from dataclasses import fields
+
+    from peft import PeftConfig
+
+    from xlt.flare.config import HONOURED, UNSUPPORTED
+
+    lora_options = {f.name for f in fields(LoraConfig)} - {f.name for f in fields(PeftConfig)}
+    assert lora_options - set(HONOURED) - set(UNSUPPORTED) == set()
+    assert not set(HONOURED) & set(UNSUPPORTED)
+
+
 def test_unknown_fusion_and_offset_are_refused_by_the_config():
     with pytest.raises(XltError, match="unknown fusion 'concat'"):
         FlareConfig(target_modules=["query"], fusion="concat")

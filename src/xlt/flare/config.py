@@ -33,6 +33,12 @@ UNSUPPORTED = {
     "corda_config": "CorDA rewrites the base weight the frozen source pass reads",
     "lora_ga_config": "LoRA-GA rewrites the base weight the frozen source pass reads",
 }
+# LoraConfig options FLARE honours as LoRA does (each one reaches the LoRA part of FlareLinear), or that
+# only matter together with a refused one (loftq_config, qalora_group_size, megatron_core, runtime_config)
+HONOURED = ("r", "lora_alpha", "lora_dropout", "target_modules", "exclude_modules", "layers_to_transform",
+            "layers_pattern", "rank_pattern", "alpha_pattern", "use_rslora", "bias", "modules_to_save",
+            "fan_in_fan_out", "init_lora_weights", "ensure_weight_tying", "loftq_config", "qalora_group_size",
+            "megatron_core", "runtime_config")
 # initialisations that keep the base weight as it is (PiSSA/OLoRA/LoftQ rewrite it, which would change the
 # frozen source pass into a pass of another model)
 SUPPORTED_INITS = (True, False, "gaussian")
