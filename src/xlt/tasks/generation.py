@@ -12,7 +12,9 @@ FLARE for generation (the rule, identical in training and decoding):
 Decoding is greedy and deterministic (never the checkpoint's sampling defaults) and goes through
 the model call of training, source inputs included. Decoder-only models decode with a KV cache
 (the English prompt's states are computed once per batch); mT5 re-runs its decoder each step,
-because the frozen decoder it fuses reads the generated prefix.
+because the frozen decoder it fuses reads the generated prefix. The loop is ours, not
+``generate()``: transformers checks generate's keyword arguments against the model's forward
+signature and refuses the ``source_*`` inputs that reach FLARE through the call.
 """
 
 from __future__ import annotations
