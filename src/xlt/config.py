@@ -21,6 +21,7 @@ import yaml
 from xlt.data.tasks import TASKS
 from xlt.errors import XltError
 from xlt.flare.fusion_names import FUSIONS, check_fusion_name
+from xlt.languages import canonical_code
 from xlt.method_table import METHODS, get_method
 
 ALL = "all"  # how help lines show a None limit (no maximum)
@@ -39,6 +40,9 @@ class RunConfig:
                                  choices=FUSIONS, shown="add_relu for flare")
     model: str = setting("e5-small", "e5-small, tiny-random/<family>, a Hugging Face model id or a local folder")
     source_lang: str = setting("en", "language of the English task model and of each example's source version")
+    source_from: str = setting("gold", "the source text stage 2 reads or fuses: gold (each example's source_lang "
+                                       "version) or pivot:LANG (its version in another language of a parallel "
+                                       "set, e.g. pivot:id on NusaX); stage 1 always reads source_lang")
     target_lang: str = setting("ace", "target language: ISO 639-1/3 code or the data set's name")
     seed: int = setting(0, "random seed (0 .. 2**32-1)")
     output_dir: str = setting("runs/run", "run directory: config.yaml, adapter/, metrics.json")
@@ -114,9 +118,28 @@ class RunConfig:
             self.fusion = check_fusion_name(self.fusion or "add_relu")
         elif self.fusion is not None:
             raise XltError(f"--fusion is only for --method flare, not {self.method!r}")
+        self._check_source_from()
         if self.bf16 and self.fp16:
             raise XltError("choose one of bf16 and fp16")
         self._check_numbers()
+
+    def _check_source_from(self) -> None:
+        kind, _, lang = self.source_from.partition(":")
+        if kind == "gold" and not lang:
+            return
+        if kind != "pivot" or not lang:
+            raise XltError(f"source_from must be gold or pivot:LANG, got {self.source_from!r}")
+        if self.task == "custom":
+            raise XltError("source_from pivot:LANG needs a parallel data set; a custom file has one source column")
+        pivot = canonical_code(lang)
+        if pivot in (canonical_code(self.target_lang), canonical_code(self.source_lang)):
+            raise XltError(f"source_from pivot:{lang} must differ from the target and the source language")
+        self.source_from = f"pivot:{pivot}"
+
+    @property
+    def source_text_lang(self) -> str:
+        """The language of the source text stage 2 reads: source_lang, or the pivot."""
+        return self.source_from.partition(":")[2] or self.source_lang
 
     def _check_numbers(self) -> None:
         for name in ("epochs", "batch_size", "max_length", "max_answer_length", "lora_r", "lora_alpha",

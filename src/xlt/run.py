@@ -15,6 +15,7 @@ from pathlib import Path
 from xlt.config import RunConfig
 from xlt.data.examples import GenTaskData, TaskData
 from xlt.errors import XltError
+from xlt.languages import canonical_code
 from xlt.methods import AdaptedModel, AdapterSettings, attach, get_method, load_adapter, save_adapter
 from xlt.metrics import gap_to_source
 from xlt.models.classifier import resolve_pooling
@@ -161,7 +162,8 @@ def run_metrics(cfg: RunConfig, adapted: AdaptedModel, data: TaskData | GenTaskD
     trains = adapted.method.trains
     return {
         "task": cfg.task, "method": cfg.method, "fusion": cfg.fusion, "model": cfg.model,
-        "source_lang": data.source_lang, "target_lang": data.target_lang, "seed": cfg.seed,
+        "source_lang": canonical_code(cfg.source_lang), "source_from": cfg.source_from,
+        "target_lang": data.target_lang, "seed": cfg.seed,
         "trainable_params": adapted.trainable_params if trains else 0,
         "train_examples": len(data.train) if trains else 0, "test_examples": len(data.test), **trained, **result,
         "source_metrics": source_metrics,

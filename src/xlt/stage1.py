@@ -38,7 +38,8 @@ def set_seed(seed: int) -> None:
 
 def load_data(cfg: RunConfig, stage1: bool = False) -> TaskData | GenTaskData:
     """The task's (target, source) data; stage 1 reads the source (English) side of the same examples."""
-    data = load_task(cfg.task, cfg.target_lang, cfg.source_lang, cfg.data_dir, cfg.train_file, cfg.test_file)
+    source = cfg.source_lang if stage1 else cfg.source_text_lang  # stage 2 may read a pivot's text
+    data = load_task(cfg.task, cfg.target_lang, source, cfg.data_dir, cfg.train_file, cfg.test_file)
     if stage1:
         data = source_side(data)
     max_train = cfg.stage1_max_train_examples if stage1 else cfg.max_train_examples
