@@ -60,3 +60,41 @@ def test_json_entities_are_parsed_or_counted_invalid():
     result = json_entity_metrics(outputs, gold)
     # correct: Obama, one UN (multiset) = 2; predicted 2 + 0 + 2 = 4; gold 2 + 1 + 1 = 4
     assert result == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "invalid_outputs": 1}
+
+
+from xlt.tasks.answer_projection import Span, mark, project, unmark  # noqa: E402
+
+
+def test_marked_answers_survive_an_identity_translation_at_every_position():
+    cases = [("Paris is the capital.", 0, "Paris"),                      # at the start
+             ("The capital is Paris", 15, "Paris"),                      # at the end
+             ('He said "yes" twice: "yes".', 21, '"yes"'),               # quotes, and a repeated answer
+             ("one two one", 8, "one")]                                  # the second of two occurrences
+    spans, dropped = project(cases, lambda texts: texts)
+    assert not dropped
+    for (context, start, answer), span in zip(cases, spans):
+        assert span == Span(context, start, answer)
+        assert span.context[span.answer_start : span.answer_start + len(span.answer)] == answer
+
+
+def test_a_translation_that_moves_the_answer_keeps_its_new_offset():
+    def translate(texts):
+        assert texts == ["The capital is [Paris]."]
+        return ["[Paris] ist die Hauptstadt ."]
+
+    spans, dropped = project([("The capital is Paris.", 15, "Paris")], translate)
+    assert spans == [Span("Paris ist die Hauptstadt .", 0, "Paris")] and not dropped
+
+
+def test_examples_are_dropped_with_their_reason():
+    assert unmark("no markers here") == "markers lost in translation"
+    assert unmark("[a] and [b]") == "markers repeated or half lost"
+    assert unmark("only [open") == "markers repeated or half lost"
+    assert unmark("]a[") == "markers out of order"
+    assert unmark("x [ ] y") == "empty answer"
+    assert unmark("x [ spaced ] y") == Span("x  spaced  y", 3, "spaced")
+    assert mark("a [note] here", 0, "a") is None and mark("abc", 1, "c") is None
+    cases = [("a [note] here", 0, "a"), ("abc", 1, "c"), ("keep me", 0, "keep")]
+    spans, dropped = project(cases, lambda texts: ["lost" for _ in texts])
+    assert spans == [None, None, None]
+    assert dropped == {"paragraph holds a marker": 1, "answer not at its offset": 1, "markers lost in translation": 1}
