@@ -16,8 +16,9 @@ class ChrfScore:
     signature: str  # sacreBLEU's, e.g. "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"
 
 
-def corpus_chrf(hypotheses: list[str], references: list[str]) -> ChrfScore:
-    """chrF of the hypotheses against one reference each (same order, same length)."""
+def corpus_chrf(hypotheses: list[str], references: list[str], lowercase: bool = False) -> ChrfScore:
+    """chrF of the hypotheses against one reference each (same order, same length); ``lowercase``
+    ignores case (signature ``case:lc``)."""
     from sacrebleu.metrics import CHRF
 
     if len(hypotheses) != len(references):
@@ -25,6 +26,6 @@ def corpus_chrf(hypotheses: list[str], references: list[str]) -> ChrfScore:
                        f"and {len(references)} references")
     if not hypotheses:
         raise XltError("chrF of an empty corpus is undefined")
-    metric = CHRF()
+    metric = CHRF(lowercase=lowercase)
     score = metric.corpus_score(list(hypotheses), [list(references)])
     return ChrfScore(score=float(score.score), signature=str(metric.get_signature()))
