@@ -109,6 +109,14 @@ def test_a_tag_the_tokenizer_lacks_is_refused_naming_language_and_model():
     assert plan_tags(tok, "small-nllb", "id", "en").forced_bos_token_id == tok.convert_tokens_to_ids("eng_Latn")
     with pytest.raises(XltError, match=r"model small-nllb has no language tag for Acehnese \(ace\): .*'ace_Latn'"):
         plan_tags(tok, "small-nllb", "ace", "en")
+    # a tokenizer without src_lang gets the source tag in front of the text
+    from transformers import PreTrainedTokenizerFast
+
+    generic = PreTrainedTokenizerFast(tokenizer_object=tok._tokenizer,
+                                      additional_special_tokens=["eng_Latn", "ind_Latn"])
+    plan = plan_tags(generic, "generic", "id", "en")
+    eng = generic.convert_tokens_to_ids("eng_Latn")
+    assert (plan.src_lang, plan.prefix, plan.forced_bos_token_id) == (None, "ind_Latn ", eng)
 
 
 def test_marian_pair_model_translates_its_declared_pair_only():

@@ -128,7 +128,7 @@ TINY: dict[str, TinySpec] = {
     "mt5": TinySpec(("<pad>", "</s>", "<unk>"), "<pad>", "<unk>", "$A </s>", "$A </s> $B:1 </s>:1", _mt5,
                     "AutoModelForSeq2SeqLM", extra={"eos_token": "</s>"}),
     # translation models: NLLB-200's architecture and tokenizer class; an OPUS-MT-style pair model (no tags)
-    "m2m100": TinySpec(("<s>", "<pad>", "</s>", "<unk>"), "<pad>", "<unk>", "", "", _m2m100,
+    "m2m100": TinySpec(("<s>", "<pad>", "</s>", "<unk>"), "<pad>", "<unk>", "", "", _m2m100,  # NLLB's templates
                        "AutoModelForSeq2SeqLM", tokenizer=_nllb_tokenizer),
     "marian": TinySpec(("</s>", "<unk>", "<pad>"), "<pad>", "<unk>", "$A </s>", "$A </s> $B:1 </s>:1", _marian,
                        "AutoModelForSeq2SeqLM", extra={"eos_token": "</s>"},

@@ -32,9 +32,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_option(p, "--beams", type=int, default=1, help="beam size (1: greedy)")
     add_option(p, "--max-new-tokens", type=int, default=128, help="longest translation in tokens")
     cache = p.add_mutually_exclusive_group()
-    add_option(cache, "--cache-file", help="sqlite file of cached translations", shown="translations.sqlite in $XLT_CACHE_DIR, else ~/.cache/xlt")
+    add_option(cache, "--cache-file", help="sqlite file of cached translations",
+               shown="translations.sqlite in $XLT_CACHE_DIR, else ~/.cache/xlt")
     add_option(cache, "--no-cache", action="store_true", help="translate everything, store nothing")
-    add_option(p, "--data-dir", help="data set folder (for --model lexicon)", shown="$XLT_DATA_DIR, else ../shared/datasets")
+    add_option(p, "--data-dir", help="data set folder (for --model lexicon)",
+               shown="$XLT_DATA_DIR, else ../shared/datasets")
     return p
 
 
