@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     retrieval_cli.add_parser(sub)
     merge_cli.add_parser(sub)
+    from xlt.mt import translate_cli
+
+    translate_cli.add_parser(sub)
     return parser
 
 
@@ -167,8 +170,14 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     return merge_cli.run(args)
 
 
+def _cmd_translate(args: argparse.Namespace) -> int:
+    from xlt.mt import translate_cli
+
+    return translate_cli.run(args)
+
+
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "demo": _cmd_demo, "retrieval": _cmd_retrieval,
-            "merge": _cmd_merge}
+            "merge": _cmd_merge, "translate": _cmd_translate}
 
 
 def main(argv: list[str] | None = None) -> int:

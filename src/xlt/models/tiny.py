@@ -2,7 +2,10 @@
 
 They make every code path testable offline in seconds: one row of ``TINY`` per family. The
 tokenizer is a character-level WordPiece over printable ASCII plus common Latin letters, so real
-data runs through it and generated ids decode back to text.
+data runs through it and generated ids decode back to text. The translation rows differ:
+``m2m100`` uses NLLB's own tokenizer class (character-level, with FLORES-200 tags) so that the
+language-tag path of real NLLB checkpoints runs, and ``marian`` records its language pair in
+``tokenizer_config.json`` as OPUS-MT checkpoints do.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class TinySpec:
     auto_class: str  # which transformers Auto class saves the weights
     padding_side: str = "right"
     extra: dict | None = None  # other special tokens for the tokenizer (bos, eos, cls, sep, mask)
+    settings: dict | None = None  # other tokenizer settings saved in tokenizer_config.json (Marian's language pair)
+    tokenizer: Callable[[], object] | None = None  # a model-specific tokenizer instead of the generic one
 
 
 def _bert(ids):
@@ -69,6 +74,41 @@ def _mt5(ids):
                      decoder_start_token_id=ids["<pad>"], tie_word_embeddings=False)
 
 
+def _m2m100(ids):
+    from transformers import M2M100Config
+
+    return M2M100Config(vocab_size=ids["vocab"], d_model=32, encoder_layers=2, decoder_layers=2,
+                        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                        max_position_embeddings=512, pad_token_id=ids["<pad>"], bos_token_id=ids["<s>"],
+                        eos_token_id=ids["</s>"], decoder_start_token_id=ids["</s>"],  # as NLLB-200
+                        init_std=0.5)  # outputs that depend on the input
+
+
+def _marian(ids):
+    from transformers import MarianConfig
+
+    return MarianConfig(vocab_size=ids["vocab"], d_model=32, encoder_layers=2, decoder_layers=2,
+                        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                        max_position_embeddings=512, pad_token_id=ids["<pad>"], eos_token_id=ids["</s>"],
+                        decoder_start_token_id=ids["<pad>"], forced_eos_token_id=ids["</s>"],  # as OPUS-MT
+                        init_std=0.5)
+
+
+def _nllb_tokenizer():
+    """NLLB's own tokenizer class (``src_lang`` puts the tag first), character-level, with the FLORES-200
+    codes of xlt's languages as its language tags."""
+    from transformers import NllbTokenizer
+
+    from xlt.mt.flores import FLORES200
+
+    vocab = {tok: i for i, tok in enumerate(("<s>", "<pad>", "</s>", "<unk>"))}
+    for ch in ("\u2581", *_CHARS):  # U+2581: SentencePiece's word-start mark, which NLLB's pre-tokenizer adds
+        vocab.setdefault(ch, len(vocab))
+    codes = sorted({code for code in FLORES200.values() if code})
+    return NllbTokenizer(vocab=vocab, merges=[], extra_special_tokens=codes, src_lang="eng_Latn",
+                         model_max_length=512)
+
+
 _ENCODER_XLMR = ("<pad>", "<unk>", "<s>", "</s>", "<mask>")
 _DECODER_SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
 _DECODER = dict(specials=_DECODER_SPECIALS, pad="<pad>", unk="<unk>", single="<s> $A", pair="<s> $A </s> $B:1",
@@ -87,8 +127,15 @@ TINY: dict[str, TinySpec] = {
     "gemma2": TinySpec(config=_decoder("Gemma2Config", head_dim=8, sliding_window=16), **_DECODER),
     "mt5": TinySpec(("<pad>", "</s>", "<unk>"), "<pad>", "<unk>", "$A </s>", "$A </s> $B:1 </s>:1", _mt5,
                     "AutoModelForSeq2SeqLM", extra={"eos_token": "</s>"}),
+    # translation models: NLLB-200's architecture and tokenizer class; an OPUS-MT-style pair model (no tags)
+    "m2m100": TinySpec(("<s>", "<pad>", "</s>", "<unk>"), "<pad>", "<unk>", "", "", _m2m100,  # NLLB's templates
+                       "AutoModelForSeq2SeqLM", tokenizer=_nllb_tokenizer),
+    "marian": TinySpec(("</s>", "<unk>", "<pad>"), "<pad>", "<unk>", "$A </s>", "$A </s> $B:1 </s>:1", _marian,
+                       "AutoModelForSeq2SeqLM", extra={"eos_token": "</s>"},
+                       settings={"source_lang": "id", "target_lang": "en"}),
 }
-TINY_FAMILIES = tuple(TINY)
+TINY_MT_FAMILIES = ("m2m100", "marian")  # translation models only: no architecture row, xlt does not adapt them
+TINY_FAMILIES = tuple(f for f in TINY if f not in TINY_MT_FAMILIES)  # the families xlt trains adapters on
 
 
 def _build_tokenizer(spec: TinySpec) -> Tokenizer:
@@ -112,16 +159,20 @@ def _build(family: str, folder: Path) -> None:
     from transformers import PreTrainedTokenizerFast
 
     spec = TINY[family]
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_build_tokenizer(spec), pad_token=spec.pad, unk_token=spec.unk,
-        model_max_length=512, padding_side=spec.padding_side, **(spec.extra or {}),
-    )
-    tokenizer.save_pretrained(folder)
-    # name the generic class: model-specific classes (e.g. Qwen2Tokenizer) would rebuild their own pipeline
-    config_path = folder / "tokenizer_config.json"
-    config = json.loads(config_path.read_text())
-    config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    config_path.write_text(json.dumps(config, indent=2))
+    if spec.tokenizer is not None:
+        tokenizer = spec.tokenizer()
+        tokenizer.save_pretrained(folder)
+    else:
+        tokenizer = PreTrainedTokenizerFast(
+            tokenizer_object=_build_tokenizer(spec), pad_token=spec.pad, unk_token=spec.unk,
+            model_max_length=512, padding_side=spec.padding_side, **(spec.extra or {}), **(spec.settings or {}),
+        )
+        tokenizer.save_pretrained(folder)
+        # name the generic class: model-specific classes (e.g. Qwen2Tokenizer) would rebuild their own pipeline
+        config_path = folder / "tokenizer_config.json"
+        config = json.loads(config_path.read_text())
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        config_path.write_text(json.dumps(config, indent=2))
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in spec.specials}
     ids["vocab"] = len(tokenizer)
     torch.manual_seed(0)
@@ -132,6 +183,6 @@ def _build(family: str, folder: Path) -> None:
 
 def ensure_tiny(family: str, cache_dir: str | Path | None = None) -> Path:
     if family not in TINY:
-        raise XltError(f"unknown tiny-random family {family!r}; choose one of: {', '.join(TINY_FAMILIES)}")
+        raise XltError(f"unknown tiny-random family {family!r}; choose one of: {', '.join(TINY)}")
     root = Path(cache_dir) if cache_dir else cache_root() / "models"
     return build_once(root / f"tiny-random-{family}", lambda folder: _build(family, folder))
