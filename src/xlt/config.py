@@ -41,8 +41,16 @@ class RunConfig:
     model: str = setting("e5-small", "e5-small, tiny-random/<family>, a Hugging Face model id or a local folder")
     source_lang: str = setting("en", "language of the English task model and of each example's source version")
     source_from: str = setting("gold", "the source text stage 2 reads or fuses: gold (each example's source_lang "
-                                       "version) or pivot:LANG (its version in another language of a parallel "
-                                       "set, e.g. pivot:id on NusaX); stage 1 always reads source_lang")
+                                       "version), pivot:LANG (its version in another language of a parallel set, "
+                                       "e.g. pivot:id on NusaX), mt:MODEL (the target text machine-translated into "
+                                       "source_lang) or lexicon (NusaX word-by-word stand-in); stage 1 always reads "
+                                       "source_lang")
+    translator: str | None = setting(None, "MT model of translate-test (the English it reads) and translate-train "
+                                           "(the training set it translates): a Hugging Face seq2seq id or folder "
+                                           "(NLLB, M2M100, Marian), a CTranslate2 folder, or lexicon")
+    mt_beams: int = setting(1, "beam size of machine translation (1: greedy)")
+    mt_batch_size: int = setting(16, "sentences per machine-translation batch")
+    translation_cache: str | None = setting(None, "sqlite file of cached translations", shown="under the cache dir")
     target_lang: str = setting("ace", "target language: ISO 639-1/3 code or the data set's name")
     seed: int = setting(0, "random seed (0 .. 2**32-1)")
     output_dir: str = setting("runs/run", "run directory: config.yaml, adapter/, metrics.json")
@@ -124,26 +132,51 @@ class RunConfig:
         self._check_numbers()
 
     def _check_source_from(self) -> None:
-        kind, _, lang = self.source_from.partition(":")
-        if kind == "gold" and not lang:
+        method = get_method(self.method)
+        if self.translator is not None:
+            made = "lexicon" if self.translator == "lexicon" else f"mt:{self.translator}"
+            if method.name == "translate-test" and self.source_from in ("gold", made):
+                self.source_from = made  # translate-test reads the translator's English
+            elif method.name == "translate-test":
+                raise XltError(f"translate-test reads either --translator's English or --source-from "
+                               f"{self.source_from}, not both")
+            elif method.name != "translate-train":
+                raise XltError(f"--translator is for translate-test and translate-train, not {self.method!r} "
+                               "(FLARE and input-fusion read machine translation with --source-from mt:MODEL)")
+        elif method.translated_train:
+            raise XltError("translate-train needs --translator MODEL (or lexicon)")
+        kind, _, value = self.source_from.partition(":")
+        if self.source_from == "gold":
             return
-        if kind != "pivot" or not lang:
-            raise XltError(f"source_from must be gold or pivot:LANG, got {self.source_from!r}")
+        if not method.reads_source:
+            raise XltError(f"--source-from {self.source_from} changes the source text, which {self.method!r} "
+                           "never reads")
+        if self.source_from == "lexicon" or (kind == "mt" and value):
+            return
+        if kind != "pivot" or not value:
+            raise XltError(f"source_from must be gold, pivot:LANG, mt:MODEL or lexicon, got {self.source_from!r}")
         if self.task == "custom":
             raise XltError("source_from pivot:LANG needs a parallel data set; a custom file has one source column")
-        pivot = canonical_code(lang)
+        pivot = canonical_code(value)
         if pivot in (canonical_code(self.target_lang), canonical_code(self.source_lang)):
-            raise XltError(f"source_from pivot:{lang} must differ from the target and the source language")
+            raise XltError(f"source_from pivot:{value} must differ from the target and the source language")
         self.source_from = f"pivot:{pivot}"
 
     @property
     def source_text_lang(self) -> str:
-        """The language of the source text stage 2 reads: source_lang, or the pivot."""
-        return self.source_from.partition(":")[2] or self.source_lang
+        """The language of the source text stage 2 reads: the pivot's, else source_lang."""
+        kind, _, value = self.source_from.partition(":")
+        return value if kind == "pivot" else self.source_lang
+
+    @property
+    def source_translator(self) -> str | None:
+        """The translator that makes stage 2's source text (``mt:MODEL`` or ``lexicon``), if any."""
+        kind, _, value = self.source_from.partition(":")
+        return "lexicon" if self.source_from == "lexicon" else value if kind == "mt" else None
 
     def _check_numbers(self) -> None:
         for name in ("epochs", "batch_size", "max_length", "max_answer_length", "lora_r", "lora_alpha",
-                     "stage1_epochs"):
+                     "stage1_epochs", "mt_beams", "mt_batch_size"):
             if getattr(self, name) < 1:
                 raise XltError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "stage1_lr", "align_temperature"):

@@ -16,6 +16,12 @@ class Method:
     adapter: str | None  # None: evaluate the English model as is; "lora" | "flare"
     task_loss: bool = True  # False: the adapter is trained on the alignment loss alone
     align: bool = False  # alternate contrastive middle-layer alignment steps with the task steps
+    translated_train: bool = False  # trains on the English training set machine-translated into the target
+
+    @property
+    def reads_source(self) -> bool:
+        """Whether the method reads or fuses each example's source text (what --source-from changes)."""
+        return self.view in ("source", "concat") or self.adapter == "flare"
 
     @property
     def trains(self) -> bool:
@@ -32,6 +38,7 @@ METHODS: dict[str, Method] = {
         Method("zero-shot", "target", None),
         Method("translate-test", "source", None),
         Method("lora", "target", "lora"),
+        Method("translate-train", "target", "lora", translated_train=True),
         Method("input-fusion", "concat", "lora"),
         Method("flare", "target", "flare"),
         Method("align", "target", "lora", task_loss=False, align=True),

@@ -5,6 +5,7 @@
 | zero-shot       | target text                | nothing           |
 | translate-test  | English text of the example| nothing           |
 | lora            | target text                | LoRA (q, v)       |
+| translate-train | English train set machine-translated into the target | LoRA (q, v) |
 | input-fusion    | English + target, 2× length| LoRA (q, v)       |
 | flare           | target text + English pass | FLARE LoRA (q, v) |
 | align           | English-target pairs       | LoRA (all linear), contrastive loss only |

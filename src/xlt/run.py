@@ -29,6 +29,31 @@ from xlt.training.loop import enable_checkpointing, task_steps, train
 from xlt.training.processes import processes as run_processes
 
 
+def stage2_data(cfg: RunConfig) -> tuple[TaskData | GenTaskData, dict]:
+    """The data stage 2 trains and is tested on, and what metrics.json records about its text: the
+    gold task data, with the source text machine-translated (``--source-from mt:M``/``lexicon``, and its
+    chrF against the gold) or the training set translated into the target language (translate-train)."""
+    data = load_data(cfg)
+    method = get_method(cfg.method)
+    if cfg.source_translator is None and not method.translated_train:
+        return data, {}
+    from xlt.data.translated import translated_source, translated_training_set
+    from xlt.mt.cache import TranslationCache
+    from xlt.mt.translator import load_translator
+
+    model = cfg.source_translator or cfg.translator
+    translator = load_translator(model, data_dir=cfg.data_dir, batch_size=cfg.mt_batch_size, num_beams=cfg.mt_beams)
+    cache = TranslationCache(cfg.translation_cache)
+    try:
+        if method.translated_train:
+            return translated_training_set(data, translator, cache), {"translator": model}
+        splits = ("train", "test") if method.trains else ("test",)
+        data, quality = translated_source(data, translator, cache, splits)
+        return data, {"translator": model, "source_chrf": quality}
+    finally:
+        cache.close()
+
+
 def build_model(cfg: RunConfig, stage1: Path, data: TaskData | GenTaskData) -> tuple[AdaptedModel, object]:
     info = json.loads((stage1 / STAGE1_INFO).read_text())
     if isinstance(data, TaskData) and tuple(info["labels"] or ()) != tuple(data.labels):
@@ -119,7 +144,7 @@ def run_stage2(cfg: RunConfig) -> dict:
     method = get_method(cfg.method)
     out = Path(cfg.output_dir)
     check_replaceable(out)  # before any work: the finished run replaces the whole folder
-    data = load_data(cfg)  # the target-language task data (each example with its English side)
+    data, text_info = stage2_data(cfg)  # the target-language task data (each example with its English side)
     cfg = resolve_defaults(cfg, data)
     stage1 = ensure_stage1(cfg)  # the English task model, trained once and cached
     set_seed(cfg.seed)
@@ -130,7 +155,7 @@ def run_stage2(cfg: RunConfig) -> dict:
     if aligner is not None:
         result["alignment_retrieval"] = alignment_retrieval(cfg, adapted, tokenizer, aligner.layers)
     processes = run_processes()  # under accelerate launch every process trained its shard; one writes
-    metrics = run_metrics(cfg, adapted, data, stage1, trained, result, processes.num_processes)
+    metrics = run_metrics(cfg, adapted, data, stage1, {**trained, **text_info}, result, processes.num_processes)
     if processes.is_main_process:
         _write_run_dir(cfg, out, metrics, adapted if method.trains else None)
     processes.wait_for_everyone()
@@ -228,7 +253,7 @@ def reevaluate_run(run_dir: str | Path) -> dict:
     stage1 = Path(saved.get("stage1_dir", ""))
     if "stage1_dir" not in saved or not (stage1 / STAGE1_INFO).is_file():
         raise XltError(f"the run's English model {saved.get('stage1_dir')} is missing")
-    data = load_data(cfg)
+    data, _ = stage2_data(cfg)
     adapted, tokenizer = build_model(cfg, stage1, data)
     if adapted.method.trains:
         load_adapter(adapted, run_dir / ADAPTER)
