@@ -132,3 +132,22 @@ def test_a_language_the_lexicon_lacks_is_refused_by_name_before_any_model(tmp_pa
     err = capsys.readouterr().err
     assert err.startswith("xlt: error: the lexicon translator has no word list for German (de); it translates from "
                           "Acehnese (ace), Balinese (ban)") and err.count("\n") == 1
+
+
+def test_the_mt_demo_suite_compares_sources_and_reports_their_chrf(tmp_path):
+    from xlt.demo import MT_SUITE, DemoPlan, run_demo
+
+    plan = DemoPlan(languages=("ace",), seeds=(0,), max_train_examples=8, max_eval_examples=8, epochs=1,
+                    stage1_epochs=1, stage1_max_train_examples=8, bf16=False)
+    table = run_demo(tmp_path, plan, model="tiny-random/bert", show_progress=False, suite="mt")
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["method"] for r in rows] == [m.name for m in MT_SUITE]
+    by_name = {r["method"]: r for r in rows}
+    assert by_name["flare [lexicon MT]"]["source_from"] == "lexicon"
+    assert by_name["flare [Indonesian pivot]"]["source_from"] == "pivot:id"
+    assert by_name["translate-test [gold]"]["source_from"] == "gold"
+    lexicon = by_name["flare [lexicon MT]"]["source_chrf"]["test"]["chrf"]
+    pivot = by_name["flare [Indonesian pivot]"]["source_chrf"]["test"]["chrf"]
+    assert f"| lexicon | ace | {lexicon:.1f} |" in table and f"| pivot:id | ace | {pivot:.1f} |" in table
+    assert "flare [lexicon MT], English zeroed at test" in table
+    assert "reads the gold (human) English" in table  # the gold translate-test row is still an upper bound

@@ -64,11 +64,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_demo_args(demo: argparse.ArgumentParser) -> None:
-    add_option(demo, "--suite", default="flare", choices=("flare", "alignment"),
-               help="flare: every baseline and FLARE; alignment: lora, lora+align, align, and their merge")
+    add_option(demo, "--suite", default="flare", choices=("flare", "alignment", "mt"),
+               help="flare: every baseline and FLARE; alignment: lora, lora+align, align, and their merge; "
+                    "mt: translate-test, input-fusion and FLARE on gold, pivot and lexicon-MT English")
     add_option(demo, "--quick", action="store_true", help="fewer examples and epochs (about 3 minutes)")
     add_option(demo, "--output-dir", help="where results.jsonl, summary.md and the runs go",
-               shown="xlt-demo (flare suite) or xlt-demo-alignment")
+               shown="xlt-demo, xlt-demo-alignment or xlt-demo-mt (by suite)")
     add_option(demo, "--seeds", type=int, nargs="+", help="seeds to run", shown="0")
     add_option(demo, "--languages", nargs="+", help="target languages", shown="ace bug jv")
     add_option(demo, "--model", default="e5-small", help="the model (as for xlt train --model)")

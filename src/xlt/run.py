@@ -35,6 +35,8 @@ def stage2_data(cfg: RunConfig) -> tuple[TaskData | GenTaskData, dict]:
     chrF against the gold) or the training set translated into the target language (translate-train)."""
     data = load_data(cfg)
     method = get_method(cfg.method)
+    if cfg.source_from.startswith("pivot:"):  # how far the pivot's text is from the gold English
+        return data, {"source_chrf": pivot_chrf(cfg, data)}
     if cfg.source_translator is None and not method.translated_train:
         return data, {}
     from xlt.data.translated import translated_source, translated_training_set
@@ -52,6 +54,20 @@ def stage2_data(cfg: RunConfig) -> tuple[TaskData | GenTaskData, dict]:
         return data, {"translator": model, "source_chrf": quality}
     finally:
         cache.close()
+
+
+def pivot_chrf(cfg: RunConfig, data: TaskData | GenTaskData) -> dict:
+    """chrF of the pivot text of the test rows against their gold source-language text."""
+    from xlt.mt.chrf import corpus_chrf
+
+    if not isinstance(data, TaskData):
+        return {}
+    gold = {ex.id: ex.source for ex in load_data(cfg.replace(source_from="gold")).test}
+    pairs = [(" ".join(ex.source), " ".join(gold[ex.id])) for ex in data.test if gold.get(ex.id) is not None]
+    if not pairs:
+        return {}
+    score = corpus_chrf([h for h, _ in pairs], [r for _, r in pairs])
+    return {"test": {"chrf": round(score.score, 2), "sentences": len(pairs)}, "signature": score.signature}
 
 
 def build_model(cfg: RunConfig, stage1: Path, data: TaskData | GenTaskData) -> tuple[AdaptedModel, object]:
