@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from xlt.data.tasks import TASKS
+from xlt.data.tasks import NOT_PARALLEL, TASKS, check_parallel
 from xlt.errors import XltError
 from xlt.flare.fusion_names import FUSIONS, check_fusion_name
 from xlt.languages import canonical_code
@@ -127,6 +127,7 @@ class RunConfig:
         elif self.fusion is not None:
             raise XltError(f"--fusion is only for --method flare, not {self.method!r}")
         self._check_source_from()
+        check_parallel(self.task, self.method, method.view, method.needs_source_pass)
         if self.bf16 and self.fp16:
             raise XltError("choose one of bf16 and fp16")
         self._check_numbers()
@@ -157,6 +158,8 @@ class RunConfig:
             raise XltError(f"source_from must be gold, pivot:LANG, mt:MODEL or lexicon, got {self.source_from!r}")
         if self.task == "custom":
             raise XltError("source_from pivot:LANG needs a parallel data set; a custom file has one source column")
+        if self.task in NOT_PARALLEL:
+            raise XltError(f"source_from pivot:LANG needs a parallel data set; task {self.task} is not parallel")
         pivot = canonical_code(value)
         if pivot in (canonical_code(self.target_lang), canonical_code(self.source_lang)):
             raise XltError(f"source_from pivot:{value} must differ from the target and the source language")

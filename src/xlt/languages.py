@@ -12,9 +12,9 @@ ace        ace         acehnese, achinese      nusax: acehnese
 ban        ban         balinese                nusax: balinese
 bjn        bjn         banjarese, banjar       nusax: banjarese
 bug        bug         buginese                nusax: buginese
-en         eng         english                 nusax: english, xnli: en, massive: en-US
-id         ind         indonesian              nusax: indonesian, massive: id-ID
-jv         jav         javanese                nusax: javanese, massive: jv-ID
+en         eng         english                 nusax: english, xnli: en, massive: en-US, panx: en, uner: English
+id         ind         indonesian              nusax: indonesian, massive: id-ID, panx: id
+jv         jav         javanese                nusax: javanese, massive: jv-ID, panx: jv
 mad        mad         madurese                nusax: madurese
 min        min         minangkabau             nusax: minangkabau
 nij        nij         ngaju                   nusax: ngaju
@@ -22,28 +22,34 @@ su         sun         sundanese               nusax: sundanese
 bbc        bbc         toba_batak              nusax: toba_batak
 ar         ara         arabic                  xnli: ar, massive: ar-SA
 bg         bul         bulgarian               xnli: bg
-de         deu         german                  xnli: de, massive: de-DE
+de         deu         german                  xnli: de, massive: de-DE, panx: de, uner: German
 el         ell         greek                   xnli: el, massive: el-GR
 es         spa         spanish                 xnli: es, massive: es-ES
 fr         fra         french                  xnli: fr, massive: fr-FR
 hi         hin         hindi                   xnli: hi, massive: hi-IN
-ru         rus         russian                 xnli: ru, massive: ru-RU
-sw         swa, swh    swahili                 xnli: sw, massive: sw-KE
+ru         rus         russian                 xnli: ru, massive: ru-RU, uner: Russian
+sw         swa, swh    swahili                 xnli: sw, massive: sw-KE, panx: sw
 th         tha         thai                    xnli: th, massive: th-TH
 tr         tur         turkish                 xnli: tr, massive: tr-TR
 ur         urd         urdu                    xnli: ur, massive: ur-PK
 vi         vie         vietnamese              xnli: vi, massive: vi-VN
-zh         zho         chinese                 xnli: zh, massive: zh-CN
+zh         zho         chinese                 xnli: zh, massive: zh-CN, uner: Chinese
 af         afr         afrikaans               massive: af-ZA
 az         aze, azj    azerbaijani             massive: az-AZ
 cy         cym         welsh                   massive: cy-GB
 is         isl         icelandic               massive: is-IS
 ja         jpn         japanese                massive: ja-JP
 ko         kor         korean                  massive: ko-KR
-tl         tgl         tagalog, filipino       massive: tl-PH
+tl         tgl         tagalog, filipino       massive: tl-PH, panx: tl
+ms         msa, zsm    malay                   panx: ms
+my         mya         burmese                 panx: my
+yo         yor         yoruba                  panx: yo
+pt         por         portuguese              uner: Portuguese
+sv         swe         swedish                 uner: Swedish
 =========  ==========  ======================  =========================================
 
-Task ``massive-intent`` uses the same locale files as ``massive``.
+Task ``massive-intent`` uses the same locale files as ``massive``; ``uner`` names the ``<Name>-PUD``
+folder (its files are ``<code>_pud-ud-test.iob2``).
 """
 
 from __future__ import annotations
@@ -85,6 +91,11 @@ _LANGUAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "ja": (("jpn",), ("japanese",)),
     "ko": (("kor",), ("korean",)),
     "tl": (("tgl",), ("tagalog", "filipino")),
+    "ms": (("msa", "zsm"), ("malay",)),
+    "my": (("mya",), ("burmese",)),
+    "yo": (("yor",), ("yoruba",)),
+    "pt": (("por",), ("portuguese",)),
+    "sv": (("swe",), ("swedish",)),
 }
 
 # canonical code -> MASSIVE locale (its file name); locales are accepted as language spellings too.
@@ -104,6 +115,8 @@ _ALIASES.update({locale.lower().replace("-", "_"): code for code, locale in _MAS
 
 _NUSAX = ("ace", "ban", "bjn", "bug", "en", "id", "jv", "mad", "min", "nij", "su", "bbc")
 _XNLI = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
+_PANX = ("de", "en", "id", "jv", "ms", "my", "sw", "tl", "yo")
+_UNER = ("en", "de", "pt", "ru", "sv", "zh")  # the PUD treebanks: the same 1,000 sentences in each
 
 # task -> canonical code -> the name its folders/files use
 TASK_LANGUAGES: dict[str, dict[str, str]] = {
@@ -111,6 +124,8 @@ TASK_LANGUAGES: dict[str, dict[str, str]] = {
     "xnli": {code: code for code in _XNLI},
     "massive": _MASSIVE,
     "massive-intent": _MASSIVE,
+    "panx": {code: code for code in _PANX},
+    "uner": {code: _LANGUAGES[code][1][0].capitalize() for code in _UNER},
 }
 
 

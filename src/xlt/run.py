@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from xlt.config import RunConfig
-from xlt.data.examples import GenTaskData, TaskData
+from xlt.data.examples import AnyTaskData, TagTaskData, TaskData
 from xlt.errors import XltError
 from xlt.languages import canonical_code
 from xlt.methods import AdaptedModel, AdapterSettings, attach, get_method, load_adapter, save_adapter
@@ -29,7 +29,7 @@ from xlt.training.loop import enable_checkpointing, task_steps, train
 from xlt.training.processes import processes as run_processes
 
 
-def stage2_data(cfg: RunConfig) -> tuple[TaskData | GenTaskData, dict]:
+def stage2_data(cfg: RunConfig) -> tuple[AnyTaskData, dict]:
     """The data stage 2 trains and is tested on, and what metrics.json records about its text: the
     gold task data, with the source text machine-translated (``--source-from mt:M``/``lexicon``, and its
     chrF against the gold) or the training set translated into the target language (translate-train)."""
@@ -56,7 +56,7 @@ def stage2_data(cfg: RunConfig) -> tuple[TaskData | GenTaskData, dict]:
         cache.close()
 
 
-def pivot_chrf(cfg: RunConfig, data: TaskData | GenTaskData) -> dict:
+def pivot_chrf(cfg: RunConfig, data: AnyTaskData) -> dict:
     """chrF of the pivot text of the test rows against their gold source-language text."""
     from xlt.mt.chrf import corpus_chrf
 
@@ -70,9 +70,9 @@ def pivot_chrf(cfg: RunConfig, data: TaskData | GenTaskData) -> dict:
     return {"test": {"chrf": round(score.score, 2), "sentences": len(pairs)}, "signature": score.signature}
 
 
-def build_model(cfg: RunConfig, stage1: Path, data: TaskData | GenTaskData) -> tuple[AdaptedModel, object]:
+def build_model(cfg: RunConfig, stage1: Path, data: AnyTaskData) -> tuple[AdaptedModel, object]:
     info = json.loads((stage1 / STAGE1_INFO).read_text())
-    if isinstance(data, TaskData) and tuple(info["labels"] or ()) != tuple(data.labels):
+    if isinstance(data, (TaskData, TagTaskData)) and tuple(info["labels"] or ()) != tuple(data.labels):
         raise XltError(f"label set {list(data.labels)} differs from the English model's {info['labels']}")
     if info.get("pooling") != cfg.pooling:
         raise XltError(f"the English model at {stage1} pools {info.get('pooling')!r}, the run asks for "
@@ -94,7 +94,7 @@ def source_of(method) -> str | None:
     return "text" if method.needs_source_pass else None
 
 
-def evaluate_adapted(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: TaskData | GenTaskData) -> dict:
+def evaluate_adapted(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTaskData) -> dict:
     method = adapted.method
     kind = kind_of(data, cfg)
     result = {"metrics": kind.evaluate(cfg, adapted.model, tokenizer, data, method.view, source_of(method),
@@ -178,7 +178,7 @@ def run_stage2(cfg: RunConfig) -> dict:
     return metrics
 
 
-def train_adapter(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: TaskData | GenTaskData, aligner) -> dict:
+def train_adapter(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTaskData, aligner) -> dict:
     """Stage-2 training; returns its seconds and, for FLARE, the frozen English passes per training example
     (1.0 with the source-state cache, the number of epochs without)."""
     if adapted.flare is not None and cfg.source_cache_gb > 0:
@@ -195,7 +195,7 @@ def train_adapter(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: TaskDa
     return trained
 
 
-def run_metrics(cfg: RunConfig, adapted: AdaptedModel, data: TaskData | GenTaskData, stage1: Path, trained: dict,
+def run_metrics(cfg: RunConfig, adapted: AdaptedModel, data: AnyTaskData, stage1: Path, trained: dict,
                 result: dict, processes: int) -> dict:
     """metrics.json: what ran, on how much data, the scores, the English model's scores and the gap to them."""
     info = json.loads((stage1 / STAGE1_INFO).read_text())

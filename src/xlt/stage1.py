@@ -16,7 +16,7 @@ from pathlib import Path
 from peft import LoraConfig, get_peft_model
 
 from xlt.config import RunConfig
-from xlt.data.examples import GenTaskData, TaskData, content_digest, source_side
+from xlt.data.examples import AnyTaskData, GenTaskData, TagTaskData, TaskData, content_digest, source_side
 from xlt.data.tasks import load_task
 from xlt.errors import XltError
 from xlt.io import write_json
@@ -24,7 +24,7 @@ from xlt.models.architectures import Architecture, architecture_for
 from xlt.models.cache import build_once, cache_root
 from xlt.models.classifier import resolve_pooling
 from xlt.models.loading import load_tokenizer, model_slug, resolve_model
-from xlt.tasks.kinds import kind_of
+from xlt.tasks.kinds import Tagging, kind_of
 from xlt.training.loop import TrainSettings, task_steps, train
 
 STAGE1_INFO = "stage1.json"
@@ -36,8 +36,9 @@ def set_seed(seed: int) -> None:
     set_seed(seed)
 
 
-def load_data(cfg: RunConfig, stage1: bool = False) -> TaskData | GenTaskData:
-    """The task's (target, source) data; stage 1 reads the source (English) side of the same examples."""
+def load_data(cfg: RunConfig, stage1: bool = False) -> AnyTaskData:
+    """The task's (target, source) data; stage 1 reads the source (English) side of the same examples,
+    or the English splits of a tagging set (``TagTaskData.english``, xlt.data.examples.source_side)."""
     source = cfg.source_lang if stage1 else cfg.source_text_lang  # stage 2 may read a pivot's text
     data = load_task(cfg.task, cfg.target_lang, source, cfg.data_dir, cfg.train_file, cfg.test_file)
     if stage1:
@@ -55,11 +56,14 @@ def stage1_method(cfg: RunConfig) -> str:
     return cfg.stage1_method or architecture_of(resolve_model(cfg.model)).stage1
 
 
-def resolve_defaults(cfg: RunConfig, data: TaskData | GenTaskData) -> RunConfig:
+def resolve_defaults(cfg: RunConfig, data: AnyTaskData) -> RunConfig:
     """Fill the settings whose default depends on the model, so a run records what it used: the pooling
-    of classification heads (None where nothing is pooled: generation, verbalizer scoring)."""
+    of classification heads (None where nothing is pooled: generation, tagging, verbalizer scoring)."""
     family = architecture_of(resolve_model(cfg.model)).family
-    if isinstance(data, GenTaskData) or (cfg.decoder_classifier == "verbalizer" and family == "decoder"):
+    if isinstance(data, TagTaskData):
+        Tagging.check_family(data.task, family)
+    pools_nothing = isinstance(data, (GenTaskData, TagTaskData))
+    if pools_nothing or (cfg.decoder_classifier == "verbalizer" and family == "decoder"):
         if cfg.pooling is not None:
             raise XltError(f"--pooling is for classification heads; task {cfg.task!r} with this model pools nothing")
         return cfg
@@ -76,7 +80,7 @@ def model_fingerprint(name: str) -> dict:
     return {"model": name, "files": {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}}
 
 
-def stage1_settings(cfg: RunConfig, english: TaskData | GenTaskData) -> dict:
+def stage1_settings(cfg: RunConfig, english: AnyTaskData) -> dict:
     """Everything the English task model depends on, and nothing else: its cache key.
 
     The data enters by content (``content_digest`` of the examples stage 1 trains and is tested on),
@@ -97,7 +101,7 @@ def stage1_settings(cfg: RunConfig, english: TaskData | GenTaskData) -> dict:
     }
 
 
-def stage1_dir(cfg: RunConfig, english: TaskData | GenTaskData | None = None) -> Path:
+def stage1_dir(cfg: RunConfig, english: AnyTaskData | None = None) -> Path:
     english = english if english is not None else load_data(cfg, stage1=True)
     settings = stage1_settings(resolve_defaults(cfg, english), english)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
@@ -161,7 +165,7 @@ def ensure_stage1(cfg: RunConfig) -> Path:
         metrics = kind.evaluate(cfg, model, tokenizer, english, "target", None, desc=f"stage 1 test ({cfg.source_lang})")
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        labels = list(english.labels) if isinstance(english, TaskData) else None
+        labels = list(english.labels) if isinstance(english, (TaskData, TagTaskData)) else None
         write_json(tmp / STAGE1_INFO, {"settings": stage1_settings(cfg, english), "labels": labels, "method": method,
                                        "pooling": cfg.pooling, "train_examples": len(english.train),
                                        "test_examples": len(english.test), "train_seconds": seconds,

@@ -2,7 +2,8 @@
 
 Classification tasks return :class:`TaskData` of :class:`Example`; generation tasks (slot filling,
 later MT and JSON NER) return :class:`GenTaskData` of :class:`GenExample`, which names the prompt
-template and metric to use (xlt.tasks.templates) so the trainer needs no per-task code.
+template and metric to use (xlt.tasks.templates) so the trainer needs no per-task code; tagging
+tasks (NER on encoders) return :class:`TagTaskData` of :class:`TagExample`.
 """
 
 from __future__ import annotations
@@ -67,13 +68,64 @@ class GenTaskData:
     metric: str  # key of xlt.tasks.templates.GEN_METRICS
 
 
-def source_side(data: TaskData | GenTaskData) -> TaskData | GenTaskData:
+@dataclass(frozen=True)
+class TagExample:
+    """One sentence as words with one IOB2 tag each; ``source_*`` is the same sentence in the source
+    language (English) with its own words and tags when the set is parallel, else None."""
+
+    tokens: tuple[str, ...]
+    tags: tuple[str, ...]
+    source_tokens: tuple[str, ...] | None = None
+    source_tags: tuple[str, ...] | None = None
+    id: str = ""
+
+
+@dataclass
+class TagTaskData:
+    """All splits of one tagging task for one (source, target) language pair.
+
+    ``english`` holds the set's own source-language splits when stage 1 must not be built from the
+    examples' source side: a set that is not parallel (PAN-X) has none, and UNER trains its English
+    model on another English treebank. :func:`source_side` returns it, and :func:`content_digest`
+    covers it, so the stage-1 cache key follows the English files.
+    """
+
+    task: str
+    labels: tuple[str, ...]  # the tag set, index = label id
+    source_lang: str  # canonical codes (xlt.languages)
+    target_lang: str
+    train: list[TagExample]
+    valid: list[TagExample]
+    test: list[TagExample]
+    english: TagTaskData | None = None
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+
+AnyTaskData = TaskData | GenTaskData | TagTaskData
+
+
+def source_side(data: AnyTaskData) -> AnyTaskData:
     """The same task read entirely in the source language: what the English (stage-1) model trains and
     is tested on. Built from each example's own source side, so a loader can never hand stage 1 the
-    target-language text (task ``custom`` once trained its "English" model on ``target_text``)."""
+    target-language text (task ``custom`` once trained its "English" model on ``target_text``); a
+    tagging set with its own English splits (``TagTaskData.english``) returns those, which must be in
+    the source language."""
     from dataclasses import replace
 
+    if isinstance(data, TagTaskData) and data.english is not None:
+        if data.english.target_lang != data.source_lang:
+            raise XltError(f"task {data.task} trains its English model on {data.english.target_lang} files; "
+                           f"the source language must be {data.english.target_lang}, not {data.source_lang}")
+        return data.english
+
     def english(ex):
+        if isinstance(ex, TagExample):
+            if ex.source_tokens is None or ex.source_tags is None:
+                raise XltError(f"{data.task}: example {ex.id or '?'} has no source-language text for the English model")
+            return TagExample(ex.source_tokens, ex.source_tags, ex.source_tokens, ex.source_tags, ex.id)
         if isinstance(ex, Example):
             if ex.source is None:
                 raise XltError(f"{data.task}: example {ex.id or '?'} has no source-language text for the English model")
@@ -86,15 +138,19 @@ def source_side(data: TaskData | GenTaskData) -> TaskData | GenTaskData:
                    valid=[english(ex) for ex in data.valid], test=[english(ex) for ex in data.test])
 
 
-def content_digest(data: TaskData | GenTaskData) -> str:
-    """SHA-256 of everything a model trained on ``data`` depends on: the label set and every example of
-    every split, in order. Cache keys use it instead of file paths, so an edited file is a new key."""
+def content_digest(data: AnyTaskData) -> str:
+    """SHA-256 of everything a model trained on ``data`` depends on: the label set, every example of
+    every split, in order, and a tagging set's own English splits. Cache keys use it instead of file
+    paths, so an edited file is a new key."""
     digest = hashlib.sha256()
     digest.update(repr((data.task, getattr(data, "labels", None), getattr(data, "template", None))).encode())
     for split in (data.train, data.valid, data.test):
         digest.update(b"\x00split")
         for ex in split:
             digest.update(repr(ex).encode())
+    english = getattr(data, "english", None)
+    if english is not None:
+        digest.update(b"\x00english" + content_digest(english).encode())
     return digest.hexdigest()
 
 

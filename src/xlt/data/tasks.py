@@ -1,10 +1,13 @@
 """Task registry: ``load_task`` turns a task name and languages into a :class:`TaskData`
-(classification) or :class:`GenTaskData` (generation).
+(classification), :class:`GenTaskData` (generation) or :class:`TagTaskData` (tagging).
 
 Tasks: ``nusax`` (sentiment, xlt.data.nusax), ``xnli`` (NLI, xlt.data.xnli), ``custom`` (the
 user's CSV/JSONL files, xlt.data.user_file), ``massive`` and ``massive-intent`` (slot filling and
-intent as generation, xlt.data.massive). Data sets are read from the data directory found by
-:func:`resolve_data_dir`.
+intent as generation, xlt.data.massive), ``panx`` and ``uner`` (named entities as tagging,
+xlt.data.panx, xlt.data.uner). Data sets are read from the data directory found by
+:func:`resolve_data_dir`. :data:`NOT_PARALLEL` names the tasks whose examples have no English
+version, which :func:`check_parallel` refuses to methods that read one (torch-free, so ``RunConfig``
+checks it before anything loads).
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from xlt.data import massive, nusax, user_file, xnli
-from xlt.data.examples import GenTaskData, TaskData
+from xlt.data import massive, nusax, panx, uner, user_file, xnli
+from xlt.data.examples import AnyTaskData, GenTaskData, TagTaskData, TaskData
 from xlt.errors import XltError
 
 ENV_VAR = "XLT_DATA_DIR"
@@ -43,7 +46,7 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
             return path.resolve()
     raise XltError(
         f"no data directory found: pass --data-dir DIR or set {ENV_VAR}=DIR, where DIR holds "
-        "nusax/, xnli/ or massive/ (looked in ../shared/datasets and beside the repo checkout)"
+        "nusax/, xnli/, massive/, panx/ or uner/ (looked in ../shared/datasets and beside the repo checkout)"
     )
 
 
@@ -82,13 +85,35 @@ def _load_massive_intent(target_lang, source_lang, data_dir, train_file, test_fi
     return massive.load(resolve_data_dir(data_dir), target_lang, source_lang, "intent")
 
 
-TASKS: dict[str, Callable[..., TaskData | GenTaskData]] = {
+def _load_panx(target_lang, source_lang, data_dir, train_file, test_file) -> TagTaskData:
+    _no_files("panx", train_file, test_file)
+    return panx.load(resolve_data_dir(data_dir), target_lang, source_lang)
+
+
+def _load_uner(target_lang, source_lang, data_dir, train_file, test_file) -> TagTaskData:
+    _no_files("uner", train_file, test_file)
+    return uner.load(resolve_data_dir(data_dir), target_lang, source_lang)
+
+
+TASKS: dict[str, Callable[..., AnyTaskData]] = {
     "nusax": _load_nusax,
     "xnli": _load_xnli,
     "custom": _load_custom,
     "massive": _load_massive,
     "massive-intent": _load_massive_intent,
+    "panx": _load_panx,
+    "uner": _load_uner,
 }
+
+NOT_PARALLEL = frozenset({"panx"})  # no example has an English version (each language its own sentences)
+
+
+def check_parallel(task: str, method: str, view: str, fuses_source: bool) -> None:
+    """Refuse a method that reads (translate-test, input-fusion) or fuses (flare) the English version of
+    each example on a task that has none."""
+    if task in NOT_PARALLEL and (view != "target" or fuses_source):
+        raise XltError(f"method {method} needs the English version of each example, and task {task} is not "
+                       "parallel; use zero-shot or lora")
 
 
 def load_task(
@@ -98,9 +123,10 @@ def load_task(
     data_dir: str | Path | None = None,
     train_file: str | Path | None = None,
     test_file: str | Path | None = None,
-) -> TaskData | GenTaskData:
+) -> AnyTaskData:
     """Load ``task`` for ``target_lang``, each example paired with its ``source_lang`` version;
-    generation tasks (``massive*``) give :class:`GenTaskData`, the others :class:`TaskData`."""
+    generation tasks (``massive*``) give :class:`GenTaskData`, tagging tasks (``panx``, ``uner``)
+    :class:`TagTaskData`, the others :class:`TaskData`."""
     loader = TASKS.get(task.strip().lower())
     if loader is None:
         raise XltError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")

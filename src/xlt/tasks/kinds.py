@@ -1,8 +1,9 @@
-"""Classification and generation differ in four places only; each kind answers them.
+"""Classification, generation and tagging differ in four places only; each kind answers them.
 
-- which model class to load (a classification head, or a causal/seq2seq LM);
+- which model class to load (a classification head, a causal/seq2seq LM, or a per-token head);
 - how examples become teacher-forced training batches;
-- how a trained model is evaluated (argmax + accuracy/macro-F1, or greedy decoding + the task's metric);
+- how a trained model is evaluated (argmax + accuracy/macro-F1, greedy decoding + the task's metric,
+  or one tag per word + entity-level P/R/F1);
 - what the English task model is checked against.
 ``run.py`` is written once against this interface.
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from xlt.config import RunConfig
-from xlt.data.examples import GenTaskData, TaskData
+from xlt.data.examples import AnyTaskData, GenTaskData, TagTaskData, TaskData
 from xlt.errors import XltError
 from xlt.tasks.templates import get_metric
 from xlt.metrics import classification_metrics
@@ -21,7 +22,9 @@ from xlt.models.architectures import Architecture
 from xlt.models.classifier import PooledClassifier
 from xlt.models.loading import load_classifier
 from xlt.training.batches import make_batch
+from xlt.tasks.entities import tagging_metrics
 from xlt.tasks.generation import GenBatcher, gold_answer, greedy_generate
+from xlt.tasks.tagging import read_tags, tag_batch, words
 from xlt.tasks.verbalizer import VerbalizerClassifier, make_verbalizer_batch
 from xlt.training.loop import predict
 
@@ -98,9 +101,45 @@ class Generation:
         return get_metric(data.metric)(preds, [gold_answer(ex, view) for ex in data.test])
 
 
-def kind_of(data: TaskData | GenTaskData, cfg: RunConfig | None = None) -> Classification | Generation:
+@dataclass(frozen=True)
+class Tagging:
+    """Named-entity tagging on encoders: one IOB2 tag per word (xlt.tasks.tagging)."""
+
+    name: str = "tagging"
+
+    def head_modules(self, arch: Architecture) -> list[str] | None:
+        return list(arch.head)
+
+    @staticmethod
+    def check_family(task: str, family: str) -> None:
+        """Refuse decoders and mT5 (run before any model loads, and again where the model loads)."""
+        if family != "encoder":
+            raise XltError(f"task {task!r} tags words with an encoder (bert, xlm-roberta, e5-small); "
+                           f"xlt has no tagging head for {family} models")
+
+    def load_model(self, path: str, tokenizer, data: TagTaskData, arch: Architecture):
+        from xlt.models.token_classifier import load_token_classifier
+
+        self.check_family(data.task, arch.family)
+        return load_token_classifier(path, data.labels)
+
+    def train_batches(self, cfg: RunConfig, tokenizer, model, data: TagTaskData, view: str, source: str | None):
+        return partial(tag_batch, tokenizer, labels=data.labels, view=view, max_length=cfg.max_length, source=source)
+
+    def evaluate(self, cfg: RunConfig, model, tokenizer, data: TagTaskData, view: str, source: str | None,
+                 desc: str) -> dict:
+        """Entity-level micro P/R/F1 against the tags of the sentence the view reads (English for translate-test)."""
+        to_batch = self.train_batches(cfg, tokenizer, model, data, view, source)
+        preds = predict(model, data.test, to_batch, bf16=cfg.bf16, show_progress=cfg.show_progress, desc=desc,
+                        read=read_tags(data.labels))
+        return tagging_metrics(preds, [list(words(ex, view)[1]) for ex in data.test])
+
+
+def kind_of(data: AnyTaskData, cfg: RunConfig | None = None) -> Classification | Generation | Tagging:
     if isinstance(data, GenTaskData):
         return Generation()
+    if isinstance(data, TagTaskData):
+        return Tagging()
     if cfg is None:
         return Classification()
     return Classification(verbalizer=cfg.decoder_classifier == "verbalizer", pooling=cfg.pooling)

@@ -16,7 +16,7 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from xlt.data.examples import Example
+from xlt.data.examples import Example, TagExample
 from xlt.training.batches import Batch
 from xlt.training.processes import cpu_processes
 
@@ -63,6 +63,8 @@ def text_length(ex) -> int:
     """A cheap length proxy (characters of both languages) for grouping similar lengths."""
     if isinstance(ex, Example):
         return sum(map(len, ex.target)) + sum(map(len, ex.source or ()))
+    if isinstance(ex, TagExample):
+        return sum(map(len, ex.tokens)) + sum(map(len, ex.source_tokens or ()))
     return len(ex.prompt_target) + len(ex.answer) + len(ex.prompt_source or "")  # GenExample
 
 
@@ -144,12 +146,14 @@ def predict(
     bf16: bool = False,
     show_progress: bool = True,
     desc: str = "evaluate",
-) -> list[int]:
-    """Argmax predictions in eval mode (the model's own mode is restored afterwards)."""
+    read: Callable[[Batch, torch.Tensor], list] | None = None,
+) -> list:
+    """One prediction per example in eval mode (the model's own mode is restored afterwards): the argmax
+    class, or what ``read(batch, logits)`` makes of each row (tagging: one tag per word)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    preds = [0] * len(examples)
+    preds: list = [0] * len(examples)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     by_length = sorted(range(len(examples)), key=lambda i: text_length(examples[i]))  # less padding
     chunks = [by_length[i : i + batch_size] for i in range(0, len(by_length), batch_size)]
@@ -158,7 +162,8 @@ def predict(
             batch = to_batch([examples[i] for i in indices]).to(device)
             with autocast:
                 logits = model(**batch.inputs).logits
-            for i, pred in zip(indices, logits.argmax(-1).tolist()):
+            rows = read(batch, logits) if read is not None else logits.argmax(-1).tolist()
+            for i, pred in zip(indices, rows):
                 preds[i] = pred
     finally:
         model.train(was_training)
