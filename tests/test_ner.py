@@ -303,7 +303,7 @@ def test_panx_refuses_methods_that_need_the_english_version(tmp_path, capsys, me
 def test_panx_refuses_a_pivot_and_tagging_refuses_decoders_before_any_model_loads(tmp_path, capsys):
     assert main(["train", "--task", "panx", "--target-lang", "jv", "--method", "lora", "--source-from", "pivot:id",
                  "--output-dir", str(tmp_path / "run")]) == 2
-    assert _error(capsys) == "source_from pivot:LANG needs a parallel data set; task panx is not parallel"
+    assert _error(capsys) == "--source-from pivot:id changes the source text, which 'lora' never reads"
     args = _train(tmp_path, tmp_path / "s1", "uner", "de", "lora", model="tiny-random/llama")
     assert main(args) == 2
     assert _error(capsys) == ("task 'uner' tags words with an encoder (bert, xlm-roberta, e5-small); xlt has no "

@@ -3,7 +3,7 @@
 One table, checked against NLLB-200's own list of 202 codes. Macrolanguages take the variety
 FLORES-200 covers: Arabic is Modern Standard Arabic ``arb_Arab`` (there is no ``ara_Arab``),
 Swahili is ``swh_Latn``, Azerbaijani is North Azerbaijani ``azj_Latn`` (no ``aze_Latn``),
-Chinese is Simplified ``zho_Hans``. Madurese, Ngaju and Toba Batak are not in FLORES-200.
+Chinese is Simplified ``zho_Hans``, Malay is Standard Malay ``zsm_Latn``. Madurese, Ngaju and Toba Batak are not in FLORES-200.
 Torch-free.
 """
 
@@ -22,6 +22,7 @@ FLORES200: dict[str, str | None] = {
     "tr": "tur_Latn", "ur": "urd_Arab", "vi": "vie_Latn", "zh": "zho_Hans",
     "af": "afr_Latn", "az": "azj_Latn", "cy": "cym_Latn", "is": "isl_Latn", "ja": "jpn_Jpan",
     "ko": "kor_Hang", "tl": "tgl_Latn",
+    "ms": "zsm_Latn", "my": "mya_Mymr", "pt": "por_Latn", "sv": "swe_Latn", "yo": "yor_Latn",
 }
 assert set(FLORES200) == set(_LANGUAGES), "every xlt language needs a FLORES-200 entry (None if absent)"
 
