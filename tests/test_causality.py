@@ -29,8 +29,8 @@ from xlt.training.batches import make_batch
 from xlt.tasks.generation import GenBatcher
 
 ENCODERS = ("bert", "xlm-roberta")
-DECODERS = ("llama", "qwen2", "gemma2")
-CAUSAL_STACKS = {"bert": [], "xlm-roberta": [], "llama": ["layers"], "qwen2": ["layers"], "gemma2": ["layers"],
+DECODERS = ("llama", "qwen2", "gemma2", "gemma3_text")
+CAUSAL_STACKS = {"bert": [], "xlm-roberta": [], "llama": ["layers"], "qwen2": ["layers"], "gemma2": ["layers"], "gemma3_text": ["layers"],
                  "mt5": ["decoder.block"]}
 
 BASE = GenExample("bangunake aku jam lima esuk", "wake me up at five am", "time: jam lima esuk", "time: five am", "1")

@@ -9,7 +9,7 @@ from xlt.methods import METHODS, load_adapter, save_adapter
 from xlt.training.batches import make_batch
 from xlt.training.loop import enable_checkpointing
 
-FAMILIES = ("bert", "xlm-roberta", "llama", "qwen2", "gemma2", "mt5")
+FAMILIES = ("bert", "xlm-roberta", "llama", "qwen2", "gemma2", "gemma3_text", "mt5")
 TRAINED = [("lora", None), ("input-fusion", None)] + [("flare", f) for f in FUSIONS]
 FUSED_LAYERS = {"mt5": 8}  # encoder + decoder self-attention q, v; other families: 2 layers x (q, v)
 
@@ -81,5 +81,5 @@ def test_padding_never_changes_an_example_prediction(family, fusion, parallel_ex
     for i, example in enumerate(parallel_examples):
         alone = _logits(adapted, _batch(tok, [example], "flare"))
         assert torch.allclose(alone[0], batched[i], atol=1e-5), (i, alone[0], batched[i])
-    if family in ("llama", "qwen2", "gemma2"):
+    if family in ("llama", "qwen2", "gemma2", "gemma3_text"):
         assert tok.padding_side == "left"

@@ -11,7 +11,7 @@ from xlt.data.examples import GenExample
 from xlt.flare.layer import SourceStates
 from xlt.tasks.generation import IGNORE, GenBatcher, greedy_generate
 
-GENERATORS = ("llama", "qwen2", "gemma2", "mt5")
+GENERATORS = ("llama", "qwen2", "gemma2", "gemma3_text", "mt5")
 EXAMPLES = [
     GenExample("bangunake aku jam lima esuk", "wake me up at five am", "time: jam lima esuk", "time: five am", "1"),
     GenExample("pira suhune", "what is the temperature", "None", "None", "2"),

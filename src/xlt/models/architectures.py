@@ -56,6 +56,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "llama": _DECODER,
     "qwen2": _DECODER,
     "gemma2": _DECODER,
+    "gemma3_text": _DECODER,  # Gemma 3 text stack (e.g. Gemma 3 270M): sliding-window and global layers alike
     "mt5": _MT5,
 }
 

@@ -125,6 +125,9 @@ TINY: dict[str, TinySpec] = {
     "llama": TinySpec(config=_decoder("LlamaConfig"), **_DECODER),
     "qwen2": TinySpec(config=_decoder("Qwen2Config"), **_DECODER),
     "gemma2": TinySpec(config=_decoder("Gemma2Config", head_dim=8, sliding_window=16), **_DECODER),
+    # Gemma 3's text stack: a sliding-window layer (window 4, shorter than the test sentences) and a global one
+    "gemma3_text": TinySpec(config=_decoder("Gemma3TextConfig", head_dim=8, sliding_window=4,
+                                            layer_types=["sliding_attention", "full_attention"]), **_DECODER),
     "mt5": TinySpec(("<pad>", "</s>", "<unk>"), "<pad>", "<unk>", "$A </s>", "$A </s> $B:1 </s>:1", _mt5,
                     "AutoModelForSeq2SeqLM", extra={"eos_token": "</s>"}),
     # translation models: NLLB-200's architecture and tokenizer class; an OPUS-MT-style pair model (no tags)

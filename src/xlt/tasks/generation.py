@@ -139,9 +139,10 @@ def _decode_cached(model, batcher: GenBatcher, batch: Batch, max_new_tokens: int
     generated: list[list[int]] = [[] for _ in range(rows)]
     done = torch.zeros(rows, dtype=torch.bool, device=inputs["input_ids"].device)
     past = None
+    cache_name = _cache_argument(model)
     for _ in range(max_new_tokens):
-        out = model(**inputs, past_key_values=past, use_cache=True)
-        past = out.past_key_values
+        out = model(**inputs, **{cache_name: past}, use_cache=True)
+        past = getattr(out, cache_name)
         next_ids = out.logits[:, -1].argmax(-1)
         done_before = done
         done = _append(generated, next_ids, done, eos)
@@ -151,6 +152,14 @@ def _decode_cached(model, batcher: GenBatcher, batch: Batch, max_new_tokens: int
         mask = torch.cat([inputs["attention_mask"], (~done_before).long().unsqueeze(1)], 1)
         inputs = {**inputs, "input_ids": step.unsqueeze(1), "attention_mask": mask}
     return generated
+
+
+def _cache_argument(model) -> str:
+    """The KV cache's keyword (and output field): ``cache`` in newer transformers 5.x, ``past_key_values`` before."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def _decode_seq2seq(model, batcher: GenBatcher, batch: Batch, max_new_tokens: int) -> list[list[int]]:
