@@ -14,6 +14,7 @@ from xlt.errors import XltError
 from xlt.models.architectures import ARCHITECTURES, architecture_for
 
 EMBEDDED = "e5-small"
+GEMMA3 = "gemma3-270m"  # a real decoder offline, from the [gemma] extra (xlt.models.gemma3)
 TINY_PREFIX = "tiny-random/"
 
 
@@ -23,6 +24,10 @@ def resolve_model(name: str) -> str:
         from xlt.models.e5 import ensure_e5_small
 
         return str(ensure_e5_small())
+    if name == GEMMA3:
+        from xlt.models.gemma3 import ensure_gemma3_270m
+
+        return str(ensure_gemma3_270m())
     if name.startswith(TINY_PREFIX):
         from xlt.models.tiny import ensure_tiny
 
