@@ -25,6 +25,7 @@ from xlt.methods import AdapterSettings, attach, get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.classifier import PooledClassifier, resolve_pooling
 from xlt.models.loading import load_tokenizer, resolve_model
+from xlt.stage1 import architecture_of
 from xlt.tasks.generation import GenBatcher, greedy_generate
 
 LABELS = ("negative", "neutral", "positive")
@@ -47,15 +48,9 @@ def _batches(vocab: int, count: int, batch: int, length: int, seed: int) -> list
 
 def _classifier(path: str, method: str, fusion: str | None):
     torch.manual_seed(0)
-    arch = architecture_for(_model_type(path))
+    arch = architecture_of(path)
     model = PooledClassifier.from_pretrained(path, LABELS, resolve_pooling(None, arch.family), arch.family)
     return attach(model, get_method(method), arch, AdapterSettings(r=64, alpha=128, fusion=fusion))
-
-
-def _model_type(path: str) -> str:
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(path).model_type
 
 
 def _median_step(adapted, batches: list[dict], autocast, epochs: int) -> float:

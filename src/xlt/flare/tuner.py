@@ -77,7 +77,7 @@ class FlareTuner(LoraModel):
         self.wiring: SourceWiring | None = None
         self.source_cache: SourceStateCache | None = None
         self.source_rows_computed = 0  # examples that went through the frozen pass (cache misses)
-        self._reused: tuple[tuple[int, ...], dict] | None = None  # the last call's source tensors and states
+        self._reused: tuple[tuple, dict] | None = None  # the last call's source tensors (held) and states
         super().__init__(model, config, adapter_name, **kwargs)
         self.model.register_forward_pre_hook(self._take_source_inputs, with_kwargs=True)
 
@@ -160,8 +160,9 @@ class FlareTuner(LoraModel):
         return first.shape[0], lengths
 
     def _source_states(self, source: dict[str, torch.Tensor]) -> dict:
-        identity = tuple(id(v) for v in source.values())
-        if self._reused is not None and self._reused[0] == identity:
+        tensors = tuple(source.values())  # held in _reused, so a freed tensor's id can never match a new one
+        if self._reused is not None and len(self._reused[0]) == len(tensors) and all(
+                a is b for a, b in zip(self._reused[0], tensors)):
             return self._reused[1]  # the next decoding step of the same batch
         source = self.wiring.complete(source)
         if self.source_cache is None:
@@ -169,7 +170,7 @@ class FlareTuner(LoraModel):
             states = self.wiring.states(self.wiring.run(source), source)
         else:
             states = self._cached_states(source)
-        self._reused = (identity, states)
+        self._reused = (tensors, states)
         return states
 
     def _cached_states(self, source: dict[str, torch.Tensor]) -> dict:

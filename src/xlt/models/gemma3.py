@@ -84,9 +84,7 @@ def _build(folder: Path) -> None:
     package.assemble(gguf_path)
     model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_path.name, dtype=torch.float32)
     config = model.config
-    config.quantization_config = None  # the weights are dequantized floats now
-    if hasattr(config, "__dict__"):
-        config.__dict__.pop("quantization_config", None)
+    config.__dict__.pop("quantization_config", None)  # the weights are dequantized floats now
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})  # lm_head is tied
     config.save_pretrained(folder)
