@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from xlt.data.tasks import NOT_PARALLEL, TASKS, check_parallel
+from xlt.data.tasks import NOT_PARALLEL, SENTENCE_TASKS, TASKS, check_parallel
 from xlt.errors import XltError
 from xlt.flare.fusion_names import FUSIONS, check_fusion_name
 from xlt.languages import canonical_code
@@ -51,6 +51,8 @@ class RunConfig:
     mt_beams: int = setting(1, "beam size of machine translation (1: greedy)")
     mt_batch_size: int = setting(16, "sentences per machine-translation batch")
     translation_cache: str | None = setting(None, "sqlite file of cached translations", shown="under the cache dir")
+    mt_model: str | None = setting(None, "flare-mt: the MT model whose frozen encoder reads the target text (NLLB, "
+                                         "M2M100 or OPUS-MT: a Hugging Face id or folder)", shown="none")
     target_lang: str = setting("ace", "target language: ISO 639-1/3 code or the data set's name")
     seed: int = setting(0, "random seed (0 .. 2**32-1)")
     output_dir: str = setting("runs/run", "run directory: config.yaml, adapter/, metrics.json")
@@ -127,10 +129,20 @@ class RunConfig:
         elif self.fusion is not None:
             raise XltError(f"--fusion is only for --method flare, not {self.method!r}")
         self._check_source_from()
-        check_parallel(self.task, self.method, method.view, method.needs_source_pass)
+        check_parallel(self.task, self.method, method.view, method.reads_source)
+        self._check_mt_model(method)
         if self.bf16 and self.fp16:
             raise XltError("choose one of bf16 and fp16")
         self._check_numbers()
+
+    def _check_mt_model(self, method) -> None:
+        if method.mt_encoder and not self.mt_model:
+            raise XltError("flare-mt needs --mt-model MODEL: the MT model whose encoder reads the target text")
+        if self.mt_model and not method.mt_encoder:
+            raise XltError(f"--mt-model is for flare-mt, not {self.method!r}")
+        if method.mt_encoder and self.task not in SENTENCE_TASKS:
+            raise XltError(f"flare-mt runs sentence classification tasks ({', '.join(sorted(SENTENCE_TASKS))}), "
+                           f"not {self.task}")
 
     def _check_source_from(self) -> None:
         method = get_method(self.method)

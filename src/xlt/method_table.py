@@ -17,11 +17,12 @@ class Method:
     task_loss: bool = True  # False: the adapter is trained on the alignment loss alone
     align: bool = False  # alternate contrastive middle-layer alignment steps with the task steps
     translated_train: bool = False  # trains on the English training set machine-translated into the target
+    mt_encoder: bool = False  # FLARE-MT: fuses an MT encoder's states of the target text, no English text
 
     @property
     def reads_source(self) -> bool:
         """Whether the method reads or fuses each example's source text (what --source-from changes)."""
-        return self.view in ("source", "concat") or self.adapter == "flare"
+        return self.view in ("source", "concat") or (self.adapter == "flare" and not self.mt_encoder)
 
     @property
     def trains(self) -> bool:
@@ -41,6 +42,7 @@ METHODS: dict[str, Method] = {
         Method("translate-train", "target", "lora", translated_train=True),
         Method("input-fusion", "concat", "lora"),
         Method("flare", "target", "flare"),
+        Method("flare-mt", "target", "flare", mt_encoder=True),
         Method("align", "target", "lora", task_loss=False, align=True),
         Method("lora+align", "target", "lora", align=True),
     )

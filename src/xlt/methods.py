@@ -8,6 +8,7 @@
 | translate-train | English train set machine-translated into the target | LoRA (q, v) |
 | input-fusion    | English + target, 2× length| LoRA (q, v)       |
 | flare           | target text + English pass | FLARE LoRA (q, v) |
+| flare-mt        | target text + MT encoder pass of it | FLARE LoRA (q, v) + MT projection |
 | align           | English-target pairs       | LoRA (all linear), contrastive loss only |
 | lora+align      | target text + pairs        | LoRA (all linear), task and contrastive steps alternating |
 """
@@ -39,6 +40,8 @@ class AdapterSettings:
     train_head: bool = False
     all_linear: bool = False  # LoRA on every linear projection of the layers (alignment), not just q, v
     pooling: str | None = None  # the task head's pooling (xlt.models.classifier); None where nothing pools
+    mt_encoder: str | None = None  # FLARE-MT: the MT model whose encoder states are fused
+    mt_hidden_size: int | None = None  # FLARE-MT: their width
 
 
 def lora_targets(model: torch.nn.Module, arch: Architecture, all_linear: bool) -> list[str]:
@@ -67,7 +70,7 @@ def lora_config(method: Method, arch: Architecture, settings: AdapterSettings,
     if method.adapter == "flare":
         return FlareConfig(
             fusion=settings.fusion, source_layer_offset=settings.source_layer_offset, causal_stacks=arch.causal_stacks,
-            **common
+            mt_encoder=settings.mt_encoder, mt_hidden_size=settings.mt_hidden_size, **common
         )
     return LoraConfig(**common)
 
@@ -79,6 +82,15 @@ class AdaptedModel:
     model: torch.nn.Module
     method: Method
     settings: AdapterSettings | None = None
+    mt_input: object | None = None  # FLARE-MT: how batches tokenize the target text for the MT encoder
+
+    @property
+    def source(self):
+        """What batches give the model to fuse (xlt.training.batches.source_inputs): the English text for
+        FLARE, the MT encoder's input for FLARE-MT, nothing for the other methods."""
+        if self.method.mt_encoder:
+            return self.mt_input
+        return "text" if self.method.needs_source_pass else None
 
     @property
     def trainable_params(self) -> int:
@@ -104,7 +116,7 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_INFO = "xlt_adapter.json"  # what PEFT's config does not hold: the method and the head's pooling
 # adapter_config.json keys that change what an adapter computes; a load under other values is refused
 SAVED_SETTINGS = ("peft_type", "r", "lora_alpha", "target_modules", "fusion", "source_layer_offset", "use_dora",
-                  "use_rslora", "lora_bias", "modules_to_save")
+                  "use_rslora", "lora_bias", "modules_to_save", "mt_encoder", "mt_hidden_size")
 
 
 def _comparable(config: dict, key: str):

@@ -70,7 +70,16 @@ def pivot_chrf(cfg: RunConfig, data: AnyTaskData) -> dict:
     return {"test": {"chrf": round(score.score, 2), "sentences": len(pairs)}, "signature": score.signature}
 
 
-def build_model(cfg: RunConfig, stage1: Path, data: AnyTaskData) -> tuple[AdaptedModel, object]:
+def mt_encoder_input(cfg: RunConfig):
+    """FLARE-MT: the MT tokenizer with its language tags checked (cheap, so it runs before stage 1)."""
+    if not get_method(cfg.method).mt_encoder:
+        return None
+    from xlt.flare.mt_encoder import load_mt_encoder_input
+
+    return load_mt_encoder_input(cfg.mt_model, cfg.target_lang, cfg.source_lang, cfg.max_length)
+
+
+def build_model(cfg: RunConfig, stage1: Path, data: AnyTaskData, mt_input=None) -> tuple[AdaptedModel, object]:
     info = json.loads((stage1 / STAGE1_INFO).read_text())
     if isinstance(data, (TaskData, TagTaskData)) and tuple(info["labels"] or ()) != tuple(data.labels):
         raise XltError(f"label set {list(data.labels)} differs from the English model's {info['labels']}")
@@ -81,23 +90,29 @@ def build_model(cfg: RunConfig, stage1: Path, data: AnyTaskData) -> tuple[Adapte
     arch = architecture_of(str(stage1))
     model = kind_of(data, cfg).load_model(str(stage1), tokenizer, data, arch)
     check_precision(cfg, arch, model.config.model_type)
+    method = get_method(cfg.method)
+    mt_width = None
+    if method.mt_encoder:
+        from xlt.flare.mt_encoder import load_mt_encoder, mt_hidden_size
+
+        mt_input = mt_input or mt_encoder_input(cfg)
+        mt_width = mt_hidden_size(cfg.mt_model)
     adapter = AdapterSettings(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.fusion, cfg.source_layer_offset,
-                              cfg.train_head, all_linear=cfg.lora_targets == "all-linear", pooling=cfg.pooling)
-    adapted = attach(model, get_method(cfg.method), arch, adapter)
+                              cfg.train_head, all_linear=cfg.lora_targets == "all-linear", pooling=cfg.pooling,
+                              mt_encoder=cfg.mt_model, mt_hidden_size=mt_width)
+    adapted = attach(model, method, arch, adapter)
+    if method.mt_encoder:
+        adapted.mt_input = mt_input
+        adapted.flare.attach_mt_encoder(load_mt_encoder(cfg.mt_model))
     if cfg.gradient_checkpointing:
         enable_checkpointing(model)
     return adapted, tokenizer
 
 
-def source_of(method) -> str | None:
-    """What a method's batches give the model to fuse: the English text (FLARE) or nothing."""
-    return "text" if method.needs_source_pass else None
-
-
 def evaluate_adapted(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTaskData) -> dict:
     method = adapted.method
     kind = kind_of(data, cfg)
-    result = {"metrics": kind.evaluate(cfg, adapted.model, tokenizer, data, method.view, source_of(method),
+    result = {"metrics": kind.evaluate(cfg, adapted.model, tokenizer, data, method.view, adapted.source,
                                        f"test ({cfg.target_lang})")}
     if adapted.flare is not None and cfg.zero_source_eval:
         result["metrics_zero_source"] = kind.evaluate(cfg, adapted.model, tokenizer, data, method.view, "zero",
@@ -162,9 +177,10 @@ def run_stage2(cfg: RunConfig) -> dict:
     check_replaceable(out)  # before any work: the finished run replaces the whole folder
     data, text_info = stage2_data(cfg)  # the target-language task data (each example with its English side)
     cfg = resolve_defaults(cfg, data)
+    mt_input = mt_encoder_input(cfg)  # flare-mt: the MT model's tags for the target language, checked now
     stage1 = ensure_stage1(cfg)  # the English task model, trained once and cached
     set_seed(cfg.seed)
-    adapted, tokenizer = build_model(cfg, stage1, data)
+    adapted, tokenizer = build_model(cfg, stage1, data, mt_input)
     aligner = make_aligner(cfg, tokenizer, adapted.model) if method.align else None
     trained = train_adapter(cfg, adapted, tokenizer, data, aligner) if method.trains else {"train_seconds": 0.0}
     result = evaluate_adapted(cfg, adapted, tokenizer, data)
@@ -184,14 +200,15 @@ def train_adapter(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTas
     if adapted.flare is not None and cfg.source_cache_gb > 0:
         adapted.flare.enable_source_cache(int(cfg.source_cache_gb * 2**30))
     method = adapted.method
-    to_batch = kind_of(data, cfg).train_batches(cfg, tokenizer, adapted.model, data, method.view, source_of(method))
+    to_batch = kind_of(data, cfg).train_batches(cfg, tokenizer, adapted.model, data, method.view, adapted.source)
     plan = task_steps(data.train, to_batch, cfg.batch_size, cfg.epochs, cfg.seed) if method.task_loss else []
     if aligner is not None:
         plan = aligner.plan(plan, cfg.epochs)
     seconds = train(adapted.model, plan, train_settings(cfg, cfg.epochs, cfg.lr), f"{cfg.method} ({cfg.target_lang})")
     trained = {"train_seconds": round(seconds, 2)}
-    if adapted.flare is not None:
-        trained["source_passes_per_example"] = round(adapted.flare.source_rows_computed / len(data.train), 3)
+    if adapted.flare is not None:  # FLARE: frozen English passes; FLARE-MT: MT encoder passes
+        name = "mt_encoder_passes_per_example" if method.mt_encoder else "source_passes_per_example"
+        trained[name] = round(adapted.flare.source_rows_computed / len(data.train), 3)
     return trained
 
 
@@ -204,6 +221,7 @@ def run_metrics(cfg: RunConfig, adapted: AdaptedModel, data: AnyTaskData, stage1
     return {
         "task": cfg.task, "method": cfg.method, "fusion": cfg.fusion, "model": cfg.model,
         "source_lang": canonical_code(cfg.source_lang), "source_from": cfg.source_from,
+        **({"mt_model": cfg.mt_model} if cfg.mt_model else {}),
         "target_lang": data.target_lang, "seed": cfg.seed,
         "trainable_params": adapted.trainable_params if trains else 0,
         "train_examples": len(data.train) if trains else 0, "test_examples": len(data.test), **trained, **result,

@@ -105,6 +105,7 @@ TASKS: dict[str, Callable[..., AnyTaskData]] = {
     "uner": _load_uner,
 }
 
+SENTENCE_TASKS = frozenset({"nusax", "xnli", "custom"})  # one label per text (classification kind)
 NOT_PARALLEL = frozenset({"panx"})  # no example has an English version (each language its own sentences)
 
 

@@ -58,11 +58,16 @@ class FlareConfig(LoraConfig):
     ``causal_stacks``: layer-stack paths (relative to the backbone, e.g. ``decoder.block``) whose
     fused projections must not look at later positions; every other stack fuses bidirectionally.
     Recorded per stack, not per model, because mT5's encoder is bidirectional and its decoder is not.
+    ``mt_encoder`` (FLARE-MT): every fused layer fuses the MT encoder's states of the target text through one
+    trained projection from ``mt_hidden_size`` to the model's width; ``source_layer_offset`` does not apply.
     """
 
     fusion: str = field(default="add_relu", metadata={"help": "add, mul, add_relu, mul_relu, cross_attention"})
     source_layer_offset: int = field(default=1, metadata={"help": "0: same layer, 1: the next layer's input"})
     causal_stacks: list[str] = field(default_factory=list, metadata={"help": "layer stacks fused causally"})
+    mt_encoder: str | None = field(default=None, metadata={"help": "FLARE-MT: the MT model whose encoder reads the "
+                                                                    "target text (None: FLARE's frozen source pass)"})
+    mt_hidden_size: int | None = field(default=None, metadata={"help": "FLARE-MT: width of the MT encoder's states"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,6 +75,10 @@ class FlareConfig(LoraConfig):
         check_fusion_name(self.fusion)
         if self.source_layer_offset not in (0, 1):
             raise ValueError(f"source_layer_offset must be 0 or 1, got {self.source_layer_offset!r}")
+        if (self.mt_encoder is None) != (self.mt_hidden_size is None):
+            raise ValueError("FLARE-MT needs both mt_encoder and mt_hidden_size (or neither, for FLARE)")
+        if self.mt_hidden_size is not None and self.mt_hidden_size < 1:
+            raise ValueError(f"mt_hidden_size must be >= 1, got {self.mt_hidden_size!r}")
         for option, why in UNSUPPORTED.items():
             if not _is_default(getattr(self, option, None)):
                 raise ValueError(f"FLARE does not support {option}={getattr(self, option)!r}: {why}")

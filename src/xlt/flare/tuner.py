@@ -13,6 +13,11 @@ task model runs, so training loops, ``predict`` and ``generate()`` need to know 
 FLARE. Within one ``generate()`` the same source tensors come with every step and their states
 are reused; with :meth:`FlareTuner.enable_source_cache` they are computed once per example
 for the whole run.
+
+FLARE-MT (``FlareConfig.mt_encoder``): the ``source_*`` inputs are the *target* text tokenized for an
+MT model; its frozen encoder replaces the frozen pass (cached alike), and a trained projection
+(``lora_mt_projection``, a tuner-level module PEFT saves with the adapter, as VeRA's shared
+matrices) maps its states to the model's width for every fused layer.
 """
 
 from __future__ import annotations
@@ -77,7 +82,8 @@ class FlareTuner(LoraModel):
         self.wiring: SourceWiring | None = None
         self.source_cache: SourceStateCache | None = None
         self.source_rows_computed = 0  # examples that went through the frozen pass (cache misses)
-        self._reused: tuple[tuple, dict] | None = None  # the last call's source tensors (held) and states
+        self._reused: tuple[tuple, object] | None = None  # the last call's source tensors (held), frozen states
+        object.__setattr__(self, "_mt_encoder", None)  # FLARE-MT: held aside, never a submodule (see mt_encoder)
         super().__init__(model, config, adapter_name, **kwargs)
         self.model.register_forward_pre_hook(self._take_source_inputs, with_kwargs=True)
 
@@ -87,9 +93,10 @@ class FlareTuner(LoraModel):
         if not isinstance(config, flare_config.FlareConfig):
             raise ValueError(f"a FLARE model takes FlareConfig adapters, not {type(config).__name__}")
         super()._check_new_adapter_config(config)
-        offsets = {c.source_layer_offset for c in self.peft_config.values()}
-        if len(offsets) > 1:
-            raise ValueError(f"all FLARE adapters of one model must share source_layer_offset, got {sorted(offsets)}")
+        for setting in ("source_layer_offset", "mt_encoder"):
+            values = {getattr(c, setting) for c in self.peft_config.values()}
+            if len(values) > 1:
+                raise ValueError(f"all FLARE adapters of one model must share {setting}, got {sorted(map(str, values))}")
 
     @staticmethod
     def _create_new_module(lora_config, adapter_name, target, **kwargs):
@@ -107,6 +114,27 @@ class FlareTuner(LoraModel):
 
         architecture = architecture_for(model.config.model_type)
         self.wiring = SourceWiring(model, architecture, config.source_layer_offset)
+        if config.mt_encoder is not None:
+            self._add_mt_projection(adapter_name, config)
+
+    def _add_mt_projection(self, adapter_name: str, config) -> None:
+        widths = {layer.in_features for layer in self.wiring.layers}
+        if len(widths) != 1:
+            raise ValueError(f"FLARE-MT projects the MT states to one width, but the fused layers read {sorted(widths)}")
+        if "lora_mt_projection" not in self._modules:
+            self.lora_mt_projection = nn.ModuleDict()
+        device = next(iter(self.wiring.layers)).lora_A[adapter_name].weight.device
+        self.lora_mt_projection[adapter_name] = nn.Linear(config.mt_hidden_size, widths.pop(), device=device)
+
+    @property
+    def mt_encoder(self) -> str | None:
+        """FLARE-MT's MT model (None: FLARE, whose source is the frozen pass of the task model)."""
+        return self.peft_config[self.active_adapters[0]].mt_encoder
+
+    def attach_mt_encoder(self, encoder: nn.Module) -> None:
+        """Give FLARE-MT its frozen MT encoder (without one, the first call loads ``mt_encoder`` itself)."""
+        encoder.requires_grad_(False)
+        object.__setattr__(self, "_mt_encoder", encoder.eval())
 
     @contextmanager
     def _enable_peft_forward_hooks(self, *args: Any, **kwargs: Any):
@@ -163,29 +191,73 @@ class FlareTuner(LoraModel):
         tensors = tuple(source.values())  # held in _reused, so a freed tensor's id can never match a new one
         if self._reused is not None and len(self._reused[0]) == len(tensors) and all(
                 a is b for a, b in zip(self._reused[0], tensors)):
-            return self._reused[1]  # the next decoding step of the same batch
-        source = self.wiring.complete(source)
+            frozen = self._reused[1]  # the next decoding step of the same batch
+        elif self.mt_encoder is not None:
+            frozen = self._mt_states(source)
+        else:
+            frozen = self._frozen_pass_states(self.wiring.complete(source))
+        self._reused = (tensors, frozen)
+        return self._project(*frozen) if self.mt_encoder is not None else frozen
+
+    def _frozen_pass_states(self, source: dict[str, torch.Tensor]) -> dict:
         if self.source_cache is None:
             self.source_rows_computed += len(source["input_ids"])
-            states = self.wiring.states(self.wiring.run(source), source)
-        else:
-            states = self._cached_states(source)
-        self._reused = (tensors, states)
-        return states
-
-    def _cached_states(self, source: dict[str, torch.Tensor]) -> dict:
+            return self.wiring.states(self.wiring.run(source), source)
         masks = {name: source[self._mask_name(name)] for name in source}
+        rows = self._cached_rows(source, masks, lambda subset: self.wiring.split_rows(self.wiring.run(subset), subset))
+        return self.wiring.join_rows(rows, source)
+
+    def _cached_rows(self, source: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], compute) -> list:
+        """Each example's cached row; the missing ones (each distinct text once) come from ``compute(subset)``."""
         keys = row_keys(source, masks)
         rows = [self.source_cache.get(key) for key in keys]
         first_missing = {keys[b]: b for b in reversed(range(len(keys))) if rows[b] is None}  # repeats run once
         if first_missing:
             index = torch.tensor(sorted(first_missing.values()), device=source["input_ids"].device)
             subset = {name: value.index_select(0, index) for name, value in source.items()}
-            for b, row in zip(index.tolist(), self.wiring.split_rows(self.wiring.run(subset), subset)):
+            for b, row in zip(index.tolist(), compute(subset)):
                 self.source_cache.put(keys[b], row)
             self.source_rows_computed += len(first_missing)
             rows = [self.source_cache.get(key) if row is None else row for key, row in zip(keys, rows)]
-        return self.wiring.join_rows(rows, source)
+        return rows
+
+    # --- FLARE-MT ---------------------------------------------------------------------------
+
+    def _mt_states(self, source: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The MT encoder's states of the batch, (B, Ts, d_mt), and their mask: frozen, so cached like FLARE's."""
+        mask = source["attention_mask"]
+        if self.source_cache is None:
+            self.source_rows_computed += len(mask)
+            return self._run_mt_encoder(source), mask
+        rows = self._cached_rows(source, {name: mask for name in source}, lambda subset: [
+            (states[m.bool()].unsqueeze(0),) for states, m in zip(self._run_mt_encoder(subset),
+                                                                  subset["attention_mask"])])
+        padded = rows[0][0].new_zeros(mask.shape[0], mask.shape[1], rows[0][0].shape[-1])
+        for b, row in enumerate(rows):
+            padded[b][mask[b].bool()] = row[0][0].to(padded.dtype)
+        return padded.to(mask.device, non_blocking=True), mask
+
+    @torch.no_grad()
+    def _run_mt_encoder(self, source: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self._mt_encoder is None:
+            from xlt.flare.mt_encoder import load_mt_encoder
+
+            self.attach_mt_encoder(load_mt_encoder(self.mt_encoder))
+        device = source["input_ids"].device
+        if next(self._mt_encoder.parameters()).device != device:
+            self._mt_encoder.to(device)
+        out = self._mt_encoder(input_ids=source["input_ids"], attention_mask=source["attention_mask"])
+        return out.last_hidden_state.detach()
+
+    def _project(self, encoded: torch.Tensor, mask: torch.Tensor) -> dict:
+        """The trained projection of the MT states, the same source for every fused layer (gradients reach it)."""
+        if len(self.active_adapters) != 1:
+            raise ValueError("FLARE-MT runs one active adapter at a time: its projection belongs to one adapter")
+        projection = self.lora_mt_projection[self.active_adapters[0]]
+        from xlt.flare.layer import SourceStates
+
+        states = SourceStates(projection(encoded.to(projection.weight.dtype)), mask)
+        return {layer: states for layer in self.wiring.layers}
 
     def _mask_name(self, input_name: str) -> str:
         decoder = input_name.startswith("decoder_")

@@ -4,7 +4,9 @@
 - ``source``: the English text of the same example (translate-test);
 - ``concat``: English + target text as one input at double length (input-level fusion).
 FLARE batches also carry the English text for the frozen source pass, as ``source_*`` model
-inputs (``source="text"``), or ask the model to fuse zeros (``source="zero"``, a diagnostic).
+inputs (``source="text"``), or ask the model to fuse zeros (``source="zero"``, a diagnostic);
+FLARE-MT batches carry the target text tokenized for the MT encoder (``source`` is then the
+:class:`xlt.flare.mt_encoder.MTEncoderInput` that tokenizes it).
 """
 
 from __future__ import annotations
@@ -71,8 +73,13 @@ def encode(tokenizer, segments: list[tuple[str, ...]], max_length: int) -> dict[
     return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
-def source_inputs(source: str | None, encode_source) -> dict:
-    """The model inputs that give a FLARE model its source: ``source_*`` tensors, ``zero_source``, or none."""
+def source_inputs(source, encode_source, target_texts=None) -> dict:
+    """The model inputs that give a FLARE model its source: ``source_*`` tensors, ``zero_source``, or none.
+    ``target_texts()``: the batch's target texts, for an MT encoder (``source`` with an ``encode`` method)."""
+    if source is not None and not isinstance(source, str):  # an MT encoder input (FLARE-MT)
+        if target_texts is None:
+            raise XltError("these batches cannot feed an MT encoder (flare-mt runs sentence classification)")
+        return {f"source_{k}": v for k, v in source.encode(target_texts()).items()}
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     if source == "zero":
@@ -82,11 +89,12 @@ def source_inputs(source: str | None, encode_source) -> dict:
     return {}
 
 
-def make_batch(tokenizer, examples: list[Example], view: str, max_length: int, source: str | None = None) -> Batch:
+def make_batch(tokenizer, examples: list[Example], view: str, max_length: int, source=None) -> Batch:
     labels = torch.tensor([ex.label for ex in examples], dtype=torch.long)
     sep = f" {tokenizer.sep_token or tokenizer.eos_token} " if (tokenizer.sep_token or tokenizer.eos_token) else " "
     length = 2 * max_length if view == "concat" else max_length
     inputs = encode(tokenizer, [view_segments(ex, view, sep) for ex in examples], length)
     inputs |= source_inputs(source, lambda: encode(tokenizer, [view_segments(ex, "source") for ex in examples],
-                                                   max_length))
+                                                   max_length),
+                            lambda: [" ".join(view_segments(ex, "target")) for ex in examples])
     return Batch(inputs, labels)
