@@ -66,6 +66,7 @@ class GenTaskData:
     test: list[GenExample]
     template: str  # key of xlt.tasks.templates.TEMPLATES
     metric: str  # key of xlt.tasks.templates.GEN_METRICS
+    english: GenTaskData | None = None  # the set's own source-language splits for stage 1 (as TagTaskData's)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def source_side(data: AnyTaskData) -> AnyTaskData:
     the source language."""
     from dataclasses import replace
 
-    if isinstance(data, TagTaskData) and data.english is not None:
+    if isinstance(data, (TagTaskData, GenTaskData)) and data.english is not None:
         if data.english.target_lang != data.source_lang:
             raise XltError(f"task {data.task} trains its English model on {data.english.target_lang} files; "
                            f"the source language must be {data.english.target_lang}, not {data.source_lang}")

@@ -4,7 +4,8 @@
 Tasks: ``nusax`` (sentiment, xlt.data.nusax), ``xnli`` (NLI, xlt.data.xnli), ``custom`` (the
 user's CSV/JSONL files, xlt.data.user_file), ``massive`` and ``massive-intent`` (slot filling and
 intent as generation, xlt.data.massive), ``panx`` and ``uner`` (named entities as tagging,
-xlt.data.panx, xlt.data.uner). Data sets are read from the data directory found by
+xlt.data.panx, xlt.data.uner), ``uner-json`` (the same entities written as JSON by a generating
+model, xlt.data.json_ner). Data sets are read from the data directory found by
 :func:`resolve_data_dir`. :data:`NOT_PARALLEL` names the tasks whose examples have no English
 version, which :func:`check_parallel` refuses to methods that read one (torch-free, so ``RunConfig``
 checks it before anything loads).
@@ -16,7 +17,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from xlt.data import massive, nusax, panx, uner, user_file, xnli
+from xlt.data import json_ner, massive, nusax, panx, uner, user_file, xnli
 from xlt.data.examples import AnyTaskData, GenTaskData, TagTaskData, TaskData
 from xlt.errors import XltError
 
@@ -95,6 +96,11 @@ def _load_uner(target_lang, source_lang, data_dir, train_file, test_file) -> Tag
     return uner.load(resolve_data_dir(data_dir), target_lang, source_lang)
 
 
+def _load_uner_json(target_lang, source_lang, data_dir, train_file, test_file) -> GenTaskData:
+    _no_files("uner-json", train_file, test_file)
+    return json_ner.load(resolve_data_dir(data_dir), target_lang, source_lang)
+
+
 TASKS: dict[str, Callable[..., AnyTaskData]] = {
     "nusax": _load_nusax,
     "xnli": _load_xnli,
@@ -103,6 +109,7 @@ TASKS: dict[str, Callable[..., AnyTaskData]] = {
     "massive-intent": _load_massive_intent,
     "panx": _load_panx,
     "uner": _load_uner,
+    "uner-json": _load_uner_json,
 }
 
 SENTENCE_TASKS = frozenset({"nusax", "xnli", "custom"})  # one label per text (classification kind)

@@ -41,6 +41,9 @@ TEMPLATES: dict[str, Template] = {
     "slots": Template("slots", "Extract the slots from the utterance as 'slot: words; ...' or None.\n"
                                "Utterance: {text}\nSlots:"),
     "intent": Template("intent", "Give the intent label of the utterance.\nUtterance: {text}\nIntent:"),
+    "json_ner": Template("json_ner", 'List the named entities of the sentence as a JSON list of {"type": ..., '
+                                     '"text": ...} objects with type PER, LOC or ORG ([] if none).\n'
+                                     "Sentence: {text}\nEntities:"),
 }
 
 
@@ -109,9 +112,22 @@ def intent_metrics(preds: list[str], golds: list[str]) -> dict:
     return {"accuracy": sum(normalize(p) == normalize(g) for p, g in zip(preds, golds)) / len(golds)}
 
 
+def json_ner_metrics(preds: list[str], golds: list[str]) -> dict:
+    """Entity-level micro P/R/F1 over (type, text) pairs and the count of outputs that are not a JSON
+    entity list (scored as no entities); the gold answers are JSON written by xlt.data.json_ner."""
+    from xlt.tasks.entities import json_entity_metrics, parse_json_entities
+
+    _check(preds, golds)
+    gold = [parse_json_entities(g) for g in golds]
+    if any(g is None for g in gold):
+        raise ValueError("a gold answer is not a JSON entity list")
+    return json_entity_metrics([p.strip() for p in preds], gold)
+
+
 GEN_METRICS: dict[str, Callable[[list[str], list[str]], dict]] = {
     "slots": slot_metrics,
     "intent": intent_metrics,
+    "json_ner": json_ner_metrics,
 }
 
 
