@@ -100,8 +100,10 @@ def test_gradient_checkpointing_fuses_the_same_mt_states():
     assert grads[0]["base_model.lora_mt_projection.default.weight"].abs().sum() > 0
 
 
-def test_the_mt_states_change_the_output_and_padding_never_does():
-    adapted, tok = _flare_mt(fusion="cross_attention")
+@pytest.mark.parametrize("family, fusion", [("bert", "cross_attention"), ("llama", "cross_attention"),
+                                            ("llama", "add_relu"), ("mt5", "add")])
+def test_the_mt_states_change_the_output_and_padding_never_does(family, fusion):
+    adapted, tok = _flare_mt(family, fusion=fusion)
     adapted.model.eval()
     batch = _batch(adapted, tok)
     with torch.no_grad():

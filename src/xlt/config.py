@@ -127,7 +127,7 @@ class RunConfig:
         if method.adapter == "flare":
             self.fusion = check_fusion_name(self.fusion or "add_relu")
         elif self.fusion is not None:
-            raise XltError(f"--fusion is only for --method flare, not {self.method!r}")
+            raise XltError(f"--fusion is only for --method flare or flare-mt, not {self.method!r}")
         self._check_source_from()
         check_parallel(self.task, self.method, method.view, method.reads_source)
         self._check_mt_model(method)
