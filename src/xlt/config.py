@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from xlt.data.tasks import NOT_PARALLEL, SENTENCE_TASKS, TASKS, check_parallel
+from xlt.data.tasks import NOT_PARALLEL, SENTENCE_TASKS, TASKS, TRANSLATION_TASKS, check_parallel
 from xlt.errors import XltError
 from xlt.flare.fusion_names import FUSIONS, check_fusion_name
 from xlt.languages import canonical_code
@@ -131,6 +131,9 @@ class RunConfig:
         self._check_source_from()
         check_parallel(self.task, self.method, method.view, method.reads_source)
         self._check_mt_model(method)
+        if self.task in TRANSLATION_TASKS and (method.reads_source or method.translated_train or method.mt_encoder):
+            raise XltError(f"method {self.method} reads another version of the input, which for {self.task} is the "
+                           "same sentence; use zero-shot, lora, align or lora+align")
         if self.bf16 and self.fp16:
             raise XltError("choose one of bf16 and fp16")
         self._check_numbers()

@@ -228,10 +228,20 @@ def run_metrics(cfg: RunConfig, adapted: AdaptedModel, data: AnyTaskData, stage1
         "source_metrics": source_metrics,
         "gap": {k: gap_to_source(source_metrics[k], v) for k, v in result["metrics"].items()
                 if k in source_metrics and source_metrics[k]},
+        **_signatures(data),
         "processes": processes, "stage1_dir": str(stage1.resolve()),
         "stage1_examples": {"train": info["train_examples"], "test": info["test_examples"]},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+
+
+def _signatures(data: AnyTaskData) -> dict:
+    """sacreBLEU's signatures of a translation task's BLEU and chrF."""
+    if getattr(data, "metric", None) != "mt":
+        return {}
+    from xlt.tasks.templates import translation_signatures
+
+    return {"metric_signatures": translation_signatures()}
 
 
 def _write_run_dir(cfg: RunConfig, out: Path, metrics: dict, adapted: AdaptedModel | None) -> None:

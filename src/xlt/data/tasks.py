@@ -5,7 +5,7 @@ Tasks: ``nusax`` (sentiment, xlt.data.nusax), ``xnli`` (NLI, xlt.data.xnli), ``c
 user's CSV/JSONL files, xlt.data.user_file), ``massive`` and ``massive-intent`` (slot filling and
 intent as generation, xlt.data.massive), ``panx`` and ``uner`` (named entities as tagging,
 xlt.data.panx, xlt.data.uner), ``uner-json`` (the same entities written as JSON by a generating
-model, xlt.data.json_ner). Data sets are read from the data directory found by
+model, xlt.data.json_ner) and ``nusax-mt`` (translation, xlt.data.nusax_mt). Data sets are read from the data directory found by
 :func:`resolve_data_dir`. :data:`NOT_PARALLEL` names the tasks whose examples have no English
 version, which :func:`check_parallel` refuses to methods that read one (torch-free, so ``RunConfig``
 checks it before anything loads).
@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from xlt.data import json_ner, massive, nusax, panx, uner, user_file, xnli
+from xlt.data import json_ner, massive, nusax, nusax_mt, panx, uner, user_file, xnli
 from xlt.data.examples import AnyTaskData, GenTaskData, TagTaskData, TaskData
 from xlt.errors import XltError
 
@@ -101,6 +101,11 @@ def _load_uner_json(target_lang, source_lang, data_dir, train_file, test_file) -
     return json_ner.load(resolve_data_dir(data_dir), target_lang, source_lang)
 
 
+def _load_nusax_mt(target_lang, source_lang, data_dir, train_file, test_file) -> GenTaskData:
+    _no_files("nusax-mt", train_file, test_file)
+    return nusax_mt.load(resolve_data_dir(data_dir), target_lang, source_lang)
+
+
 TASKS: dict[str, Callable[..., AnyTaskData]] = {
     "nusax": _load_nusax,
     "xnli": _load_xnli,
@@ -110,9 +115,11 @@ TASKS: dict[str, Callable[..., AnyTaskData]] = {
     "panx": _load_panx,
     "uner": _load_uner,
     "uner-json": _load_uner_json,
+    "nusax-mt": _load_nusax_mt,
 }
 
 SENTENCE_TASKS = frozenset({"nusax", "xnli", "custom"})  # one label per text (classification kind)
+TRANSLATION_TASKS = frozenset({"nusax-mt"})  # the input is one sentence in both directions: nothing to fuse
 NOT_PARALLEL = frozenset({"panx"})  # no example has an English version (each language its own sentences)
 
 

@@ -44,6 +44,8 @@ TEMPLATES: dict[str, Template] = {
     "json_ner": Template("json_ner", 'List the named entities of the sentence as a JSON list of {"type": ..., '
                                      '"text": ...} objects with type PER, LOC or ORG ([] if none).\n'
                                      "Sentence: {text}\nEntities:"),
+    # nusax-mt: the text names both languages (xlt.data.nusax_mt.prompt), so one instruction serves every direction
+    "mt": Template("mt", "Translate the sentence into the language named on the last line.\n{text}"),
 }
 
 
@@ -124,10 +126,33 @@ def json_ner_metrics(preds: list[str], golds: list[str]) -> dict:
     return json_entity_metrics([p.strip() for p in preds], gold)
 
 
+def translation_metrics(preds: list[str], golds: list[str]) -> dict:
+    """Corpus BLEU and chrF (sacreBLEU defaults: 13a tokenization, chrF character 6-grams), on the
+    stripped outputs; their signatures are :func:`translation_signatures`."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    _check(preds, golds)
+    hypotheses = [p.strip() for p in preds]
+    return {"bleu": BLEU().corpus_score(hypotheses, [list(golds)]).score,
+            "chrf": CHRF().corpus_score(hypotheses, [list(golds)]).score}
+
+
+def translation_signatures() -> dict[str, str]:
+    """sacreBLEU's signatures of :func:`translation_metrics` (scores compare only under equal signatures)."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    signatures = {}
+    for name, metric in (("bleu", BLEU()), ("chrf", CHRF())):
+        metric.corpus_score(["x"], [["x"]])  # a signature names the reference count, known after a score
+        signatures[name] = str(metric.get_signature())
+    return signatures
+
+
 GEN_METRICS: dict[str, Callable[[list[str], list[str]], dict]] = {
     "slots": slot_metrics,
     "intent": intent_metrics,
     "json_ner": json_ner_metrics,
+    "mt": translation_metrics,
 }
 
 

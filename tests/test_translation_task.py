@@ -1,0 +1,85 @@
+"""Task nusax-mt: translation as a task of decoders and mT5, scored with sacreBLEU BLEU and chrF."""
+
+import csv
+import json
+
+import pytest
+
+from xlt.cli import main
+from xlt.data.examples import source_side
+from xlt.data.nusax_mt import stage1_language
+from xlt.data.tasks import load_task, resolve_data_dir
+from xlt.errors import XltError
+from xlt.tasks.templates import get_metric, get_template
+
+
+def _column(split: str, name: str) -> list[str]:
+    with open(resolve_data_dir() / "nusax" / "mt" / f"{split}.csv", newline="", encoding="utf-8") as f:
+        return [row[name] for row in csv.DictReader(f)]
+
+
+def test_a_run_translates_source_into_target_and_stage1_into_indonesian():
+    data = load_task("nusax-mt", "ace", "en")
+    english, acehnese, indonesian = (_column("test", c) for c in ("english", "acehnese", "indonesian"))
+    assert (len(data.train), len(data.valid), len(data.test)) == (500, 100, 400)
+    ex = data.test[7]
+    assert ex.prompt_target == f"English: {english[7]}\nAcehnese:" and ex.answer == acehnese[7]
+    assert ex.prompt_source == f"English: {english[7]}\nIndonesian:" and ex.answer_source == indonesian[7]
+    stage1 = source_side(data)  # what the task model of stage 1 learns: English -> Indonesian
+    assert stage1.target_lang == "id" and stage1.test[7].prompt_target == ex.prompt_source
+    assert stage1.test[7].answer == indonesian[7]
+    prompt = get_template("mt").prompt(ex.prompt_target)
+    assert prompt.startswith("Translate the sentence into the language named on the last line.\nEnglish: ")
+    assert prompt.endswith("\nAcehnese:")
+
+
+def test_stage1_translates_into_english_when_the_source_is_indonesian():
+    assert (stage1_language("en"), stage1_language("jv"), stage1_language("indonesian")) == ("id", "id", "en")
+    data = load_task("nusax-mt", "jv", "id")
+    assert data.test[0].prompt_source.endswith("\nEnglish:") and data.test[0].answer_source == _column("test", "english")[0]
+    with pytest.raises(XltError, match="another --target-lang, got ace -> ace"):
+        load_task("nusax-mt", "ace", "ace")
+
+
+def test_bleu_and_chrf_are_sacrebleus_corpus_scores():
+    metric = get_metric("mt")
+    refs = ["the cat sat on the mat", "a dog barked loudly at night"]
+    assert metric(refs, refs) == {"bleu": pytest.approx(100.0), "chrf": pytest.approx(100.0)}
+    scores = metric([" the cat sat on a mat\n", "completely different words"], refs)
+    from sacrebleu import corpus_bleu, corpus_chrf
+
+    hyps = ["the cat sat on a mat", "completely different words"]  # outputs are stripped before scoring
+    assert scores["bleu"] == pytest.approx(corpus_bleu(hyps, [refs]).score)
+    assert scores["chrf"] == pytest.approx(corpus_chrf(hyps, [refs]).score)
+    assert 0 < scores["bleu"] < scores["chrf"] < 100
+
+
+def _args(tmp_path, model, method):
+    return ["train", "--task", "nusax-mt", "--target-lang", "ace", "--method", method, "--model", model,
+            "--max-train-examples", "8", "--max-eval-examples", "6", "--stage1-max-train-examples", "8",
+            "--epochs", "1", "--stage1-epochs", "1", "--batch-size", "4", "--max-answer-length", "12",
+            "--lora-r", "4", "--align-max-pairs", "8", "--no-show-progress",
+            "--stage1-dir", str(tmp_path / "stage1"), "--output-dir", str(tmp_path / method)]
+
+
+@pytest.mark.parametrize("model, method", [("tiny-random/llama", "lora"), ("tiny-random/mt5", "lora"),
+                                           ("tiny-random/qwen2", "lora+align")])
+def test_nusax_mt_trains_evaluates_and_reloads(tmp_path, capsys, model, method):
+    assert main(_args(tmp_path, model, method)) == 0
+    metrics = json.loads((tmp_path / method / "metrics.json").read_text())
+    assert set(metrics["metrics"]) == {"bleu", "chrf"} and set(metrics["source_metrics"]) == {"bleu", "chrf"}
+    assert metrics["metric_signatures"]["bleu"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+    assert metrics["metric_signatures"]["chrf"].startswith("nrefs:1|case:mixed|eff:yes|nc:6|nw:0")
+    assert metrics["target_lang"] == "ace" and metrics["test_examples"] == 6
+    capsys.readouterr()
+    assert main(["evaluate", "--run-dir", str(tmp_path / method)]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["matches_stored"] is True and again["metrics"] == metrics["metrics"]
+
+
+@pytest.mark.parametrize("method", ["flare", "input-fusion", "translate-test"])
+def test_methods_that_read_another_version_of_the_input_are_refused(tmp_path, capsys, method):
+    assert main(_args(tmp_path, "tiny-random/llama", method)) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"method {method} reads another version of the input" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / method).exists() and not (tmp_path / "stage1").exists()
