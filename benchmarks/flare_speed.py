@@ -26,7 +26,7 @@ from xlt.models.architectures import architecture_for
 from xlt.models.classifier import PooledClassifier, resolve_pooling
 from xlt.models.loading import load_tokenizer, resolve_model
 from xlt.stage1 import architecture_of
-from xlt.tasks.generation import GenBatcher, greedy_generate
+from xlt.tasks.generation import GenBatcher, decode_answers
 
 LABELS = ("negative", "neutral", "positive")
 TARGETS = {  # ratio: (comparison, bound)
@@ -120,7 +120,7 @@ def bench_decoding(prompts: int, new_tokens: int) -> dict[str, float]:
         adapted = attach(model, get_method(method), architecture_for("llama"), AdapterSettings(r=8, alpha=16,
                                                                                               fusion=fusion))
         source = "text" if fusion else None
-        run = lambda: greedy_generate(adapted.model, batcher, examples, "target", source,  # noqa: E731
+        run = lambda: decode_answers(adapted.model, batcher, examples, "target", source,  # noqa: E731
                                       max_new_tokens=new_tokens, show_progress=False)
         run()  # warm-up
         runs = []

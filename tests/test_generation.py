@@ -9,7 +9,8 @@ from helpers import source_of, tiny
 from xlt.cli import main
 from xlt.data.examples import GenExample
 from xlt.flare.layer import SourceStates
-from xlt.tasks.generation import IGNORE, GenBatcher, greedy_generate
+from xlt.errors import XltError
+from xlt.tasks.generation import IGNORE, GenBatcher, decode_answers
 
 GENERATORS = ("llama", "qwen2", "gemma2", "gemma3_text", "mt5")
 EXAMPLES = [
@@ -58,7 +59,7 @@ def test_greedy_generation_is_deterministic_and_fuses_at_every_step(family):
             lambda *a, layer=layer: calls.__setitem__(layer, calls[layer] + 1))
     steps = []  # one model call per decoding step (the prompt, then one token each with the KV cache)
     adapted.model.register_forward_pre_hook(lambda *a: steps.append(1))
-    first = greedy_generate(adapted.model, batcher, EXAMPLES, "target", "text", max_new_tokens=6,
+    first = decode_answers(adapted.model, batcher, EXAMPLES, "target", "text", max_new_tokens=6,
                             show_progress=False)
     assert 1 <= len(steps) <= 6
     assert set(calls.values()) == {len(steps)}  # every step fused in every fused layer, once
@@ -66,7 +67,7 @@ def test_greedy_generation_is_deterministic_and_fuses_at_every_step(family):
     # reads the generated prefix)
     passes = len(steps) if family == "mt5" else 1
     assert adapted.flare.source_rows_computed == passes * len(EXAMPLES)
-    second = greedy_generate(adapted.model, batcher, EXAMPLES, "target", "text", max_new_tokens=6,
+    second = decode_answers(adapted.model, batcher, EXAMPLES, "target", "text", max_new_tokens=6,
                              show_progress=False)
     assert first == second and len(first) == 2 and all(isinstance(s, str) for s in first)
 
@@ -109,7 +110,7 @@ def test_kv_cached_decoding_matches_a_full_rerun_with_flare(fusion):
     hook = adapted.model.register_forward_hook(lambda m, a, out: last.append(out.logits[:, -1]))
     expected = _full_rerun_greedy(adapted.model, tok, batch, 8)
     rerun, last = last, []
-    cached = greedy_generate(adapted.model, batcher, examples, "target", "text", max_new_tokens=8,
+    cached = decode_answers(adapted.model, batcher, examples, "target", "text", max_new_tokens=8,
                              show_progress=False)
     hook.remove()
     assert cached == expected
@@ -122,7 +123,7 @@ def test_kv_cached_decoding_matches_a_full_rerun_with_flare(fusion):
 @pytest.mark.parametrize("family", ["llama", "mt5"])
 def test_greedy_decoding_matches_transformers_generate(family):
     adapted, tok, batcher = _generator(family, method="lora", fusion=None)
-    ours = greedy_generate(adapted.model, batcher, EXAMPLES[:1], "target", None, max_new_tokens=8,
+    ours = decode_answers(adapted.model, batcher, EXAMPLES[:1], "target", None, max_new_tokens=8,
                            show_progress=False)
     batch = batcher.batch(EXAMPLES[:1], "target", None, teacher_forced=False)
     assert not source_of(batch) and "zero_source" not in batch.inputs
@@ -134,6 +135,35 @@ def test_greedy_decoding_matches_transformers_generate(family):
     expected = tok.decode([t for t in new.tolist() if t not in (tok.eos_token_id, tok.pad_token_id)],
                           skip_special_tokens=True).strip()
     assert ours == [expected]
+
+
+@pytest.mark.parametrize("family", ["llama", "mt5"])
+def test_beam_search_is_transformers_beam_search_and_one_beam_is_greedy(family):
+    adapted, tok, batcher = _generator(family, method="lora", fusion=None)
+    greedy = decode_answers(adapted.model, batcher, EXAMPLES, "target", None, max_new_tokens=8, show_progress=False)
+    one_beam = decode_answers(adapted.model, batcher, EXAMPLES, "target", None, max_new_tokens=8,
+                              show_progress=False, num_beams=1)
+    assert one_beam == greedy
+    beams = decode_answers(adapted.model, batcher, EXAMPLES, "target", None, max_new_tokens=8, show_progress=False,
+                           num_beams=3)
+    batch = batcher.batch(EXAMPLES, "target", None, teacher_forced=False)
+    adapted.model.eval()
+    out = adapted.model.generate(input_ids=batch.inputs["input_ids"], attention_mask=batch.inputs["attention_mask"],
+                                 max_new_tokens=8, do_sample=False, num_beams=3, early_stopping=True,
+                                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    new = out[:, 1:] if family == "mt5" else out[:, batch.inputs["input_ids"].shape[1]:]
+    expected = [tok.decode([t for t in row if t not in (tok.eos_token_id, tok.pad_token_id)],
+                           skip_special_tokens=True).strip() for row in new.tolist()]
+    assert beams == expected and len(beams) == len(EXAMPLES)
+    again = decode_answers(adapted.model, batcher, EXAMPLES, "target", None, max_new_tokens=8, show_progress=False,
+                           num_beams=3)
+    assert again == beams  # deterministic
+
+
+def test_beam_search_refuses_a_source_text():
+    adapted, tok, batcher = _generator("llama")
+    with pytest.raises(XltError, match="beam search decodes methods without a source text"):
+        decode_answers(adapted.model, batcher, EXAMPLES, "target", "text", num_beams=2, show_progress=False)
 
 
 def test_decoder_fusion_never_sees_future_source_positions():

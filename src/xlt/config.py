@@ -71,6 +71,8 @@ class RunConfig:
     decoder_classifier: str = setting("head", "decoder classification: a head on the last non-pad token, or "
                                       "each label word's log-likelihood", choices=("head", "verbalizer"))
     max_answer_length: int = setting(48, "generation tasks: answer tokens in training, new tokens in decoding")
+    num_beams: int = setting(1, "generation tasks: beam size of decoding (1: greedy; beams for methods without a "
+                                "source text)")
     lora_r: int | None = setting(None, "LoRA rank", shown="64 (FLARE paper); 8 for align methods")
     lora_alpha: int | None = setting(None, "LoRA alpha (> 0)", shown="2 * lora_r")
     lora_dropout: float = setting(0.1, "LoRA dropout, in [0, 1)")
@@ -131,6 +133,8 @@ class RunConfig:
         self._check_source_from()
         check_parallel(self.task, self.method, method.view, method.reads_source)
         self._check_mt_model(method)
+        if self.num_beams > 1 and method.needs_source_pass:
+            raise XltError(f"--num-beams is for methods without a source text; {self.method} decodes greedily")
         if self.task in TRANSLATION_TASKS and (method.reads_source or method.translated_train or method.mt_encoder):
             raise XltError(f"method {self.method} reads another version of the input, which for {self.task} is the "
                            "same sentence; use zero-shot, lora, align or lora+align")
@@ -194,7 +198,7 @@ class RunConfig:
 
     def _check_numbers(self) -> None:
         for name in ("epochs", "batch_size", "max_length", "max_answer_length", "lora_r", "lora_alpha",
-                     "stage1_epochs", "mt_beams", "mt_batch_size"):
+                     "stage1_epochs", "mt_beams", "mt_batch_size", "num_beams"):
             if getattr(self, name) < 1:
                 raise XltError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "stage1_lr", "align_temperature"):

@@ -10,7 +10,8 @@ FLARE for generation (the rule, identical in training and decoding):
   *same* target decoder input (in decoding: the tokens generated so far), so position t only
   ever sees positions <= t. Cross-attention projections get plain LoRA.
 Decoding is greedy and deterministic (never the checkpoint's sampling defaults) and goes through
-the model call of training, source inputs included. Decoder-only models decode with a KV cache
+the model call of training, source inputs included; beam search (``num_beams`` > 1, for methods
+without source inputs) goes through transformers' ``generate()`` with an explicit configuration. Decoder-only models decode with a KV cache
 (the English prompt's states are computed once per batch); mT5 re-runs its decoder each step,
 because the frozen decoder it fuses reads the generated prefix. The loop is ours, not
 ``generate()``: transformers checks generate's keyword arguments against the model's forward
@@ -20,12 +21,14 @@ signature and refuses the ``source_*`` inputs that reach FLARE through the call.
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from xlt.data.examples import GenExample
+from xlt.errors import XltError
 from xlt.tasks.templates import get_template
 from xlt.training.batches import Batch, pad_rows, source_inputs, view_segments
 
@@ -98,16 +101,21 @@ class GenBatcher:
 
 
 @torch.no_grad()
-def greedy_generate(model: torch.nn.Module, batcher: GenBatcher, examples: Sequence[GenExample], view: str,
-                    source: str | None, max_new_tokens: int = 48, batch_size: int = 32, bf16: bool = False,
-                    show_progress: bool = True, desc: str = "generate") -> list[str]:
-    """Greedy decoding (see the module docstring): decoders with a KV cache, mT5 by full re-runs."""
+def decode_answers(model: torch.nn.Module, batcher: GenBatcher, examples: Sequence[GenExample], view: str,
+                   source: str | None, max_new_tokens: int = 48, batch_size: int = 32, bf16: bool = False,
+                   show_progress: bool = True, desc: str = "generate", num_beams: int = 1) -> list[str]:
+    """Greedy decoding (see the module docstring): decoders with a KV cache, mT5 by full re-runs;
+    beam search with ``num_beams`` > 1."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     eos, pad = batcher.tok.eos_token_id, batcher.tok.pad_token_id
     decode = _decode_seq2seq if batcher.seq2seq else _decode_cached
+    if num_beams > 1:
+        if source is not None:
+            raise XltError("beam search decodes methods without a source text; FLARE decodes greedily")
+        decode = partial(_decode_beams, num_beams=num_beams)
     outputs: list[str] = []
     try:
         for start in tqdm(range(0, len(examples), batch_size), desc=desc, disable=not show_progress, leave=False):
@@ -120,6 +128,21 @@ def greedy_generate(model: torch.nn.Module, batcher: GenBatcher, examples: Seque
     finally:
         model.train(was_training)
     return outputs
+
+
+def _decode_beams(model, batcher: GenBatcher, batch: Batch, max_new_tokens: int, num_beams: int) -> list[list[int]]:
+    """Beam search by ``generate()``, every setting explicit (the checkpoint's generation defaults never apply)."""
+    from transformers import GenerationConfig
+
+    tok = batcher.tok
+    config = GenerationConfig(num_beams=num_beams, do_sample=False, max_new_tokens=max_new_tokens,
+                              eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, length_penalty=1.0,
+                              early_stopping=True, num_return_sequences=1,
+                              decoder_start_token_id=batcher.start if batcher.seq2seq else None)
+    prompt = {k: batch.inputs[k] for k in ("input_ids", "attention_mask")}
+    out = model.generate(**prompt, generation_config=config)
+    new = out[:, 1:] if batcher.seq2seq else out[:, prompt["input_ids"].shape[1]:]  # after the start / the prompt
+    return new.tolist()
 
 
 def _append(generated: list[list[int]], next_ids: torch.Tensor, done: torch.Tensor, eos: int) -> torch.Tensor:

@@ -23,7 +23,7 @@ from xlt.models.classifier import PooledClassifier
 from xlt.models.loading import load_classifier
 from xlt.training.batches import make_batch
 from xlt.tasks.entities import tagging_metrics
-from xlt.tasks.generation import GenBatcher, gold_answer, greedy_generate
+from xlt.tasks.generation import GenBatcher, gold_answer, decode_answers
 from xlt.tasks.tagging import read_tags, tag_batch, words
 from xlt.tasks.verbalizer import VerbalizerClassifier, make_verbalizer_batch
 from xlt.training.loop import predict
@@ -95,9 +95,9 @@ class Generation:
     def evaluate(self, cfg: RunConfig, model, tokenizer, data: GenTaskData, view: str, source: str | None,
                  desc: str) -> dict:
         batcher = self.batcher(cfg, tokenizer, model, data)
-        preds = greedy_generate(model, batcher, data.test, view, source,
+        preds = decode_answers(model, batcher, data.test, view, source,
                                 max_new_tokens=cfg.max_answer_length, bf16=cfg.bf16,
-                                show_progress=cfg.show_progress, desc=desc)
+                                show_progress=cfg.show_progress, desc=desc, num_beams=cfg.num_beams)
         return get_metric(data.metric)(preds, [gold_answer(ex, view) for ex in data.test])
 
 
