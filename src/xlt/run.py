@@ -82,16 +82,27 @@ def build_model(cfg: RunConfig, stage1: Path, data: AnyTaskData) -> tuple[Adapte
     model = kind_of(data, cfg).load_model(str(stage1), tokenizer, data, arch)
     check_precision(cfg, arch, model.config.model_type)
     adapter = AdapterSettings(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.fusion, cfg.source_layer_offset,
-                              cfg.train_head, all_linear=cfg.lora_targets == "all-linear", pooling=cfg.pooling)
+                              cfg.train_head, all_linear=cfg.lora_targets == "all-linear", pooling=cfg.pooling,
+                              mixup=mixup_settings(cfg))
     adapted = attach(model, get_method(cfg.method), arch, adapter)
     if cfg.gradient_checkpointing:
         enable_checkpointing(model)
     return adapted, tokenizer
 
 
+def mixup_settings(cfg: RunConfig):
+    """X-Mixup's settings of the run (None for other methods)."""
+    if get_method(cfg.method).adapter != "x-mixup":
+        return None
+    from xlt.xmixup import MixupSettings
+
+    layers = tuple(int(x) for x in cfg.mixup_layers.split(",")) if cfg.mixup_layers else None
+    return MixupSettings(layers, cfg.mixup_lambda, cfg.mixup_schedule)
+
+
 def source_of(method) -> str | None:
-    """What a method's batches give the model to fuse: the English text (FLARE) or nothing."""
-    return "text" if method.needs_source_pass else None
+    """What a method's batches give the model to fuse: the English text (FLARE, X-Mixup) or nothing."""
+    return "text" if method.fuses_source else None
 
 
 def evaluate_adapted(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTaskData) -> dict:
