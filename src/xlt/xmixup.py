@@ -47,7 +47,7 @@ What the paper does, what is done here, and why:
   each target position attends to every source position and to no other target position: the source is a
   separate, complete text the model is given as a whole (at test time too), so no future target token
   leaks; the target's own causal self-attention is unchanged. mT5, generation, tagging and the verbalizer
-  classifier are refused (``xlt.config`` and :func:`attach_xmixup`).
+  classifier are refused (``xlt.config``, ``xlt.stage1.resolve_defaults`` and :func:`add_mixup`).
 """
 
 from __future__ import annotations
