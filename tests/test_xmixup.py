@@ -257,3 +257,26 @@ def test_save_and_load_restore_lora_and_the_mixing_module_exactly(family, parall
         count = load_adapter(fresh, tmp_path / "adapter")
         assert torch.equal(fresh.model(**batch.inputs).logits, trained)
     assert count == sum(1 for p in fresh.model.parameters() if p.requires_grad)
+
+
+def test_in_a_causal_stack_the_mix_keeps_the_target_causal():
+    """llama, fixed λ: changing the last target token leaves every earlier position's final state as it was
+    (each target position reads the whole English text and its own past only)."""
+    adapted, tokenizer = build("llama", lam=0.5, schedule="fixed")
+    finals = []
+    backbone = adapted.model.base_model.model.backbone
+    backbone.register_forward_hook(lambda module, args, output: finals.append(output.last_hidden_state))
+    target = tokenizer(["kulo remen sanget lan seneng"], return_tensors="pt")
+    source = tokenizer(["i like it very much"], return_tensors="pt")
+    inputs = {"input_ids": target["input_ids"], "attention_mask": target["attention_mask"],
+              "source_input_ids": source["input_ids"], "source_attention_mask": source["attention_mask"]}
+    changed = {**inputs, "input_ids": inputs["input_ids"].clone()}
+    changed["input_ids"][0, -1] = (changed["input_ids"][0, -1] + 1) % 100
+    with torch.no_grad():
+        adapted.model(**inputs)
+        adapted.model(**changed)
+    # each call: the source pass, then the mixed target pass
+    before, after = finals[1], finals[3]
+    assert before.shape[1] >= 4
+    torch.testing.assert_close(after[:, :-1], before[:, :-1], rtol=0, atol=1e-6)
+    assert (after[:, -1] - before[:, -1]).abs().max() > 1e-4

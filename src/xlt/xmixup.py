@@ -46,7 +46,10 @@ What the paper does, what is done here, and why:
 - **families**: encoders, and decoders with a classification head (last-token pooling). In a causal stack
   each target position attends to every source position and to no other target position: the source is a
   separate, complete text the model is given as a whole (at test time too), so no future target token
-  leaks; the target's own causal self-attention is unchanged. mT5, generation, tagging and the verbalizer
+  leaks; the target's own causal self-attention is unchanged (with a fixed λ, position t still depends on
+  target tokens <= t only). The entropy λ is one number per example, read from the whole target: fine for a
+  classification head, which reads the last token (it has seen the whole text anyway), and one more reason
+  generation is refused. mT5, generation, tagging and the verbalizer
   classifier are refused (``xlt.config``, ``xlt.stage1.resolve_defaults`` and :func:`add_mixup`).
 """
 
