@@ -162,7 +162,7 @@ def test_train_flags_come_from_run_config():
         assert action.option_strings[0] == "--" + f.name.replace("_", "-")
         assert action.help.startswith(f.metadata["help"])
     assert by_dest["method"].choices == ("zero-shot", "translate-test", "lora", "translate-train", "input-fusion",
-                                         "flare", "flare-mt", "align", "lora+align")
+                                         "flare", "flare-mt", "x-mixup", "align", "lora+align")
     assert by_dest["fusion"].choices == ("add", "mul", "add_relu", "mul_relu", "cross_attention")
     assert by_dest["task"].choices == ("nusax", "xnli", "custom", "massive", "massive-intent", "panx", "uner",
                                        "uner-json", "nusax-mt")

@@ -81,6 +81,12 @@ class RunConfig:
                                        shown="attention; all-linear for align methods")
     source_layer_offset: int = setting(1, "FLARE: layer i fuses the English state of layer i + offset "
                                        "(1: the paper's equation)", choices=(0, 1))
+    mixup_layers: str | None = setting(None, "x-mixup: comma-separated 1-based layers whose output is mixed with "
+                                       "the English states", shown="the middle layer")
+    mixup_lambda: float | None = setting(None, "x-mixup: the mixing ratio λ in [0, 1] (fixed), or the adaptive λ's "
+                                         "ceiling λ0 (entropy)", shown="0.5 for x-mixup")
+    mixup_schedule: str | None = setting(None, "x-mixup: λ fixed, or per example from the cross-attention's entropy "
+                                         "(the paper)", choices=("fixed", "entropy"), shown="entropy for x-mixup")
     train_head: bool = setting(False, "also train the task head in stage 2")
     gradient_checkpointing: bool = setting(False, "gradient checkpointing (less memory, slower)")
     bf16: bool = setting(False, "bf16 autocast")
@@ -130,6 +136,7 @@ class RunConfig:
             self.fusion = check_fusion_name(self.fusion or "add_relu")
         elif self.fusion is not None:
             raise XltError(f"--fusion is only for --method flare or flare-mt, not {self.method!r}")
+        self._check_mixup()
         self._check_source_from()
         check_parallel(self.task, self.method, method.view, method.reads_source)
         self._check_mt_model(method)
@@ -150,6 +157,28 @@ class RunConfig:
         if method.mt_encoder and self.task not in SENTENCE_TASKS:
             raise XltError(f"flare-mt runs sentence classification tasks ({', '.join(sorted(SENTENCE_TASKS))}), "
                            f"not {self.task}")
+
+    def _check_mixup(self) -> None:
+        """X-Mixup's settings (its defaults filled in), and what it cannot run: only classification heads."""
+        if get_method(self.method).adapter != "x-mixup":
+            given = [name for name in ("mixup_layers", "mixup_lambda", "mixup_schedule") if getattr(self, name) is not None]
+            if given:
+                raise XltError(f"--{given[0].replace('_', '-')} is only for --method x-mixup, not {self.method!r}")
+            return
+        self.mixup_lambda = 0.5 if self.mixup_lambda is None else self.mixup_lambda
+        self.mixup_schedule = self.mixup_schedule or "entropy"
+        if not 0 <= self.mixup_lambda <= 1:  # also refuses nan
+            raise XltError(f"mixup_lambda must be in [0, 1], got {self.mixup_lambda}")
+        if self.mixup_layers is not None and not re.fullmatch(r"\s*[1-9]\d*\s*(,\s*[1-9]\d*\s*)*", self.mixup_layers):
+            raise XltError(f"mixup_layers must be comma-separated layer numbers >= 1, got {self.mixup_layers!r}")
+        if self.task not in SENTENCE_TASKS:
+            raise XltError(f"x-mixup is for sentence classification tasks ({', '.join(sorted(SENTENCE_TASKS))}), "
+                           f"not {self.task!r}")
+        if self.decoder_classifier != "head":
+            raise XltError("x-mixup mixes the states a classification head pools; drop --decoder-classifier verbalizer")
+        if self.gradient_checkpointing:
+            raise XltError("x-mixup mixes inside the forward pass, which checkpointing would recompute without "
+                           "the source; drop --gradient-checkpointing")
 
     def _check_source_from(self) -> None:
         method = get_method(self.method)

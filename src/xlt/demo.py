@@ -65,7 +65,8 @@ MT_SUITE = (
     *(_row(f"{name} [{label}]", source_from=source, **settings) for source, label in MT_SOURCES
       for name, settings in (("translate-test", {"method": "translate-test"}),
                              ("input-fusion", {"method": "input-fusion"}),
-                             ("flare", {"method": "flare", "fusion": "add_relu"}))),
+                             ("flare", {"method": "flare", "fusion": "add_relu"}),
+                             ("x-mixup", {"method": "x-mixup"}))),
 )
 SUITES = {"flare": FLARE_SUITE, "alignment": ALIGNMENT_SUITE, "mt": MT_SUITE}
 DEFAULT_DEMO_DIRS = {"flare": "xlt-demo", "alignment": "xlt-demo-alignment", "mt": "xlt-demo-mt"}

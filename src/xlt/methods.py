@@ -9,6 +9,7 @@
 | input-fusion    | English + target, 2× length| LoRA (q, v)       |
 | flare           | target text + English pass | FLARE LoRA (q, v) |
 | flare-mt        | target text + MT encoder pass of it | FLARE LoRA (q, v) + MT projection |
+| x-mixup         | target text mixed with the English at a middle layer (cross-attention) | LoRA (q, v) + mixing module |
 | align           | English-target pairs       | LoRA (all linear), contrastive loss only |
 | lora+align      | target text + pairs        | LoRA (all linear), task and contrastive steps alternating |
 """
@@ -42,6 +43,7 @@ class AdapterSettings:
     pooling: str | None = None  # the task head's pooling (xlt.models.classifier); None where nothing pools
     mt_encoder: str | None = None  # FLARE-MT: the MT model whose encoder states are fused
     mt_hidden_size: int | None = None  # FLARE-MT: their width
+    mixup: object | None = None  # x-mixup: xlt.xmixup.MixupSettings (None: its defaults)
 
 
 def lora_targets(model: torch.nn.Module, arch: Architecture, all_linear: bool) -> list[str]:
@@ -60,12 +62,13 @@ def lora_config(method: Method, arch: Architecture, settings: AdapterSettings,
                 model: torch.nn.Module | None = None) -> LoraConfig:
     if method.adapter == "flare" and settings.all_linear:
         raise XltError("FLARE adapts the attention query/value projections only; drop --lora-targets all-linear")
+    saved = (list(arch.head) if settings.train_head else []) + (["xmixup"] if method.adapter == "x-mixup" else [])
     common = dict(
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=lora_targets(model, arch, settings.all_linear) if settings.all_linear else list(arch.targets),
-        modules_to_save=list(arch.head) if settings.train_head else None,
+        modules_to_save=saved or None,  # x-mixup: its mixing module (xlt.xmixup.XMIXUP) trains and is saved
     )
     if method.adapter == "flare":
         return FlareConfig(
@@ -83,14 +86,15 @@ class AdaptedModel:
     method: Method
     settings: AdapterSettings | None = None
     mt_input: object | None = None  # FLARE-MT: how batches tokenize the target text for the MT encoder
+    mixup: object | None = None  # x-mixup: its hooks, xlt.xmixup.MixupWiring (the module and its settings)
 
     @property
     def source(self):
-        """What batches give the model to fuse (xlt.training.batches.source_inputs): the English text for
-        FLARE, the MT encoder's input for FLARE-MT, nothing for the other methods."""
+        """What batches give the model to fuse or mix (xlt.training.batches.source_inputs): the English text
+        for FLARE and X-Mixup, the MT encoder's input for FLARE-MT, nothing for the other methods."""
         if self.method.mt_encoder:
             return self.mt_input
-        return "text" if self.method.needs_source_pass else None
+        return "text" if self.method.fuses_source else None
 
     @property
     def trainable_params(self) -> int:
@@ -108,12 +112,32 @@ def attach(model: torch.nn.Module, method: Method, arch: Architecture, settings:
         for p in model.parameters():
             p.requires_grad_(False)
         return AdaptedModel(model, method, settings)
+    if method.adapter == "x-mixup":
+        return attach_xmixup(model, method, arch, settings)
     return AdaptedModel(get_peft_model(model, lora_config(method, arch, settings, model)), method, settings)
+
+
+def attach_xmixup(model: torch.nn.Module, method: Method, arch: Architecture,
+                  settings: AdapterSettings) -> AdaptedModel:
+    """LoRA (q, v) plus X-Mixup's mixing module (added before PEFT wraps the model, which then trains and
+    saves it as ``modules_to_save``) and the hooks that run the source pass and mix (xlt.xmixup)."""
+    from xlt.xmixup import MixupSettings, MixupWiring, add_mixup
+
+    mixing = settings.mixup or MixupSettings()
+    module = add_mixup(model, mixing)
+    peft_model = get_peft_model(model, lora_config(method, arch, settings, model))
+    return AdaptedModel(peft_model, method, settings, mixup=MixupWiring(model, arch, module))
+
+
+def _mixup_info(adapted: AdaptedModel) -> dict | None:
+    from xlt.xmixup import describe
+
+    return None if adapted.mixup is None else describe(adapted.mixup)
 
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_INFO = "xlt_adapter.json"  # what PEFT's config does not hold: the method and the head's pooling
+ADAPTER_INFO = "xlt_adapter.json"  # what PEFT's config does not hold: the method, the head's pooling, X-Mixup's mixing
 # adapter_config.json keys that change what an adapter computes; a load under other values is refused
 SAVED_SETTINGS = ("peft_type", "r", "lora_alpha", "target_modules", "fusion", "source_layer_offset", "use_dora",
                   "use_rslora", "lora_bias", "modules_to_save", "mt_encoder", "mt_hidden_size")
@@ -140,6 +164,8 @@ def check_adapter_settings(adapted: AdaptedModel, folder: str | Path) -> None:
     pooling = adapted.settings.pooling if adapted.settings else None
     if info.get("pooling") != pooling:
         differ.append(f"pooling {info.get('pooling')!r} (model: {pooling!r})")
+    if info.get("mixup") != _mixup_info(adapted):
+        differ.append(f"mixup {info.get('mixup')!r} (model: {_mixup_info(adapted)!r})")
     if differ:
         raise XltError(f"adapter at {folder} was saved with other settings: {'; '.join(differ)}")
 
@@ -163,7 +189,10 @@ def save_adapter(adapted: AdaptedModel, folder: str | Path, card: str | None = N
         if card is not None:
             write_text_atomic(tmp / "README.md", card)
         pooling = adapted.settings.pooling if adapted.settings else None
-        write_text_atomic(tmp / ADAPTER_INFO, json.dumps({"method": adapted.method.name, "pooling": pooling}) + "\n")
+        info = {"method": adapted.method.name, "pooling": pooling}
+        if adapted.mixup is not None:
+            info["mixup"] = _mixup_info(adapted)
+        write_text_atomic(tmp / ADAPTER_INFO, json.dumps(info) + "\n")
         apply_umask(tmp)
         replace_dir(tmp, folder)
     finally:
@@ -182,7 +211,11 @@ def load_adapter(adapted: AdaptedModel, folder: str | Path) -> int:
         raise XltError(f"no adapter weights at {path}")
     check_adapter_settings(adapted, folder)
     state = load_file(str(path))
-    result = set_peft_model_state_dict(adapted.model, state)
+    try:
+        result = set_peft_model_state_dict(adapted.model, state)
+    except KeyError as err:  # PEFT looks up each modules_to_save tensor (X-Mixup's module) by name
+        raise XltError(f"adapter at {folder} does not match the model: 1 missing tensor ({err.args[0]!r}, "
+                       "a trained module's)") from None
     unexpected = list(result.unexpected_keys)
     expected = {n for n, p in adapted.model.named_parameters() if p.requires_grad}
     missing = sorted(expected & set(result.missing_keys))

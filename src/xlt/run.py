@@ -99,7 +99,7 @@ def build_model(cfg: RunConfig, stage1: Path, data: AnyTaskData, mt_input=None) 
         mt_width = mt_hidden_size(cfg.mt_model)
     adapter = AdapterSettings(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.fusion, cfg.source_layer_offset,
                               cfg.train_head, all_linear=cfg.lora_targets == "all-linear", pooling=cfg.pooling,
-                              mt_encoder=cfg.mt_model, mt_hidden_size=mt_width)
+                              mt_encoder=cfg.mt_model, mt_hidden_size=mt_width, mixup=mixup_settings(cfg))
     adapted = attach(model, method, arch, adapter)
     if method.mt_encoder:
         adapted.mt_input = mt_input
@@ -107,6 +107,16 @@ def build_model(cfg: RunConfig, stage1: Path, data: AnyTaskData, mt_input=None) 
     if cfg.gradient_checkpointing:
         enable_checkpointing(model)
     return adapted, tokenizer
+
+
+def mixup_settings(cfg: RunConfig):
+    """X-Mixup's settings of the run (None for other methods)."""
+    if get_method(cfg.method).adapter != "x-mixup":
+        return None
+    from xlt.xmixup import MixupSettings
+
+    layers = tuple(int(x) for x in cfg.mixup_layers.split(",")) if cfg.mixup_layers else None
+    return MixupSettings(layers, cfg.mixup_lambda, cfg.mixup_schedule)
 
 
 def evaluate_adapted(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTaskData) -> dict:

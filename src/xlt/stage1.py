@@ -20,6 +20,7 @@ from xlt.data.examples import AnyTaskData, GenTaskData, TagTaskData, TaskData, c
 from xlt.data.tasks import load_task
 from xlt.errors import XltError
 from xlt.io import write_json
+from xlt.method_table import check_xmixup_family, get_method
 from xlt.models.architectures import Architecture, architecture_for
 from xlt.models.cache import build_once, cache_root
 from xlt.models.classifier import resolve_pooling
@@ -60,6 +61,8 @@ def resolve_defaults(cfg: RunConfig, data: AnyTaskData) -> RunConfig:
     """Fill the settings whose default depends on the model, so a run records what it used: the pooling
     of classification heads (None where nothing is pooled: generation, tagging, verbalizer scoring)."""
     family = architecture_of(resolve_model(cfg.model)).family
+    if get_method(cfg.method).adapter == "x-mixup":
+        check_xmixup_family(family)
     if isinstance(data, TagTaskData):
         Tagging.check_family(data.task, family)
     pools_nothing = isinstance(data, (GenTaskData, TagTaskData))
