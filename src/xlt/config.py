@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from xlt.data.tasks import NOT_PARALLEL, TASKS, check_parallel
+from xlt.data.tasks import NOT_PARALLEL, QA_TASKS, TASKS, check_parallel
 from xlt.errors import XltError
 from xlt.flare.fusion_names import FUSIONS, check_fusion_name
 from xlt.languages import canonical_code
@@ -68,7 +68,10 @@ class RunConfig:
                                   choices=("mean", "first", "last", "eos"), shown="mean for encoders, last for decoders")
     decoder_classifier: str = setting("head", "decoder classification: a head on the last non-pad token, or "
                                       "each label word's log-likelihood", choices=("head", "verbalizer"))
-    max_answer_length: int = setting(48, "generation tasks: answer tokens in training, new tokens in decoding")
+    max_answer_length: int = setting(48, "generation tasks: answer tokens in training, new tokens in decoding; QA: "
+                                         "tokens of the longest answer span predicted")
+    qa_max_length: int = setting(384, "QA: tokens per window (question + a chunk of the paragraph)")
+    doc_stride: int = setting(128, "QA: tokens consecutive paragraph windows share (at most half a window's paragraph)")
     lora_r: int | None = setting(None, "LoRA rank", shown="64 (FLARE paper); 8 for align methods")
     lora_alpha: int | None = setting(None, "LoRA alpha (> 0)", shown="2 * lora_r")
     lora_dropout: float = setting(0.1, "LoRA dropout, in [0, 1)")
@@ -128,6 +131,9 @@ class RunConfig:
             raise XltError(f"--fusion is only for --method flare, not {self.method!r}")
         self._check_source_from()
         check_parallel(self.task, self.method, method.view, method.needs_source_pass)
+        if self.task in QA_TASKS and (method.translated_train or self.source_from != "gold"):
+            raise XltError(f"task {self.task} reads the gold source side only: translate-train and --source-from "
+                           f"{self.source_from} are not available for QA yet")
         if self.bf16 and self.fp16:
             raise XltError("choose one of bf16 and fp16")
         self._check_numbers()
@@ -156,7 +162,7 @@ class RunConfig:
             return
         if kind != "pivot" or not value:
             raise XltError(f"source_from must be gold, pivot:LANG, mt:MODEL or lexicon, got {self.source_from!r}")
-        if self.task == "custom":
+        if self.task in ("custom", "custom-qa"):
             raise XltError("source_from pivot:LANG needs a parallel data set; a custom file has one source column")
         if self.task in NOT_PARALLEL:
             raise XltError(f"source_from pivot:LANG needs a parallel data set; task {self.task} is not parallel")
@@ -178,6 +184,10 @@ class RunConfig:
         return "lexicon" if self.source_from == "lexicon" else value if kind == "mt" else None
 
     def _check_numbers(self) -> None:
+        if self.doc_stride < 0:
+            raise XltError(f"doc_stride must be >= 0, got {self.doc_stride}")
+        if self.qa_max_length < 8:
+            raise XltError(f"qa_max_length must be >= 8, got {self.qa_max_length}")
         for name in ("epochs", "batch_size", "max_length", "max_answer_length", "lora_r", "lora_alpha",
                      "stage1_epochs", "mt_beams", "mt_batch_size"):
             if getattr(self, name) < 1:

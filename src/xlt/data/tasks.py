@@ -4,7 +4,8 @@
 Tasks: ``nusax`` (sentiment, xlt.data.nusax), ``xnli`` (NLI, xlt.data.xnli), ``custom`` (the
 user's CSV/JSONL files, xlt.data.user_file), ``massive`` and ``massive-intent`` (slot filling and
 intent as generation, xlt.data.massive), ``panx`` and ``uner`` (named entities as tagging,
-xlt.data.panx, xlt.data.uner). Data sets are read from the data directory found by
+xlt.data.panx, xlt.data.uner), ``mlqa``, ``tydiqa`` and ``custom-qa`` (extractive question answering on
+encoders, xlt.data.qa). Data sets are read from the data directory found by
 :func:`resolve_data_dir`. :data:`NOT_PARALLEL` names the tasks whose examples have no English
 version, which :func:`check_parallel` refuses to methods that read one (torch-free, so ``RunConfig``
 checks it before anything loads).
@@ -16,8 +17,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from xlt.data import massive, nusax, panx, uner, user_file, xnli
-from xlt.data.examples import AnyTaskData, GenTaskData, TagTaskData, TaskData
+from xlt.data import massive, nusax, panx, qa, uner, user_file, xnli
+from xlt.data.examples import AnyTaskData, GenTaskData, QATaskData, TagTaskData, TaskData
 from xlt.errors import XltError
 
 ENV_VAR = "XLT_DATA_DIR"
@@ -46,13 +47,13 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
             return path.resolve()
     raise XltError(
         f"no data directory found: pass --data-dir DIR or set {ENV_VAR}=DIR, where DIR holds "
-        "nusax/, xnli/, massive/, panx/ or uner/ (looked in ../shared/datasets and beside the repo checkout)"
+        "nusax/, xnli/, massive/, panx/, uner/, mlqa/ or tydiqa-goldp/ (looked in ../shared/datasets and beside the repo checkout)"
     )
 
 
 def _no_files(task: str, train_file, test_file) -> None:
     if train_file is not None or test_file is not None:
-        raise XltError(f"--train-file/--test-file apply only to task custom, not {task}")
+        raise XltError(f"--train-file/--test-file apply only to tasks custom and custom-qa, not {task}")
 
 
 def _load_nusax(target_lang, source_lang, data_dir, train_file, test_file) -> TaskData:
@@ -95,6 +96,20 @@ def _load_uner(target_lang, source_lang, data_dir, train_file, test_file) -> Tag
     return uner.load(resolve_data_dir(data_dir), target_lang, source_lang)
 
 
+def _load_mlqa(target_lang, source_lang, data_dir, train_file, test_file) -> QATaskData:
+    _no_files("mlqa", train_file, test_file)
+    return qa.load_mlqa(resolve_data_dir(data_dir), target_lang, source_lang)
+
+
+def _load_tydiqa(target_lang, source_lang, data_dir, train_file, test_file) -> QATaskData:
+    _no_files("tydiqa", train_file, test_file)
+    return qa.load_tydiqa(resolve_data_dir(data_dir), target_lang, source_lang)
+
+
+def _load_custom_qa(target_lang, source_lang, data_dir, train_file, test_file) -> QATaskData:
+    return qa.load_custom_qa(train_file, test_file, target_lang, source_lang)
+
+
 TASKS: dict[str, Callable[..., AnyTaskData]] = {
     "nusax": _load_nusax,
     "xnli": _load_xnli,
@@ -103,9 +118,14 @@ TASKS: dict[str, Callable[..., AnyTaskData]] = {
     "massive-intent": _load_massive_intent,
     "panx": _load_panx,
     "uner": _load_uner,
+    "mlqa": _load_mlqa,
+    "tydiqa": _load_tydiqa,
+    "custom-qa": _load_custom_qa,
 }
 
-NOT_PARALLEL = frozenset({"panx"})  # no example has an English version (each language its own sentences)
+NOT_PARALLEL = frozenset({"panx", "tydiqa"})  # no example has an English version (each language its own text)
+QA_TASKS = frozenset({"mlqa", "tydiqa", "custom-qa"})  # extractive question answering (xlt.tasks.qa)
+USER_FILE_TASKS = frozenset({"custom", "custom-qa"})  # tasks that read --train-file and --test-file
 
 
 def check_parallel(task: str, method: str, view: str, fuses_source: bool) -> None:
@@ -126,7 +146,8 @@ def load_task(
 ) -> AnyTaskData:
     """Load ``task`` for ``target_lang``, each example paired with its ``source_lang`` version;
     generation tasks (``massive*``) give :class:`GenTaskData`, tagging tasks (``panx``, ``uner``)
-    :class:`TagTaskData`, the others :class:`TaskData`."""
+    :class:`TagTaskData`, QA tasks (``mlqa``, ``tydiqa``, ``custom-qa``) :class:`QATaskData`, the others
+    :class:`TaskData`."""
     loader = TASKS.get(task.strip().lower())
     if loader is None:
         raise XltError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
