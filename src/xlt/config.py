@@ -131,9 +131,12 @@ class RunConfig:
             raise XltError(f"--fusion is only for --method flare, not {self.method!r}")
         self._check_source_from()
         check_parallel(self.task, self.method, method.view, method.needs_source_pass)
-        if self.task in QA_TASKS and (method.translated_train or self.source_from != "gold"):
-            raise XltError(f"task {self.task} reads the gold source side only: translate-train and --source-from "
-                           f"{self.source_from} are not available for QA yet")
+        if self.task in QA_TASKS and method.translated_train:
+            raise XltError(f"translate-train is not available for task {self.task} yet (the answers would have to be "
+                           "projected onto the translated paragraphs)")
+        if self.task in QA_TASKS and self.source_from != "gold":
+            raise XltError(f"task {self.task} reads the gold English side only; --source-from {self.source_from} is "
+                           "not available for QA")
         if self.bf16 and self.fp16:
             raise XltError("choose one of bf16 and fp16")
         self._check_numbers()

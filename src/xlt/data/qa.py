@@ -8,7 +8,9 @@ the same side, so no test paragraph is ever read in training.
 - ``mlqa`` (``mlqa/dev-context-<xx>-question-<xx>.json``, parallel): every target question id is also an
   English question id, the same question over the parallel English paragraph; each target example carries
   that English question, paragraph and answer. The split is decided by the *English* paragraph, so it is the
-  same for every target language. Stage 2: ``train`` / ``test`` = the target questions on each side.
+  same for every target language. Stage 2: ``train`` / ``test`` = the target questions on each side, except
+  that a target paragraph whose questions pair with English paragraphs on both sides (MLQA's paragraphs differ
+  in extent across languages) trains with all its questions, so no target paragraph is on both sides either.
   Stage 1 (``QATaskData.english``): the English file split the same way (about half of its 1,148 questions
   to train on, the rest to test on), one English model for every target language, which never trains on
   the English version of a target test question.
@@ -82,8 +84,9 @@ def read_squad(path: Path) -> list[QAExample]:
 
 
 def _split(examples: list[QAExample], paragraph) -> tuple[list[QAExample], list[QAExample]]:
-    train = [ex for ex in examples if not in_test(paragraph(ex))]
-    return train, [ex for ex in examples if in_test(paragraph(ex))]
+    """(train, test): by ``in_test`` of each example's ``paragraph(ex)``; None means train."""
+    test = [in_test(p) if (p := paragraph(ex)) is not None else False for ex in examples]
+    return [ex for ex, t in zip(examples, test) if not t], [ex for ex, t in zip(examples, test) if t]
 
 
 def _with_source(ex: QAExample, en: QAExample) -> QAExample:
@@ -118,7 +121,9 @@ def load_mlqa(root: Path, target_lang: str, source_lang: str = "en") -> QATaskDa
                            f"{mlqa_path(root, 'en')}")
         paired.append(_with_source(ex, by_id[ex.id]))
     en_train, en_test = _split([_with_source(ex, ex) for ex in english], lambda ex: ex.context)
-    train, test = _split(paired, lambda ex: ex.source_context)
+    # a target paragraph may pair with English paragraphs on both sides: all its questions train then
+    training = {ex.context for ex in paired if not in_test(ex.source_context)}
+    train, test = _split(paired, lambda ex: ex.source_context if ex.context not in training else None)
     return QATaskData("mlqa", source, target, train, [], test,
                       english=QATaskData("mlqa", "en", "en", en_train, [], en_test))
 
