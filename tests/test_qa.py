@@ -359,3 +359,16 @@ def test_custom_qa_runs_zero_shot_from_files(tmp_path, stage1_root):
     assert main(args + ["--train-file", str(train_file), "--test-file", str(test_file)]) == 0
     metrics = json.loads((tmp_path / "zero-shot" / "metrics.json").read_text())
     assert metrics["test_examples"] == 3 and set(metrics["source_metrics"]) == {"exact_match", "f1"}
+
+
+def test_input_fusion_fits_the_models_positions_and_a_window_longer_than_them_is_refused(bert):
+    _, tokenizer = bert  # 512 positions: twice 384 would not fit
+    ex = QAExample("wer?", "Xaver kam. " * 80, ("Xaver",), (0,), "who?", "a b c " * 200, ("b",), (2,), "p")
+    fused = qa_batch(tokenizer, [ex], "concat", max_length=384, stride=128)
+    assert fused.inputs["input_ids"].shape[1] == 512
+    english = fused.inputs["input_ids"][0].tolist().index(tokenizer.sep_token_id)
+    assert english == 5 and batch_text(tokenizer, fused, 0).count("abc") == (256 - 64 - 4 - 5) // 3
+    first = fused.context_mask[0].nonzero().flatten().tolist()
+    assert len(first) >= 256 - 4 and _span_text(fused, 0) == "Xaver"
+    with pytest.raises(XltError, match="qa_max_length 600 is more than the model's 512 positions"):
+        qa_batch(tokenizer, [ex], "target", max_length=600, stride=128)

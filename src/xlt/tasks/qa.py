@@ -22,11 +22,12 @@ Views (xlt.training.batches):
 - ``target``: the target question over the target paragraph, scored against the target answers;
 - ``source`` (translate-test): the English question over the English paragraph, scored against the English
   answers: the gold-English upper bound of translate-test, as for classification;
-- ``concat`` (input-fusion): at twice the window length, the first sequence is the English question and the
-  start of the English paragraph (clipped together to ``max_length - MAX_QUESTION_TOKENS - 4`` tokens; the
-  rest of the English paragraph is dropped), a separator and the target question; the second is the target
-  paragraph chunk, which so gets at least the room it has in the target view. Labels and predictions are on
-  the target paragraph only.
+- ``concat`` (input-fusion): at twice the window length (at most the model's positions: 512 for e5-small),
+  the first sequence is the English question and the start of the English paragraph (clipped together to
+  half that length less :data:`MAX_QUESTION_TOKENS` + 4 tokens; the rest of the English paragraph is
+  dropped), a separator and the target question; the second is the target paragraph chunk, which so gets
+  about half the length (the room it has in the target view when twice the window fits). Labels and
+  predictions are on the target paragraph only.
 - FLARE (``source="text"``): every window of a question is paired with the English example's *first*
   window (English question + the start of the English paragraph, ``max_length`` tokens), the simplest
   pairing that needs no alignment between the two paragraphs; the source-state cache computes it once per
@@ -94,6 +95,12 @@ def clip(tokenizer, text: str, max_tokens: int) -> str:
     return text if len(offsets) <= max_tokens else text[: offsets[max(max_tokens, 1) - 1][1]]
 
 
+def model_positions(tokenizer) -> int | None:
+    """The longest input the model takes (the tokenizer's ``model_max_length``), None when unknown."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and limit < 1_000_000 else None
+
+
 def question_cap(tokenizer, max_length: int) -> int:
     return max(1, min(MAX_QUESTION_TOKENS, (max_length - tokenizer.num_special_tokens_to_add(pair=True)) // 2))
 
@@ -132,15 +139,18 @@ def answer_tokens(offsets: list[tuple[int, int]], context_tokens: list[int], sta
 def qa_batch(tokenizer, examples: list[QAExample], view: str, max_length: int, stride: int,
              source: str | None = None) -> QABatch:
     """All windows of ``examples`` for ``view``, with span labels and what reading the answers back needs."""
+    positions = model_positions(tokenizer)
+    if positions is not None and max_length > positions:
+        raise XltError(f"qa_max_length {max_length} is more than the model's {positions} positions")
     sides = [labelled(ex, view) for ex in examples]
     cap = question_cap(tokenizer, max_length)
     questions = [clip(tokenizer, q.lstrip(), cap) for q, _, _, _ in sides]
     length = max_length
     if view == "concat":  # (English question + paragraph start, separator, target question) | target paragraph
+        length = min(2 * max_length, positions or 2 * max_length)
         sep = tokenizer.sep_token or tokenizer.eos_token
-        english = [clip(tokenizer, f"{q} {sep} {c}", max_length - cap - 4) for q, c in map(_english, examples)]
+        english = [clip(tokenizer, f"{q} {sep} {c}", length // 2 - cap - 4) for q, c in map(_english, examples)]
         questions = [f"{e} {sep} {q}" for e, q in zip(english, questions)]
-        length = 2 * max_length
     contexts = [c for _, c, _, _ in sides]
     enc = encode_windows(tokenizer, questions, contexts, length, window_stride(tokenizer, max_length, stride))
     samples = enc["overflow_to_sample_mapping"].tolist()
