@@ -55,9 +55,10 @@ class RunConfig:
     seed: int = setting(0, "random seed (0 .. 2**32-1)")
     output_dir: str = setting("runs/run", "run directory: config.yaml, adapter/, metrics.json")
     data_dir: str | None = setting(None, "data set folder", shown="$XLT_DATA_DIR, else ../shared/datasets")
-    train_file: str | None = setting(None, "task custom: training CSV/JSONL (source_text, target_text, label)",
+    train_file: str | None = setting(None, "task custom: training CSV/JSONL (source_text, target_text, label); "
+                                           "custom-qa: JSONL (target_context, target_question, answers, source_*)",
                                      shown="none")
-    test_file: str | None = setting(None, "task custom: test CSV/JSONL with the same columns", shown="none")
+    test_file: str | None = setting(None, "tasks custom, custom-qa: test file with the same columns", shown="none")
     # stage 2 (paper defaults: LoRA on query/value, r=64, alpha=128)
     epochs: int = setting(5, "stage-2 epochs")
     lr: float = setting(5e-4, "stage-2 learning rate (> 0)")
