@@ -164,7 +164,8 @@ def test_train_flags_come_from_run_config():
     assert by_dest["method"].choices == ("zero-shot", "translate-test", "lora", "translate-train", "input-fusion",
                                          "flare", "align", "lora+align")
     assert by_dest["fusion"].choices == ("add", "mul", "add_relu", "mul_relu", "cross_attention")
-    assert by_dest["task"].choices == ("nusax", "xnli", "custom", "massive", "massive-intent", "panx", "uner")
+    assert by_dest["task"].choices == ("nusax", "xnli", "custom", "massive", "massive-intent", "panx", "uner", "mlqa",
+                                       "tydiqa", "custom-qa")
     assert by_dest["lora_targets"].choices == ("attention", "all-linear")
     assert by_dest["decoder_classifier"].choices == ("head", "verbalizer")
     assert by_dest["stage1_method"].choices == ("full", "lora")
