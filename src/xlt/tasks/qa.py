@@ -82,9 +82,8 @@ def labelled(ex: QAExample, view: str) -> tuple[str, str, tuple[str, ...], tuple
     """(question, paragraph, answers, answer starts) of the side ``view`` labels: English for ``source``."""
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
-    if view == "source":
-        return ex.english().question, ex.source_context, ex.english().answers, ex.english().answer_starts
-    return ex.question, ex.context, ex.answers, ex.answer_starts
+    side = ex.english() if view == "source" else ex
+    return side.question, side.context, side.answers, side.answer_starts
 
 
 def clip(tokenizer, text: str, max_tokens: int) -> str:
