@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from xlt.data.tasks import NOT_PARALLEL, SENTENCE_TASKS, TASKS, TRANSLATION_TASKS, check_parallel
+from xlt.data.tasks import NOT_PARALLEL, QA_TASKS, SENTENCE_TASKS, TASKS, TRANSLATION_TASKS, check_parallel
 from xlt.errors import XltError
 from xlt.flare.fusion_names import FUSIONS, check_fusion_name
 from xlt.languages import canonical_code
@@ -57,9 +57,10 @@ class RunConfig:
     seed: int = setting(0, "random seed (0 .. 2**32-1)")
     output_dir: str = setting("runs/run", "run directory: config.yaml, adapter/, metrics.json")
     data_dir: str | None = setting(None, "data set folder", shown="$XLT_DATA_DIR, else ../shared/datasets")
-    train_file: str | None = setting(None, "task custom: training CSV/JSONL (source_text, target_text, label)",
+    train_file: str | None = setting(None, "task custom: training CSV/JSONL (source_text, target_text, label); "
+                                           "custom-qa: JSONL (target_context, target_question, answers, source_*)",
                                      shown="none")
-    test_file: str | None = setting(None, "task custom: test CSV/JSONL with the same columns", shown="none")
+    test_file: str | None = setting(None, "tasks custom, custom-qa: test file with the same columns", shown="none")
     # stage 2 (paper defaults: LoRA on query/value, r=64, alpha=128)
     epochs: int = setting(5, "stage-2 epochs")
     lr: float = setting(5e-4, "stage-2 learning rate (> 0)")
@@ -70,7 +71,10 @@ class RunConfig:
                                   choices=("mean", "first", "last", "eos"), shown="mean for encoders, last for decoders")
     decoder_classifier: str = setting("head", "decoder classification: a head on the last non-pad token, or "
                                       "each label word's log-likelihood", choices=("head", "verbalizer"))
-    max_answer_length: int = setting(48, "generation tasks: answer tokens in training, new tokens in decoding")
+    max_answer_length: int = setting(48, "generation tasks: answer tokens in training, new tokens in decoding; QA: "
+                                         "tokens of the longest answer span predicted")
+    qa_max_length: int = setting(384, "QA: tokens per window (question + a chunk of the paragraph)")
+    doc_stride: int = setting(128, "QA: tokens consecutive paragraph windows share (at most half a window's paragraph)")
     num_beams: int = setting(1, "generation tasks: beam size of decoding (1: greedy; beams for methods without a "
                                 "source text)")
     lora_r: int | None = setting(None, "LoRA rank", shown="64 (FLARE paper); 8 for align methods")
@@ -145,6 +149,12 @@ class RunConfig:
         if self.task in TRANSLATION_TASKS and (method.reads_source or method.translated_train or method.mt_encoder):
             raise XltError(f"method {self.method} reads another version of the input, which for {self.task} is the "
                            "same sentence; use zero-shot, lora, align or lora+align")
+        if self.task in QA_TASKS and method.translated_train:
+            raise XltError(f"translate-train is not available for task {self.task} yet (the answers would have to be "
+                           "projected onto the translated paragraphs)")
+        if self.task in QA_TASKS and self.source_from != "gold":
+            raise XltError(f"task {self.task} reads the gold English side only; --source-from {self.source_from} is "
+                           "not available for QA")
         if self.bf16 and self.fp16:
             raise XltError("choose one of bf16 and fp16")
         self._check_numbers()
@@ -204,7 +214,7 @@ class RunConfig:
             return
         if kind != "pivot" or not value:
             raise XltError(f"source_from must be gold, pivot:LANG, mt:MODEL or lexicon, got {self.source_from!r}")
-        if self.task == "custom":
+        if self.task in ("custom", "custom-qa"):
             raise XltError("source_from pivot:LANG needs a parallel data set; a custom file has one source column")
         if self.task in NOT_PARALLEL:
             raise XltError(f"source_from pivot:LANG needs a parallel data set; task {self.task} is not parallel")
@@ -226,6 +236,10 @@ class RunConfig:
         return "lexicon" if self.source_from == "lexicon" else value if kind == "mt" else None
 
     def _check_numbers(self) -> None:
+        if self.doc_stride < 0:
+            raise XltError(f"doc_stride must be >= 0, got {self.doc_stride}")
+        if self.qa_max_length < 8:
+            raise XltError(f"qa_max_length must be >= 8, got {self.qa_max_length}")
         for name in ("epochs", "batch_size", "max_length", "max_answer_length", "lora_r", "lora_alpha",
                      "stage1_epochs", "mt_beams", "mt_batch_size", "num_beams"):
             if getattr(self, name) < 1:

@@ -46,10 +46,14 @@ my         mya         burmese                 panx: my
 yo         yor         yoruba                  panx: yo
 pt         por         portuguese              uner: Portuguese
 sv         swe         swedish                 uner: Swedish
+bn         ben         bengali, bangla         tydiqa: bn
+fi         fin         finnish                 tydiqa: fi
+te         tel         telugu                  tydiqa: te
 =========  ==========  ======================  =========================================
 
 Task ``massive-intent`` uses the same locale files as ``massive``; ``uner`` names the ``<Name>-PUD``
-folder (its files are ``<code>_pud-ud-test.iob2``).
+folder (its files are ``<code>_pud-ud-test.iob2``). ``mlqa`` (ar de en es hi vi zh) and ``tydiqa``
+(ar bn en fi id ko ru sw te) name their files by the canonical code.
 """
 
 from __future__ import annotations
@@ -96,6 +100,9 @@ _LANGUAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "yo": (("yor",), ("yoruba",)),
     "pt": (("por",), ("portuguese",)),
     "sv": (("swe",), ("swedish",)),
+    "bn": (("ben",), ("bengali", "bangla")),
+    "fi": (("fin",), ("finnish",)),
+    "te": (("tel",), ("telugu",)),
 }
 
 # canonical code -> MASSIVE locale (its file name); locales are accepted as language spellings too.
@@ -117,6 +124,8 @@ _NUSAX = ("ace", "ban", "bjn", "bug", "en", "id", "jv", "mad", "min", "nij", "su
 _XNLI = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
 _PANX = ("de", "en", "id", "jv", "ms", "my", "sw", "tl", "yo")
 _UNER = ("en", "de", "pt", "ru", "sv", "zh")  # the PUD treebanks: the same 1,000 sentences in each
+_MLQA = ("ar", "de", "en", "es", "hi", "vi", "zh")
+_TYDIQA = ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")
 
 # task -> canonical code -> the name its folders/files use
 TASK_LANGUAGES: dict[str, dict[str, str]] = {
@@ -126,6 +135,8 @@ TASK_LANGUAGES: dict[str, dict[str, str]] = {
     "massive-intent": _MASSIVE,
     "panx": {code: code for code in _PANX},
     "uner": {code: _LANGUAGES[code][1][0].capitalize() for code in _UNER},
+    "mlqa": {code: code for code in _MLQA},
+    "tydiqa": {code: code for code in _TYDIQA},
 }
 
 

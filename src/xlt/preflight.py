@@ -48,6 +48,13 @@ def check_run(cfg: RunConfig) -> None:
             raise XltError("task custom needs both a train file and a test file (--train-file, --test-file)")
         read_records(cfg.train_file)
         read_records(cfg.test_file)
+    if cfg.task == "custom-qa":
+        from xlt.data.qa import read_custom_qa
+
+        if cfg.train_file is None or cfg.test_file is None:
+            raise XltError("task custom-qa needs both a train file and a test file (--train-file, --test-file)")
+        read_custom_qa(cfg.train_file)
+        read_custom_qa(cfg.test_file)
     check_model(cfg.model)
     if get_method(cfg.method).align:
         _check_alignment_data(cfg)

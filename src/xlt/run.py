@@ -24,7 +24,7 @@ from xlt.run_dir import (ADAPTER, CONFIG, METRICS, check_replaceable, missing_fi
                          write_run)
 from xlt.stage1 import (STAGE1_INFO, architecture_of, check_precision, ensure_stage1, load_data, resolve_defaults,
                         set_seed, train_settings)
-from xlt.tasks.kinds import kind_of
+from xlt.tasks.kinds import kind_of, task_architecture
 from xlt.training.loop import enable_checkpointing, task_steps, train
 from xlt.training.processes import processes as run_processes
 
@@ -88,7 +88,8 @@ def build_model(cfg: RunConfig, stage1: Path, data: AnyTaskData, mt_input=None) 
                        f"{cfg.pooling!r} (a stage-1 model from an older xlt has no pooling: delete it to rebuild)")
     tokenizer = load_tokenizer(str(stage1))
     arch = architecture_of(str(stage1))
-    model = kind_of(data, cfg).load_model(str(stage1), tokenizer, data, arch)
+    kind = kind_of(data, cfg)
+    model = kind.load_model(str(stage1), tokenizer, data, arch)
     check_precision(cfg, arch, model.config.model_type)
     method = get_method(cfg.method)
     mt_width = None
@@ -100,7 +101,7 @@ def build_model(cfg: RunConfig, stage1: Path, data: AnyTaskData, mt_input=None) 
     adapter = AdapterSettings(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.fusion, cfg.source_layer_offset,
                               cfg.train_head, all_linear=cfg.lora_targets == "all-linear", pooling=cfg.pooling,
                               mt_encoder=cfg.mt_model, mt_hidden_size=mt_width, mixup=mixup_settings(cfg))
-    adapted = attach(model, method, arch, adapter)
+    adapted = attach(model, method, task_architecture(kind, arch), adapter)
     if method.mt_encoder:
         adapted.mt_input = mt_input
         adapted.flare.attach_mt_encoder(load_mt_encoder(cfg.mt_model))

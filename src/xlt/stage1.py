@@ -16,7 +16,8 @@ from pathlib import Path
 from peft import LoraConfig, get_peft_model
 
 from xlt.config import RunConfig
-from xlt.data.examples import AnyTaskData, GenTaskData, TagTaskData, TaskData, content_digest, source_side
+from xlt.data.examples import (AnyTaskData, GenTaskData, QATaskData, TagTaskData, TaskData, content_digest,
+                               source_side)
 from xlt.data.tasks import load_task
 from xlt.errors import XltError
 from xlt.io import write_json
@@ -25,7 +26,7 @@ from xlt.models.architectures import Architecture, architecture_for
 from xlt.models.cache import build_once, cache_root
 from xlt.models.classifier import resolve_pooling
 from xlt.models.loading import load_tokenizer, model_slug, resolve_model
-from xlt.tasks.kinds import Tagging, kind_of
+from xlt.tasks.kinds import QA, Tagging, kind_of
 from xlt.training.loop import TrainSettings, task_steps, train
 
 STAGE1_INFO = "stage1.json"
@@ -65,7 +66,9 @@ def resolve_defaults(cfg: RunConfig, data: AnyTaskData) -> RunConfig:
         check_xmixup_family(family)
     if isinstance(data, TagTaskData):
         Tagging.check_family(data.task, family)
-    pools_nothing = isinstance(data, (GenTaskData, TagTaskData))
+    if isinstance(data, QATaskData):
+        QA.check_family(data.task, family)
+    pools_nothing = isinstance(data, (GenTaskData, TagTaskData, QATaskData))
     if pools_nothing or (cfg.decoder_classifier == "verbalizer" and family == "decoder"):
         if cfg.pooling is not None:
             raise XltError(f"--pooling is for classification heads; task {cfg.task!r} with this model pools nothing")
@@ -94,13 +97,15 @@ def stage1_settings(cfg: RunConfig, english: AnyTaskData) -> dict:
     method = stage1_method(cfg)
     lora = ({"lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout}
             if method == "lora" else {})
+    qa = ({"qa_max_length": cfg.qa_max_length, "doc_stride": cfg.doc_stride}
+          if isinstance(english, QATaskData) else {})  # only QA's keys: other tasks keep their cached models
     return {
         **model_fingerprint(cfg.model), "task": cfg.task, "source_lang": english.source_lang,
         "data": content_digest(english), "seed": cfg.seed, "epochs": cfg.stage1_epochs, "lr": cfg.stage1_lr,
         "freeze_embeddings": cfg.stage1_freeze_embeddings if method == "full" else None,
         "method": method, "decoder_classifier": cfg.decoder_classifier, "pooling": cfg.pooling, **lora,
         "max_length": cfg.max_length, "max_answer_length": cfg.max_answer_length, "batch_size": cfg.batch_size,
-        "bf16": cfg.bf16, "fp16": cfg.fp16, "schedule": _schedule(cfg, cfg.stage1_epochs, cfg.stage1_lr),
+        "bf16": cfg.bf16, "fp16": cfg.fp16, "schedule": _schedule(cfg, cfg.stage1_epochs, cfg.stage1_lr), **qa,
     }
 
 

@@ -3,7 +3,8 @@
 Classification tasks return :class:`TaskData` of :class:`Example`; generation tasks (slot filling,
 later MT and JSON NER) return :class:`GenTaskData` of :class:`GenExample`, which names the prompt
 template and metric to use (xlt.tasks.templates) so the trainer needs no per-task code; tagging
-tasks (NER on encoders) return :class:`TagTaskData` of :class:`TagExample`.
+tasks (NER on encoders) return :class:`TagTaskData` of :class:`TagExample`; extractive QA tasks
+return :class:`QATaskData` of :class:`QAExample`.
 """
 
 from __future__ import annotations
@@ -105,7 +106,50 @@ class TagTaskData:
         return len(self.labels)
 
 
-AnyTaskData = TaskData | GenTaskData | TagTaskData
+@dataclass(frozen=True)
+class QAExample:
+    """One extractive question: a question, the paragraph it is asked about and the gold answers (each a span
+    of ``context``: its text and character start). ``source_*`` is the same question over the parallel
+    paragraph in the source language (English) with its own answers when the set is parallel, else None."""
+
+    question: str
+    context: str
+    answers: tuple[str, ...]
+    answer_starts: tuple[int, ...]
+    source_question: str | None = None
+    source_context: str | None = None
+    source_answers: tuple[str, ...] | None = None
+    source_answer_starts: tuple[int, ...] | None = None
+    id: str = ""
+
+    @property
+    def has_source(self) -> bool:
+        return self.source_question is not None and self.source_context is not None
+
+    def english(self) -> "QAExample":
+        """The source side as an example of its own (what the English model trains and is tested on)."""
+        if not self.has_source or not self.source_answers:
+            raise XltError(f"example {self.id or '?'} has no source-language text, which this method needs")
+        return QAExample(self.source_question, self.source_context, self.source_answers, self.source_answer_starts,
+                         self.source_question, self.source_context, self.source_answers, self.source_answer_starts,
+                         self.id)
+
+
+@dataclass
+class QATaskData:
+    """All splits of one extractive QA task for one (source, target) language pair; ``english`` as for
+    :class:`TagTaskData`: the set's own source-language splits, which stage 1 trains and is tested on."""
+
+    task: str
+    source_lang: str  # canonical codes (xlt.languages)
+    target_lang: str
+    train: list[QAExample]
+    valid: list[QAExample]
+    test: list[QAExample]
+    english: QATaskData | None = None
+
+
+AnyTaskData = TaskData | GenTaskData | TagTaskData | QATaskData
 
 
 def source_side(data: AnyTaskData) -> AnyTaskData:
@@ -116,13 +160,15 @@ def source_side(data: AnyTaskData) -> AnyTaskData:
     the source language."""
     from dataclasses import replace
 
-    if isinstance(data, (TagTaskData, GenTaskData)) and data.english is not None:
+    if isinstance(data, (TagTaskData, GenTaskData, QATaskData)) and data.english is not None:
         if data.english.target_lang != data.source_lang:
             raise XltError(f"task {data.task} trains its English model on {data.english.target_lang} files; "
                            f"the source language must be {data.english.target_lang}, not {data.source_lang}")
         return data.english
 
     def english(ex):
+        if isinstance(ex, QAExample):
+            return ex.english()
         if isinstance(ex, TagExample):
             if ex.source_tokens is None or ex.source_tags is None:
                 raise XltError(f"{data.task}: example {ex.id or '?'} has no source-language text for the English model")

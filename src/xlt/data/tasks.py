@@ -5,7 +5,8 @@ Tasks: ``nusax`` (sentiment, xlt.data.nusax), ``xnli`` (NLI, xlt.data.xnli), ``c
 user's CSV/JSONL files, xlt.data.user_file), ``massive`` and ``massive-intent`` (slot filling and
 intent as generation, xlt.data.massive), ``panx`` and ``uner`` (named entities as tagging,
 xlt.data.panx, xlt.data.uner), ``uner-json`` (the same entities written as JSON by a generating
-model, xlt.data.json_ner) and ``nusax-mt`` (translation, xlt.data.nusax_mt). Data sets are read from the data directory found by
+model, xlt.data.json_ner), ``nusax-mt`` (translation, xlt.data.nusax_mt), ``mlqa``, ``tydiqa`` and
+``custom-qa`` (extractive question answering on encoders, xlt.data.qa). Data sets are read from the data directory found by
 :func:`resolve_data_dir`. :data:`NOT_PARALLEL` names the tasks whose examples have no English
 version, which :func:`check_parallel` refuses to methods that read one (torch-free, so ``RunConfig``
 checks it before anything loads).
@@ -17,8 +18,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from xlt.data import json_ner, massive, nusax, nusax_mt, panx, uner, user_file, xnli
-from xlt.data.examples import AnyTaskData, GenTaskData, TagTaskData, TaskData
+from xlt.data import json_ner, massive, nusax, nusax_mt, panx, qa, uner, user_file, xnli
+from xlt.data.examples import AnyTaskData, GenTaskData, QATaskData, TagTaskData, TaskData
 from xlt.errors import XltError
 
 ENV_VAR = "XLT_DATA_DIR"
@@ -47,13 +48,13 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
             return path.resolve()
     raise XltError(
         f"no data directory found: pass --data-dir DIR or set {ENV_VAR}=DIR, where DIR holds "
-        "nusax/, xnli/, massive/, panx/ or uner/ (looked in ../shared/datasets and beside the repo checkout)"
+        "nusax/, xnli/, massive/, panx/, uner/, mlqa/ or tydiqa-goldp/ (looked in ../shared/datasets and beside the repo checkout)"
     )
 
 
 def _no_files(task: str, train_file, test_file) -> None:
     if train_file is not None or test_file is not None:
-        raise XltError(f"--train-file/--test-file apply only to task custom, not {task}")
+        raise XltError(f"--train-file/--test-file apply only to tasks custom and custom-qa, not {task}")
 
 
 def _load_nusax(target_lang, source_lang, data_dir, train_file, test_file) -> TaskData:
@@ -106,6 +107,20 @@ def _load_nusax_mt(target_lang, source_lang, data_dir, train_file, test_file) ->
     return nusax_mt.load(resolve_data_dir(data_dir), target_lang, source_lang)
 
 
+def _load_mlqa(target_lang, source_lang, data_dir, train_file, test_file) -> QATaskData:
+    _no_files("mlqa", train_file, test_file)
+    return qa.load_mlqa(resolve_data_dir(data_dir), target_lang, source_lang)
+
+
+def _load_tydiqa(target_lang, source_lang, data_dir, train_file, test_file) -> QATaskData:
+    _no_files("tydiqa", train_file, test_file)
+    return qa.load_tydiqa(resolve_data_dir(data_dir), target_lang, source_lang)
+
+
+def _load_custom_qa(target_lang, source_lang, data_dir, train_file, test_file) -> QATaskData:
+    return qa.load_custom_qa(train_file, test_file, target_lang, source_lang)
+
+
 TASKS: dict[str, Callable[..., AnyTaskData]] = {
     "nusax": _load_nusax,
     "xnli": _load_xnli,
@@ -116,11 +131,16 @@ TASKS: dict[str, Callable[..., AnyTaskData]] = {
     "uner": _load_uner,
     "uner-json": _load_uner_json,
     "nusax-mt": _load_nusax_mt,
+    "mlqa": _load_mlqa,
+    "tydiqa": _load_tydiqa,
+    "custom-qa": _load_custom_qa,
 }
 
 SENTENCE_TASKS = frozenset({"nusax", "xnli", "custom"})  # one label per text (classification kind)
 TRANSLATION_TASKS = frozenset({"nusax-mt"})  # the input is one sentence in both directions: nothing to fuse
-NOT_PARALLEL = frozenset({"panx"})  # no example has an English version (each language its own sentences)
+NOT_PARALLEL = frozenset({"panx", "tydiqa"})  # no example has an English version (each language its own text)
+QA_TASKS = frozenset({"mlqa", "tydiqa", "custom-qa"})  # extractive question answering (xlt.tasks.qa)
+USER_FILE_TASKS = frozenset({"custom", "custom-qa"})  # tasks that read --train-file and --test-file
 
 
 def check_parallel(task: str, method: str, view: str, fuses_source: bool) -> None:
@@ -141,7 +161,8 @@ def load_task(
 ) -> AnyTaskData:
     """Load ``task`` for ``target_lang``, each example paired with its ``source_lang`` version;
     generation tasks (``massive*``) give :class:`GenTaskData`, tagging tasks (``panx``, ``uner``)
-    :class:`TagTaskData`, the others :class:`TaskData`."""
+    :class:`TagTaskData`, QA tasks (``mlqa``, ``tydiqa``, ``custom-qa``) :class:`QATaskData`, the others
+    :class:`TaskData`."""
     loader = TASKS.get(task.strip().lower())
     if loader is None:
         raise XltError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")

@@ -29,6 +29,7 @@ class Architecture:
     targets: tuple[str, ...]  # attention projection names that get (FLARE) LoRA
     unfused: tuple[str, ...] = ()  # path fragments whose projections get plain LoRA (mT5 cross-attention)
     head: tuple[str, ...] = ("classifier",)  # sequence-classification head module names
+    qa_head: tuple[str, ...] = ("qa_outputs",)  # the span head of *ForQuestionAnswering (stage 2's head for QA)
     stage1: str = "full"  # how the English task model is trained: full fine-tuning, or LoRA merged
 
     @property

@@ -23,6 +23,7 @@ FLORES200: dict[str, str | None] = {
     "af": "afr_Latn", "az": "azj_Latn", "cy": "cym_Latn", "is": "isl_Latn", "ja": "jpn_Jpan",
     "ko": "kor_Hang", "tl": "tgl_Latn",
     "ms": "zsm_Latn", "my": "mya_Mymr", "pt": "por_Latn", "sv": "swe_Latn", "yo": "yor_Latn",
+    "bn": "ben_Beng", "fi": "fin_Latn", "te": "tel_Telu",
 }
 assert set(FLORES200) == set(_LANGUAGES), "every xlt language needs a FLORES-200 entry (None if absent)"
 

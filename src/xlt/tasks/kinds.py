@@ -1,20 +1,20 @@
-"""Classification, generation and tagging differ in four places only; each kind answers them.
+"""Classification, generation, tagging and extractive QA differ in four places only; each kind answers them.
 
-- which model class to load (a classification head, a causal/seq2seq LM, or a per-token head);
+- which model class to load (a classification head, a causal/seq2seq LM, a per-token head, or a span head);
 - how examples become teacher-forced training batches;
 - how a trained model is evaluated (argmax + accuracy/macro-F1, greedy decoding + the task's metric,
-  or one tag per word + entity-level P/R/F1);
+  one tag per word + entity-level P/R/F1, or the best span over a question's windows + SQuAD EM/F1);
 - what the English task model is checked against.
 ``run.py`` is written once against this interface.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from xlt.config import RunConfig
-from xlt.data.examples import AnyTaskData, GenTaskData, TagTaskData, TaskData
+from xlt.data.examples import AnyTaskData, GenTaskData, QATaskData, TagTaskData, TaskData
 from xlt.errors import XltError
 from xlt.tasks.templates import get_metric
 from xlt.metrics import classification_metrics
@@ -24,6 +24,8 @@ from xlt.models.loading import load_classifier
 from xlt.training.batches import make_batch
 from xlt.tasks.entities import tagging_metrics
 from xlt.tasks.generation import GenBatcher, gold_answer, decode_answers
+from xlt.tasks.qa import labelled, load_span_model, qa_batch, read_answers
+from xlt.tasks.squad import squad_metrics
 from xlt.tasks.tagging import read_tags, tag_batch, words
 from xlt.tasks.verbalizer import VerbalizerClassifier, make_verbalizer_batch
 from xlt.training.loop import predict
@@ -135,7 +137,50 @@ class Tagging:
         return tagging_metrics(preds, [list(words(ex, view)[1]) for ex in data.test])
 
 
-def kind_of(data: AnyTaskData, cfg: RunConfig | None = None) -> Classification | Generation | Tagging:
+@dataclass(frozen=True)
+class QA:
+    """Extractive question answering on encoders: a span head over question + paragraph windows (xlt.tasks.qa)."""
+
+    name: str = "qa"
+
+    def head_modules(self, arch: Architecture) -> list[str] | None:
+        return list(arch.qa_head)
+
+    @staticmethod
+    def check_family(task: str, family: str) -> None:
+        """Refuse decoders and mT5 (run before any model loads, and again where the model loads)."""
+        if family != "encoder":
+            raise XltError(f"task {task!r} extracts answer spans with an encoder (bert, xlm-roberta, e5-small); "
+                           f"xlt has no span head for {family} models")
+
+    def load_model(self, path: str, tokenizer, data: QATaskData, arch: Architecture):
+        self.check_family(data.task, arch.family)
+        return load_span_model(path)
+
+    def train_batches(self, cfg: RunConfig, tokenizer, model, data: QATaskData, view: str, source: str | None):
+        return partial(qa_batch, tokenizer, view=view, max_length=cfg.qa_max_length, stride=cfg.doc_stride,
+                       source=source)
+
+    def evaluate(self, cfg: RunConfig, model, tokenizer, data: QATaskData, view: str, source: str | None,
+                 desc: str) -> dict:
+        """SQuAD v1.1 EM/F1 against the answers of the side the view reads (English for translate-test),
+        normalised for that side's language."""
+        to_batch = self.train_batches(cfg, tokenizer, model, data, view, source)
+        preds = predict(model, data.test, to_batch, batch_size=cfg.batch_size, bf16=cfg.bf16,
+                        show_progress=cfg.show_progress, desc=desc, read=read_answers(cfg.max_answer_length))
+        lang = data.source_lang if view == "source" else data.target_lang
+        return squad_metrics(preds, [list(labelled(ex, view)[2]) for ex in data.test], lang)
+
+
+def task_architecture(kind, arch: Architecture) -> Architecture:
+    """The architecture row whose ``head`` is the kind's head module (what ``--train-head`` and stage 1's
+    LoRA ``modules_to_save`` name): ``qa_outputs`` for QA, the table's ``head`` otherwise."""
+    return replace(arch, head=arch.qa_head) if isinstance(kind, QA) else arch
+
+
+def kind_of(data: AnyTaskData, cfg: RunConfig | None = None) -> Classification | Generation | Tagging | QA:
+    if isinstance(data, QATaskData):
+        return QA()
     if isinstance(data, GenTaskData):
         return Generation()
     if isinstance(data, TagTaskData):

@@ -34,6 +34,14 @@ class Batch:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def targets(self) -> dict[str, torch.Tensor]:
+        """The keyword arguments that give the model its training targets (QA: start and end positions)."""
+        return {"labels": self.labels}
+
+    def logits_of(self, output) -> torch.Tensor:
+        """What prediction reads from the model's output (QA: start and end logits, stacked)."""
+        return output.logits
+
 
 def pad_rows(rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
     """Token-id rows padded with ``value`` to the longest, on the left (decoders) or the right."""

@@ -16,7 +16,7 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from xlt.data.examples import Example, TagExample
+from xlt.data.examples import Example, QAExample, TagExample
 from xlt.training.batches import Batch
 from xlt.training.processes import cpu_processes
 
@@ -65,6 +65,8 @@ def text_length(ex) -> int:
         return sum(map(len, ex.target)) + sum(map(len, ex.source or ()))
     if isinstance(ex, TagExample):
         return sum(map(len, ex.tokens)) + sum(map(len, ex.source_tokens or ()))
+    if isinstance(ex, QAExample):
+        return len(ex.question) + len(ex.context) + len(ex.source_question or "") + len(ex.source_context or "")
     return len(ex.prompt_target) + len(ex.answer) + len(ex.prompt_source or "")  # GenExample
 
 
@@ -98,7 +100,7 @@ class TaskStep:
     def __call__(self, model: torch.nn.Module, accelerator: Accelerator) -> torch.Tensor:
         rows, weight = shard(self.rows, accelerator.process_index, accelerator.num_processes)
         batch = self.to_batch([self.examples[i] for i in rows]).to(accelerator.device)
-        return model(**batch.inputs, labels=batch.labels).loss * weight
+        return model(**batch.inputs, **batch.targets()).loss * weight
 
 
 def task_steps(examples: Sequence, to_batch: Callable[[list], Batch], batch_size: int, epochs: int,
@@ -149,7 +151,8 @@ def predict(
     read: Callable[[Batch, torch.Tensor], list] | None = None,
 ) -> list:
     """One prediction per example in eval mode (the model's own mode is restored afterwards): the argmax
-    class, or what ``read(batch, logits)`` makes of each row (tagging: one tag per word)."""
+    class, or what ``read(batch, logits)`` makes of each example of the batch (tagging: one tag per word;
+    QA: the answer text, read from all the windows of the example)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -161,7 +164,7 @@ def predict(
         for indices in tqdm(chunks, desc=desc, disable=not show_progress, leave=False):
             batch = to_batch([examples[i] for i in indices]).to(device)
             with autocast:
-                logits = model(**batch.inputs).logits
+                logits = batch.logits_of(model(**batch.inputs))
             rows = read(batch, logits) if read is not None else logits.argmax(-1).tolist()
             for i, pred in zip(indices, rows):
                 preds[i] = pred
