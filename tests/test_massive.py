@@ -151,8 +151,8 @@ def test_templates_and_registry():
         "Utterance: wake me up {x}\nSlots:")
     assert get_template("intent").prompt("quiet").endswith("Utterance: quiet\nIntent:")
     assert get_metric("slots") is slot_metrics and GEN_METRICS["intent"] is intent_metrics
-    with pytest.raises(XltError, match="unknown prompt template 'mt'"):
-        get_template("mt")
+    with pytest.raises(XltError, match="unknown prompt template 'translate'"):
+        get_template("translate")
     with pytest.raises(XltError, match="unknown generation metric 'bleu'"):
         get_metric("bleu")
 
