@@ -37,7 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from xlt.data.examples import QAExample, QATaskData
-from xlt.data.user_file import _lang, _read_text
+from xlt.data.user_file import _lang, _read_text, jsonl_objects
 from xlt.errors import XltError
 from xlt.languages import canonical_code, dataset_name
 
@@ -178,16 +178,8 @@ def read_custom_qa(path: str | Path) -> list[QAExample]:
     if path.suffix.lower() != ".jsonl":
         raise XltError(f"{path}: task custom-qa reads JSON Lines (.jsonl), not {path.suffix or '(no suffix)'!r}")
     examples = []
-    for line_no, line in enumerate(_read_text(path).split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise XltError(f"{path}: line {line_no} is not valid JSON ({err.msg})") from None
+    for line_no, obj in jsonl_objects(path, _read_text(path)):
         where = f"{path}: line {line_no}"
-        if not isinstance(obj, dict):
-            raise XltError(f"{where} is not a JSON object")
         missing = [c for c in REQUIRED if c not in obj]
         if missing:
             raise XltError(f"{where} has no column {missing[0]!r} (custom-qa needs {', '.join(REQUIRED)})")

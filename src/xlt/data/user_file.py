@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from xlt.data.examples import Example, TaskData
@@ -78,8 +79,9 @@ def _csv_records(path: Path, text: str, required: tuple[str, ...]) -> list[dict[
         csv.field_size_limit(previous_limit)
 
 
-def _jsonl_records(path: Path, text: str, required: tuple[str, ...]) -> list[dict[str, str]]:
-    records = []
+def jsonl_objects(path: Path, text: str) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of each non-blank line of a JSON Lines text; a line that is not a JSON
+    object is an error naming the file and line."""
     for line_no, line in enumerate(text.split("\n"), 1):  # not splitlines: JSON strings may hold U+2028
         if not line.strip():
             continue
@@ -89,6 +91,12 @@ def _jsonl_records(path: Path, text: str, required: tuple[str, ...]) -> list[dic
             raise XltError(f"{path}: line {line_no} is not valid JSON ({e.msg})") from None
         if not isinstance(obj, dict):
             raise XltError(f"{path}: line {line_no} is not a JSON object")
+        yield line_no, obj
+
+
+def _jsonl_records(path: Path, text: str, required: tuple[str, ...]) -> list[dict[str, str]]:
+    records = []
+    for line_no, obj in jsonl_objects(path, text):
         missing = [c for c in required if c not in obj]
         if missing:
             raise XltError(f"{path}: line {line_no} has no column {missing[0]!r}")
