@@ -205,3 +205,21 @@ def test_help_imports_neither_torch_nor_transformers():
     assert done.returncode == 0, done.stderr
     assert "--learning" not in done.stdout and "--lora-dropout LORA_DROPOUT" in done.stdout
     assert done.stderr.strip() == "False False"
+
+
+def test_the_demo_plan_caps_gemma_and_the_flags_override_it(tmp_path, capsys, monkeypatch):
+    import xlt.demo
+    from xlt.demo import FULL, QUICK, demo_plan
+
+    assert demo_plan("e5-small") == FULL and demo_plan("gemma3-270m", quick=True) == QUICK
+    gemma = demo_plan("gemma3-270m")
+    assert (gemma.max_train_examples, gemma.max_eval_examples, gemma.stage1_epochs, gemma.stage1_lr) == (256, None, 3, 2e-4)
+    plans = []
+    monkeypatch.setattr(xlt.demo, "run_demo", lambda out, plan, **kwargs: plans.append(plan) or "table")
+    assert main(["demo", "--model", "tiny-random/bert", "--max-train-examples", "32", "--max-eval-examples", "16",
+                 "--output-dir", str(tmp_path / "d")]) == 0
+    assert (plans[0].max_train_examples, plans[0].max_eval_examples) == (32, 16)
+    capsys.readouterr()
+    assert main(["demo", "--max-train-examples", "0", "--output-dir", str(tmp_path / "e")]) == 2
+    assert capsys.readouterr().err == "xlt: error: --max-train-examples must be >= 1, got 0\n"
+    assert not (tmp_path / "e").exists()

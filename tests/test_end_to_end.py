@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from xlt.cli import main
 from xlt.demo import ALIGNMENT_SUITE, FLARE_SUITE, DemoPlan, run_demo
 from xlt.run import evaluate_run
@@ -119,3 +121,44 @@ def test_demo_cli_ends_with_where_it_wrote(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out == (f"TABLE\nwrote {tmp_path / 'd' / 'results.jsonl'} (one JSON object per run) "
                                        f"and {tmp_path / 'd' / 'summary.md'}\n")
     assert plans[0].quick and plans[0].seeds == (0, 1)  # the summary will say it was a --quick run
+
+
+class _Recorded(Exception):
+    pass
+
+
+def test_the_demo_takes_bf16_only_where_the_hardware_has_it(tmp_path, monkeypatch):
+    """Emulated bf16 (an AVX2 CPU) made each demo step some 30x slower than fp32."""
+    import xlt.demo
+
+    seen = []
+
+    def record(cfg):
+        seen.append(cfg.bf16)
+        raise _Recorded
+
+    monkeypatch.setattr(xlt.demo, "run_stage2", record)
+    for native, plan_bf16 in ((True, None), (False, None), (True, False), (False, True)):
+        monkeypatch.setattr(xlt.demo, "bf16_is_native", lambda: native)
+        with pytest.raises(_Recorded):
+            run_demo(tmp_path / f"{native}-{plan_bf16}", DemoPlan(languages=("jv",), bf16=plan_bf16),
+                     model="tiny-random/bert", show_progress=False)
+    assert seen == [True, False, False, True]
+
+
+def test_train_warns_when_bf16_would_be_emulated(tmp_path, monkeypatch, capsys):
+    import xlt.run
+    import xlt.training.loop
+
+    def stop(cfg):
+        raise _Recorded
+
+    monkeypatch.setattr(xlt.run, "run_stage2", stop)  # the warning comes before any training
+    args = ["train", "--model", "tiny-random/bert", "--task", "nusax", "--method", "lora", "--target-lang", "jv",
+            "--output-dir", str(tmp_path / "run")]
+    for native, flags, warned in ((False, ["--bf16"], True), (True, ["--bf16"], False), (False, [], False)):
+        monkeypatch.setattr(xlt.training.loop, "bf16_is_native", lambda: native)
+        with pytest.raises(_Recorded):
+            main(args + flags)
+        err = capsys.readouterr().err
+        assert ("xlt: warning: --bf16 on hardware without native bf16" in err) == warned

@@ -74,9 +74,12 @@ def _add_demo_args(demo: argparse.ArgumentParser) -> None:
     add_option(demo, "--languages", nargs="+", help="target languages", shown="ace bug jv")
     add_option(demo, "--model", default="e5-small", help="the model (as for xlt train --model)")
     add_option(demo, "--epochs", type=int, help="stage-2 epochs (the reference protocol uses 5)", shown="3")
+    add_option(demo, "--max-train-examples", type=int, help="target training examples per run",
+               shown="all 500; 256 for gemma3-270m")
+    add_option(demo, "--max-eval-examples", type=int, help="target test examples per run", shown="all 400")
     add_option(demo, "--data-dir", help="data set folder", shown="$XLT_DATA_DIR, else ../shared/datasets")
     add_option(demo, "--bf16", action=argparse.BooleanOptionalAction, default=None,
-               help="bf16 autocast", shown="on, as in the reference protocol")
+               help="bf16 autocast", shown="on where the hardware has bf16 (CUDA, AVX512-BF16/AMX CPUs), else off")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +109,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = RunConfig.from_yaml(args.config, values) if args.config else RunConfig.from_dict(values)
     check_run(cfg)
     from xlt.run import run_stage2
+    from xlt.training.loop import bf16_is_native
+
+    if cfg.bf16 and not bf16_is_native():
+        print("xlt: warning: --bf16 on hardware without native bf16 (no CUDA bf16, no AVX512-BF16/AMX): "
+              "PyTorch emulates it, many times slower than fp32", file=sys.stderr)
 
     metrics = run_stage2(cfg)
     print(json.dumps({k: metrics[k] for k in ("task", "method", "fusion", "target_lang", "seed", "metrics")}))
@@ -131,6 +139,9 @@ def _check_demo(args: argparse.Namespace, output_dir: str) -> None:
 
     if args.epochs is not None and args.epochs < 1:
         raise XltError(f"--epochs must be >= 1, got {args.epochs}")
+    for flag in ("max_train_examples", "max_eval_examples"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise XltError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     bad_seeds = [s for s in args.seeds or () if not 0 <= s < 2**32]
     if bad_seeds:
         raise XltError(f"--seeds must be in 0 .. 2**32-1, got {bad_seeds[0]}")
@@ -141,11 +152,11 @@ def _check_demo(args: argparse.Namespace, output_dir: str) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from xlt.demo import DEFAULT_DEMO_DIRS, FULL, QUICK, run_demo, written_line
+    from xlt.demo import DEFAULT_DEMO_DIRS, demo_plan, run_demo, written_line
 
     output_dir = args.output_dir or DEFAULT_DEMO_DIRS[args.suite]
     _check_demo(args, output_dir)
-    plan = QUICK if args.quick else FULL
+    plan = demo_plan(args.model, args.quick)
     if args.seeds:
         plan = dataclasses.replace(plan, seeds=tuple(args.seeds))
     if args.epochs is not None:
@@ -154,6 +165,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         plan = dataclasses.replace(plan, bf16=args.bf16)
     if args.languages:
         plan = dataclasses.replace(plan, languages=tuple(args.languages))
+    for cap in ("max_train_examples", "max_eval_examples"):
+        if getattr(args, cap) is not None:
+            plan = dataclasses.replace(plan, **{cap: getattr(args, cap)})
     print(run_demo(output_dir, plan, model=args.model, data_dir=args.data_dir, suite=args.suite))
     print(written_line(output_dir))
     return 0

@@ -10,6 +10,7 @@ again with the same settings reuses those runs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from xlt.errors import XltError
 from xlt.io import write_json, write_text_atomic
 from xlt.metrics import format_mean_std, format_table, gap_to_source, mean_std, summarize_runs
 from xlt.run import finished_run, run_stage2
+from xlt.training.loop import bf16_is_native
 
 @dataclass(frozen=True)
 class DemoMethod:
@@ -83,7 +85,9 @@ class DemoPlan:
     stage1_lr: float = 5e-5
     stage1_max_train_examples: int | None = None  # English training examples (None: all 500)
     max_length: int = 64
-    bf16: bool = True  # bf16 autocast, as in the reference protocol (fast on CPUs with AVX512-BF16/AMX)
+    # bf16 autocast as in the reference protocol where the hardware has it (None: bf16_is_native());
+    # emulated bf16 on an AVX2 CPU is some 30x slower than fp32
+    bf16: bool | None = None
     quick: bool = False  # the smoke-test plan (xlt demo --quick): the summary says its numbers are not results
 
 
@@ -92,6 +96,14 @@ FULL = DemoPlan()
 # higher rate; 64 target training and 64 test examples, 2 epochs)
 QUICK = DemoPlan(quick=True, max_train_examples=64, max_eval_examples=64, epochs=2, stage1_epochs=2, stage1_lr=2e-4,
                  stage1_max_train_examples=384, max_length=48)
+# a model several times e5-small's cost gets a plan that keeps each run under 15 minutes on 2 CPU cores;
+# its stage 1 is LoRA (merged), which wants a LoRA learning rate rather than full fine-tuning's
+MODEL_PLANS = {"gemma3-270m": {"max_train_examples": 256, "stage1_epochs": 3, "stage1_lr": 2e-4}}
+
+
+def demo_plan(model: str, quick: bool = False) -> DemoPlan:
+    """The plan ``xlt demo`` runs for ``model``: the quick smoke plan, else the full plan with the model's caps."""
+    return QUICK if quick else dataclasses.replace(FULL, **MODEL_PLANS.get(model, {}))
 
 
 def _retrieval_lines(rows: list[dict]) -> list[str]:
@@ -222,6 +234,7 @@ def run_demo(output_dir: str | Path, plan: DemoPlan, model: str = "e5-small", da
     rows: list[dict] = []
     methods = SUITES[suite]
     total = len(plan.seeds) * len(plan.languages) * len(methods)
+    bf16 = bf16_is_native() if plan.bf16 is None else plan.bf16
     done = 0
     for seed in plan.seeds:
         for lang in plan.languages:
@@ -237,7 +250,7 @@ def run_demo(output_dir: str | Path, plan: DemoPlan, model: str = "e5-small", da
                         stage1_lr=plan.stage1_lr, stage1_max_train_examples=plan.stage1_max_train_examples,
                         max_length=plan.max_length, stage1_dir=str(out / "stage1"),
                         max_train_examples=plan.max_train_examples, max_eval_examples=plan.max_eval_examples,
-                        bf16=plan.bf16, show_progress=show_progress, **dict(method.settings),
+                        bf16=bf16, show_progress=show_progress, **dict(method.settings),
                     )
                     metrics = {**(finished_run(cfg) or run_stage2(cfg)), "output_dir": str(run_dir)}  # resumes
                 finished[method.name] = metrics
