@@ -170,6 +170,8 @@ def test_a_flare_mt_adapter_reloads_through_stock_peft_with_its_projection(tmp_p
     (["--method", "flare", "--mt-model", MT], "--mt-model is for flare-mt, not 'flare'"),
     (["--method", "flare-mt", "--mt-model", MT, "--task", "panx"], "flare-mt runs sentence classification"),
     (["--method", "flare-mt", "--mt-model", MT, "--source-from", "pivot:id"], "which 'flare-mt' never reads"),
+    (["--method", "flare-mt", "--mt-model", MT, "--decoder-classifier", "verbalizer"],
+     "flare-mt feeds the MT states to a classification head's batches; drop --decoder-classifier verbalizer"),
 ])
 def test_bad_flare_mt_settings_are_one_line(extra, message, tmp_path, capsys):
     args = ["train", "--model", "tiny-random/bert", "--task", "nusax", "--target-lang", "ace",

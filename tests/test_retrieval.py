@@ -244,3 +244,26 @@ def test_cli_prints_the_table(tmp_path, capsys, data_dir):
     with pytest.raises(XltError, match="klingon"):
         retrieval_cli.run(bad)
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_cli_takes_bf16_only_where_the_hardware_has_it(tmp_path, monkeypatch, data_dir):
+    import xlt.alignment.retrieval
+    import xlt.training.loop
+    from xlt.cli import main
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def record(*args, bf16, **kwargs):
+        seen.append(bf16)
+        raise Stop
+
+    monkeypatch.setattr(xlt.alignment.retrieval, "run_retrieval", record)
+    for native, flags in ((True, []), (False, []), (False, ["--bf16"]), (True, ["--no-bf16"])):
+        monkeypatch.setattr(xlt.training.loop, "bf16_is_native", lambda: native)
+        with pytest.raises(Stop):
+            main(["retrieval", "--model", "tiny-random/bert", "--data", "nusax-mt", "--langs", "en,jv",
+                  "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "r"), *flags])
+    assert seen == [True, False, True, False]

@@ -167,6 +167,9 @@ class RunConfig:
         if method.mt_encoder and self.task not in SENTENCE_TASKS:
             raise XltError(f"flare-mt runs sentence classification tasks ({', '.join(sorted(SENTENCE_TASKS))}), "
                            f"not {self.task}")
+        if method.mt_encoder and self.decoder_classifier == "verbalizer":
+            raise XltError("flare-mt feeds the MT states to a classification head's batches; drop --decoder-classifier "
+                           "verbalizer")
 
     def _check_mixup(self) -> None:
         """X-Mixup's settings (its defaults filled in), and what it cannot run: only classification heads."""

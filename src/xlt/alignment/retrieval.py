@@ -205,7 +205,7 @@ def _load_backbone(path: str):
 
 def run_retrieval(model_name: str, data: str, langs: list[str] | None, max_sentences: int | None,
                   output_dir: str | Path, data_dir=None, batch_size: int = 64, split: str = "test",
-                  k: int = 4, max_length: int = 128, bf16: bool = True, show_progress: bool = True) -> dict:
+                  k: int = 4, max_length: int = 128, bf16: bool = False, show_progress: bool = True) -> dict:
     """Embed every sentence once, score every pair and layer; write retrieval.json and two plots.
 
     Embedding takes minutes on a CPU: ``show_progress`` shows a bar over the forward batches.

@@ -22,8 +22,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_option(p, "--output-dir", default="xlt-retrieval", help="where retrieval.json and the plots go")
     add_option(p, "--data-dir", help="data set folder", shown="$XLT_DATA_DIR, else ../shared/datasets")
     add_option(p, "--batch-size", type=int, default=64, help="sentences per forward pass")
-    add_option(p, "--bf16", action=argparse.BooleanOptionalAction, default=True,
-               help="bf16 autocast for the forward passes, as in the demo")
+    add_option(p, "--bf16", action=argparse.BooleanOptionalAction, default=None,
+               help="bf16 autocast for the forward passes, as in the demo",
+               shown="on where the hardware has bf16 (CUDA, AVX512-BF16/AMX CPUs), else off")
     return p
 
 
@@ -69,8 +70,11 @@ def run(args: argparse.Namespace) -> int:
     check(args)
     from xlt.alignment.retrieval import run_retrieval
 
+    from xlt.training.loop import bf16_is_native
+
+    bf16 = bf16_is_native() if args.bf16 is None else args.bf16
     result = run_retrieval(args.model, args.data, _langs(args.langs), args.max_sentences, args.output_dir,
-                           data_dir=args.data_dir, batch_size=args.batch_size, split=args.split, bf16=args.bf16)
+                           data_dir=args.data_dir, batch_size=args.batch_size, split=args.split, bf16=bf16)
     print(format_table(result))
     print(f"wrote {args.output_dir}/retrieval.json, retrieval_layers.png, retrieval_heatmap.png")
     return 0
