@@ -73,8 +73,10 @@ class RunConfig:
                                       "each label word's log-likelihood", choices=("head", "verbalizer"))
     max_answer_length: int = setting(48, "generation tasks: answer tokens in training, new tokens in decoding; QA: "
                                          "tokens of the longest answer span predicted")
-    qa_max_length: int = setting(384, "QA: tokens per window (question + a chunk of the paragraph)")
-    doc_stride: int = setting(128, "QA: tokens consecutive paragraph windows share (at most half a window's paragraph)")
+    qa_max_length: int = setting(384, "QA: tokens per window (question + a chunk of the paragraph); decoders and "
+                                      "mT5: tokens per prompt (instruction, question, a window of the paragraph)")
+    doc_stride: int = setting(128, "QA on encoders: tokens consecutive paragraph windows share (at most half a "
+                                   "window's paragraph)")
     num_beams: int = setting(1, "generation tasks: beam size of decoding (1: greedy; beams for methods without a "
                                 "source text)")
     lora_r: int | None = setting(None, "LoRA rank", shown="64 (FLARE paper); 8 for align methods")

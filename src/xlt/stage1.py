@@ -18,6 +18,7 @@ from peft import LoraConfig, get_peft_model
 from xlt.config import RunConfig
 from xlt.data.examples import (AnyTaskData, GenTaskData, QATaskData, TagTaskData, TaskData, content_digest,
                                source_side)
+from xlt.data.qa_generation import as_generation, is_generated_qa
 from xlt.data.tasks import load_task
 from xlt.errors import XltError
 from xlt.io import write_json
@@ -30,6 +31,7 @@ from xlt.tasks.kinds import QA, Tagging, kind_of
 from xlt.training.loop import TrainSettings, task_steps, train
 
 STAGE1_INFO = "stage1.json"
+DOC_STRIDE = RunConfig.__dataclass_fields__["doc_stride"].default  # the only value answer generation accepts
 
 
 def set_seed(seed: int) -> None:
@@ -40,9 +42,12 @@ def set_seed(seed: int) -> None:
 
 def load_data(cfg: RunConfig, stage1: bool = False) -> AnyTaskData:
     """The task's (target, source) data; stage 1 reads the source (English) side of the same examples,
-    or the English splits of a tagging set (``TagTaskData.english``, xlt.data.examples.source_side)."""
+    or the English splits of a tagging set (``TagTaskData.english``, xlt.data.examples.source_side). A QA
+    set is QATaskData for encoders and answer-generation data for the other families."""
     source = cfg.source_lang if stage1 else cfg.source_text_lang  # stage 2 may read a pivot's text
     data = load_task(cfg.task, cfg.target_lang, source, cfg.data_dir, cfg.train_file, cfg.test_file)
+    if isinstance(data, QATaskData) and architecture_of(resolve_model(cfg.model)).family != "encoder":
+        data = as_generation(data)  # no span head: decoders and mT5 write the answer (xlt.data.qa_generation)
     if stage1:
         data = source_side(data)
     max_train = cfg.stage1_max_train_examples if stage1 else cfg.max_train_examples
@@ -68,6 +73,9 @@ def resolve_defaults(cfg: RunConfig, data: AnyTaskData) -> RunConfig:
         Tagging.check_family(data.task, family)
     if isinstance(data, QATaskData):
         QA.check_family(data.task, family)
+    if is_generated_qa(data) and cfg.doc_stride != DOC_STRIDE:
+        raise XltError(f"--doc-stride slides encoders' windows over a paragraph; {family} models read one window "
+                       "of it, set by --qa-max-length")
     pools_nothing = isinstance(data, (GenTaskData, TagTaskData, QATaskData))
     if pools_nothing or (cfg.decoder_classifier == "verbalizer" and family == "decoder"):
         if cfg.pooling is not None:
@@ -97,8 +105,9 @@ def stage1_settings(cfg: RunConfig, english: AnyTaskData) -> dict:
     method = stage1_method(cfg)
     lora = ({"lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout}
             if method == "lora" else {})
-    qa = ({"qa_max_length": cfg.qa_max_length, "doc_stride": cfg.doc_stride}
-          if isinstance(english, QATaskData) else {})  # only QA's keys: other tasks keep their cached models
+    qa = ({"qa_max_length": cfg.qa_max_length, "doc_stride": cfg.doc_stride} if isinstance(english, QATaskData)
+          else {"qa_max_length": cfg.qa_max_length} if is_generated_qa(english)
+          else {})  # only QA's keys: other tasks keep their cached models
     return {
         **model_fingerprint(cfg.model), "task": cfg.task, "source_lang": english.source_lang,
         "data": content_digest(english), "seed": cfg.seed, "epochs": cfg.stage1_epochs, "lr": cfg.stage1_lr,

@@ -55,6 +55,23 @@ class GenExample:
     id: str = ""
 
 
+@dataclass(frozen=True)
+class GenQAExample(GenExample):
+    """An extractive question as a generation example (decoders and mT5, xlt.data.qa_generation):
+    ``prompt_*`` hold the question and ``answer*`` its first gold answer, what teacher forcing trains
+    towards; ``passage_*`` hold the paragraph, which the prompt reads through a window that fits the
+    length limit (xlt.tasks.passages), placed over the first answer (``answer_start*``: its character)
+    in training; ``answers*`` hold every gold answer, the best of which scores. A subclass, so the other
+    generation examples, and the stage-1 cache keys made from their repr, stay as they were."""
+
+    passage_target: str = ""
+    passage_source: str | None = None
+    answer_start: int = 0
+    answer_start_source: int | None = None
+    answers: tuple[str, ...] = ()
+    answers_source: tuple[str, ...] | None = None
+
+
 @dataclass
 class GenTaskData:
     """All splits of one generation task for one (source, target) language pair."""

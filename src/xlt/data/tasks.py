@@ -6,7 +6,8 @@ user's CSV/JSONL files, xlt.data.user_file), ``massive`` and ``massive-intent`` 
 intent as generation, xlt.data.massive), ``panx`` and ``uner`` (named entities as tagging,
 xlt.data.panx, xlt.data.uner), ``uner-json`` (the same entities written as JSON by a generating
 model, xlt.data.json_ner), ``nusax-mt`` (translation, xlt.data.nusax_mt), ``mlqa``, ``tydiqa`` and
-``custom-qa`` (extractive question answering on encoders, xlt.data.qa). Data sets are read from the data directory found by
+``custom-qa`` (extractive question answering, xlt.data.qa: span heads on encoders; decoders and mT5 read it
+as answer generation, xlt.data.qa_generation, converted in xlt.stage1.load_data). Data sets are read from the data directory found by
 :func:`resolve_data_dir`. :data:`NOT_PARALLEL` names the tasks whose examples have no English
 version, which :func:`check_parallel` refuses to methods that read one (torch-free, so ``RunConfig``
 checks it before anything loads).
@@ -139,7 +140,7 @@ TASKS: dict[str, Callable[..., AnyTaskData]] = {
 SENTENCE_TASKS = frozenset({"nusax", "xnli", "custom"})  # one label per text (classification kind)
 TRANSLATION_TASKS = frozenset({"nusax-mt"})  # the input is one sentence in both directions: nothing to fuse
 NOT_PARALLEL = frozenset({"panx", "tydiqa"})  # no example has an English version (each language its own text)
-QA_TASKS = frozenset({"mlqa", "tydiqa", "custom-qa"})  # extractive question answering (xlt.tasks.qa)
+QA_TASKS = frozenset({"mlqa", "tydiqa", "custom-qa"})  # extractive QA (xlt.tasks.qa; xlt.data.qa_generation)
 USER_FILE_TASKS = frozenset({"custom", "custom-qa"})  # tasks that read --train-file and --test-file
 
 

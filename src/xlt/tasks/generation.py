@@ -1,8 +1,9 @@
 """Generation tasks: teacher-forced batches (loss on answer tokens only) and greedy decoding.
 
 FLARE for generation (the rule, identical in training and decoding):
-- the source is the English *prompt* only; the English answer is never used (at test time it
-  would be the label). Decoder-only models: the target token at relative position p (prompt or
+- the source is the English *prompt* only; the English answer is never read (at test time it
+  would be the label; QA only places the English paragraph's window over it in training, as the
+  target's, xlt.tasks.passages). Decoder-only models: the target token at relative position p (prompt or
   answer) fuses English prompt token p, zeros past its end; causal cross-attention lets it see
   English prompt tokens <= p.
 - mT5: the encoder fuses the English prompt's encoder states; decoder self-attention fuses the
@@ -27,8 +28,9 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from xlt.data.examples import GenExample
+from xlt.data.examples import GenExample, GenQAExample
 from xlt.errors import XltError
+from xlt.tasks.passages import fit_prompt
 from xlt.tasks.templates import get_template
 from xlt.training.batches import Batch, pad_rows, source_inputs, view_segments
 
@@ -43,6 +45,13 @@ def prompt_text(ex: GenExample, view: str, template: str, sep: str) -> str:
 def gold_answer(ex: GenExample, view: str) -> str:
     """translate-test answers the English prompt, so it is scored against the English answer."""
     return ex.answer_source if view == "source" and ex.answer_source is not None else ex.answer
+
+
+def scored_answers(ex: GenExample, view: str) -> str | tuple[str, ...]:
+    """What a prediction is scored against: the gold answer, or every gold answer of a question (QA)."""
+    if isinstance(ex, GenQAExample):
+        return ex.answers_source if view == "source" and ex.answers_source else ex.answers
+    return gold_answer(ex, view)
 
 
 class GenBatcher:
@@ -61,6 +70,14 @@ class GenBatcher:
     def _prompts(self, texts: list[str]) -> list[list[int]]:
         return self.tok(texts, truncation=True, max_length=self.max_length)["input_ids"]
 
+    def prompt_ids(self, examples: Sequence[GenExample], view: str, teacher_forced: bool) -> list[list[int]]:
+        """Each prompt in at most ``max_length`` tokens: cut at its end, or, around a passage (QA), by cutting
+        the passage alone, over the answer when training (xlt.tasks.passages)."""
+        if not any(isinstance(ex, GenQAExample) for ex in examples):
+            return self._prompts([prompt_text(ex, view, self.template, self.sep) for ex in examples])
+        template = get_template(self.template)
+        return [fit_prompt(self.tok, template, ex, view, self.sep, self.max_length, teacher_forced) for ex in examples]
+
     def _answers(self, texts: list[str]) -> list[list[int]]:
         ids = self.tok(texts, add_special_tokens=False, truncation=True, max_length=self.max_answer - 1)["input_ids"]
         return [a + [self.tok.eos_token_id] for a in ids]
@@ -75,12 +92,11 @@ class GenBatcher:
                 "decoder_attention_mask": pad_rows([[1] * len(r) for r in decoder_rows], 0, False)}
 
     def batch(self, examples: Sequence[GenExample], view: str, source: str | None, teacher_forced: bool) -> Batch:
-        prompts = self._prompts([prompt_text(ex, view, self.template, self.sep) for ex in examples])
+        prompts = self.prompt_ids(examples, view, teacher_forced)
         answers = self._answers([gold_answer(ex, view) for ex in examples]) if teacher_forced else None
 
         def source_prompts() -> dict:
-            return self.encode_prompts(self._prompts([prompt_text(ex, "source", self.template, self.sep)
-                                                      for ex in examples]))
+            return self.encode_prompts(self.prompt_ids(examples, "source", teacher_forced))
 
         if self.seq2seq:
             inputs = self.encode_prompts(prompts)

@@ -15,6 +15,7 @@ from functools import partial
 
 from xlt.config import RunConfig
 from xlt.data.examples import AnyTaskData, GenTaskData, QATaskData, TagTaskData, TaskData
+from xlt.data.qa_generation import is_generated_qa
 from xlt.errors import XltError
 from xlt.tasks.templates import get_metric
 from xlt.metrics import classification_metrics
@@ -23,7 +24,7 @@ from xlt.models.classifier import PooledClassifier
 from xlt.models.loading import load_classifier
 from xlt.training.batches import make_batch
 from xlt.tasks.entities import tagging_metrics
-from xlt.tasks.generation import GenBatcher, gold_answer, decode_answers
+from xlt.tasks.generation import GenBatcher, decode_answers, scored_answers
 from xlt.tasks.qa import labelled, load_span_model, qa_batch, read_answers
 from xlt.tasks.squad import squad_metrics
 from xlt.tasks.tagging import read_tags, tag_batch, words
@@ -88,7 +89,8 @@ class Generation:
     def batcher(self, cfg: RunConfig, tokenizer, model, data: GenTaskData) -> GenBatcher:
         seq2seq = model.config.is_encoder_decoder
         start = getattr(model.config, "decoder_start_token_id", None)
-        return GenBatcher(tokenizer, seq2seq, cfg.max_length, cfg.max_answer_length, data.template, start)
+        limit = cfg.qa_max_length if is_generated_qa(data) else cfg.max_length  # QA: the paragraph's window
+        return GenBatcher(tokenizer, seq2seq, limit, cfg.max_answer_length, data.template, start)
 
     def train_batches(self, cfg: RunConfig, tokenizer, model, data: GenTaskData, view: str, source: str | None):
         batcher = self.batcher(cfg, tokenizer, model, data)
@@ -100,7 +102,8 @@ class Generation:
         preds = decode_answers(model, batcher, data.test, view, source,
                                 max_new_tokens=cfg.max_answer_length, bf16=cfg.bf16,
                                 show_progress=cfg.show_progress, desc=desc, num_beams=cfg.num_beams)
-        return get_metric(data.metric)(preds, [gold_answer(ex, view) for ex in data.test])
+        lang = data.source_lang if view == "source" else data.target_lang  # the language of the gold answers
+        return get_metric(data.metric, lang)(preds, [scored_answers(ex, view) for ex in data.test])
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,8 @@ class Tagging:
 
 @dataclass(frozen=True)
 class QA:
-    """Extractive question answering on encoders: a span head over question + paragraph windows (xlt.tasks.qa)."""
+    """Extractive question answering on encoders: a span head over question + paragraph windows (xlt.tasks.qa).
+    Decoders and mT5 generate the answer instead (xlt.data.qa_generation: the set becomes GenTaskData)."""
 
     name: str = "qa"
 

@@ -2,8 +2,8 @@
 
 A :class:`~xlt.data.examples.GenTaskData` names its template and metric, so the trainer (teacher
 forcing, greedy decoding) stays task-agnostic: a new task (MT, JSON NER) is one ``TEMPLATES`` entry
-plus one ``GEN_METRICS`` entry. A metric takes decoded predictions and gold answers (strings) and
-returns a dict of floats.
+plus one ``GEN_METRICS`` entry. A metric takes decoded predictions and gold answers (strings; QA: each
+question's tuple of gold answers, and the answers' language) and returns a dict of floats.
 
 Template wording is English for every target language: the answer format (slot names, intent
 labels, ``None``) is shared by all languages, and a fixed instruction keeps the prompt identical
@@ -15,9 +15,11 @@ is case-folded. Generated and gold words are compared only after it, so ``Five  
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from xlt.errors import XltError
 
@@ -33,14 +35,21 @@ class Template:
     name: str
     text: str
 
-    def prompt(self, text: str) -> str:
-        return self.text.replace("{text}", text)
+    def prompt(self, text: str, passage: str = "") -> str:
+        """The template with ``{text}`` and ``{passage}`` (QA's paragraph) filled in, in one pass, so braces
+        inside either value are never read as a placeholder."""
+        values = {"text": text, "passage": passage}
+        return re.sub(r"\{(text|passage)\}", lambda m: values[m.group(1)], self.text)
 
 
 TEMPLATES: dict[str, Template] = {
     "slots": Template("slots", "Extract the slots from the utterance as 'slot: words; ...' or None.\n"
                                "Utterance: {text}\nSlots:"),
     "intent": Template("intent", "Give the intent label of the utterance.\nUtterance: {text}\nIntent:"),
+    # extractive QA on decoders and mT5 (xlt.data.qa_generation): the paragraph first, so the question and the cue
+    # end the prompt whatever part of the paragraph fits (xlt.tasks.passages)
+    "qa": Template("qa", "Answer the question with a short span copied from the paragraph.\n"
+                         "Paragraph: {passage}\nQuestion: {text}\nAnswer:"),
     "json_ner": Template("json_ner", 'List the named entities of the sentence as a JSON list of {"type": ..., '
                                      '"text": ...} objects with type PER, LOC or ORG ([] if none).\n'
                                      "Sentence: {text}\nEntities:"),
@@ -148,12 +157,23 @@ def translation_signatures() -> dict[str, str]:
     return signatures
 
 
-GEN_METRICS: dict[str, Callable[[list[str], list[str]], dict]] = {
+def qa_metrics(preds: list[str], golds: list[tuple[str, ...]], lang: str = "en") -> dict:
+    """SQuAD v1.1 ``exact_match`` and ``f1`` of generated answers, each against the best of its question's
+    gold answers, normalised for ``lang`` (xlt.tasks.squad: the encoders' span answers are scored by it too)."""
+    from xlt.tasks.squad import squad_metrics
+
+    _check(preds, golds)
+    return squad_metrics(list(preds), [list(g) for g in golds], lang)
+
+
+GEN_METRICS: dict[str, Callable[[list[str], list], dict]] = {
     "slots": slot_metrics,
     "intent": intent_metrics,
     "json_ner": json_ner_metrics,
     "mt": translation_metrics,
+    "qa": qa_metrics,
 }
+BY_LANGUAGE = frozenset({"qa"})  # metrics that normalise answers per language (they take ``lang``)
 
 
 def get_template(name: str) -> Template:
@@ -162,7 +182,8 @@ def get_template(name: str) -> Template:
     return TEMPLATES[name]
 
 
-def get_metric(name: str) -> Callable[[list[str], list[str]], dict]:
+def get_metric(name: str, lang: str = "en") -> Callable[[list[str], list], dict]:
+    """The metric ``name``, told the language of the gold answers when it normalises by language."""
     if name not in GEN_METRICS:
         raise XltError(f"unknown generation metric {name!r}; known: {', '.join(GEN_METRICS)}")
-    return GEN_METRICS[name]
+    return partial(GEN_METRICS[name], lang=lang) if name in BY_LANGUAGE else GEN_METRICS[name]

@@ -16,7 +16,7 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from xlt.data.examples import Example, QAExample, TagExample
+from xlt.data.examples import Example, GenQAExample, QAExample, TagExample
 from xlt.training.batches import Batch
 from xlt.training.processes import cpu_processes
 
@@ -79,6 +79,8 @@ def text_length(ex) -> int:
         return sum(map(len, ex.tokens)) + sum(map(len, ex.source_tokens or ()))
     if isinstance(ex, QAExample):
         return len(ex.question) + len(ex.context) + len(ex.source_question or "") + len(ex.source_context or "")
+    if isinstance(ex, GenQAExample):  # the paragraphs, however much of them the prompts keep
+        return len(ex.prompt_target) + len(ex.passage_target) + len(ex.passage_source or "")
     return len(ex.prompt_target) + len(ex.answer) + len(ex.prompt_source or "")  # GenExample
 
 
