@@ -217,3 +217,26 @@ def test_fp16_is_refused_for_mt5_and_generation_needs_a_generator(tmp_path, caps
     assert main(["train", "--model", "tiny-random/bert", "--method", "lora", *QUICK,
                  "--output-dir", str(tmp_path / "b")]) == 2
     assert "decoder or encoder-decoder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family", ("llama", "mt5"))
+def test_a_long_prompt_is_cut_before_its_cue_never_at_its_end(family):
+    """uner-json: most German PUD prompts were longer than 64 tokens and lost ``Entities:`` to a cut at the end."""
+    from xlt.tasks.generation import fit_before_cue
+    from xlt.tasks.templates import get_template
+
+    _, tok, _ = _generator(family)
+    template = get_template("json_ner")
+    short = template.prompt("Anna wohnt in Berlin.")
+    assert fit_before_cue(tok, short, 200) == tok(short)["input_ids"]  # a prompt that fits is untouched
+    long = template.prompt(" ".join(["Die Stadt Berlin liegt an der Spree"] * 20))
+    cut = fit_before_cue(tok, long, 64)
+    assert len(tok(long)["input_ids"]) > 64 and 60 <= len(cut) <= 64
+    text = tok.decode(cut, skip_special_tokens=True)
+    assert text.startswith("List the named entities") and text.endswith("\nEntities:")
+    assert "Sentence: Die Stadt Berlin" in text
+    if family == "mt5":
+        assert cut[-1] == tok.eos_token_id
+    # a cue-less prompt is cut at its end, as the tokenizer would
+    flat = "word " * 200
+    assert fit_before_cue(tok, flat, 32) == tok(flat, truncation=True, max_length=32)["input_ids"]

@@ -107,7 +107,8 @@ def stage1_settings(cfg: RunConfig, english: AnyTaskData) -> dict:
             if method == "lora" else {})
     qa = ({"qa_max_length": cfg.qa_max_length, "doc_stride": cfg.doc_stride} if isinstance(english, QATaskData)
           else {"qa_max_length": cfg.qa_max_length} if is_generated_qa(english)
-          else {})  # only QA's keys: other tasks keep their cached models
+          else {"prompt_cut": "before-cue"} if isinstance(english, GenTaskData)  # prompts once cut at their end
+          else {})  # only these tasks' keys: the others keep their cached models
     return {
         **model_fingerprint(cfg.model), "task": cfg.task, "source_lang": english.source_lang,
         "data": content_digest(english), "seed": cfg.seed, "epochs": cfg.stage1_epochs, "lr": cfg.stage1_lr,

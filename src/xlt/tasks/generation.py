@@ -54,6 +54,27 @@ def scored_answers(ex: GenExample, view: str) -> str | tuple[str, ...]:
     return gold_answer(ex, view)
 
 
+def fit_before_cue(tokenizer, prompt: str, limit: int) -> list[int]:
+    """Token ids of ``prompt`` (special tokens included) in at most ``limit`` tokens, cut just before its last
+    line. Every template ends with the answer's cue on a line of its own (``Entities:``, ``Slots:``,
+    ``Acehnese:``); cutting a long prompt at its end would remove the cue, and the model would be asked to
+    continue the input instead of answering. A prompt without a line break is cut at its end."""
+    ids = tokenizer(prompt)["input_ids"]
+    if len(ids) <= limit:
+        return ids
+    if "\n" not in prompt:
+        return tokenizer(prompt, truncation=True, max_length=limit)["input_ids"]
+    head, cue = prompt.rsplit("\n", 1)
+    ends = [end for _, end in tokenizer(head, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]]
+    keep = len(ends) - (len(ids) - limit)
+    while keep > 0:  # tokens may merge differently at the cut: shrink until the whole prompt fits
+        ids = tokenizer(head[: ends[keep - 1]] + "\n" + cue)["input_ids"]
+        if len(ids) <= limit:
+            return ids
+        keep -= len(ids) - limit
+    return tokenizer("\n" + cue, truncation=True, max_length=limit)["input_ids"]
+
+
 class GenBatcher:
     """Builds teacher-forced (answers given) or prompt-only batches for one model family."""
 
@@ -68,7 +89,7 @@ class GenBatcher:
         self.sep = f" {tokenizer.sep_token or tokenizer.eos_token} "
 
     def _prompts(self, texts: list[str]) -> list[list[int]]:
-        return self.tok(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        return [fit_before_cue(self.tok, text, self.max_length) for text in texts]
 
     def prompt_ids(self, examples: Sequence[GenExample], view: str, teacher_forced: bool) -> list[list[int]]:
         """Each prompt in at most ``max_length`` tokens: cut at its end, or, around a passage (QA), by cutting
