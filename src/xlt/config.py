@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from xlt.data.tasks import NOT_PARALLEL, QA_TASKS, SENTENCE_TASKS, TASKS, TRANSLATION_TASKS, check_parallel
+from xlt.data.tasks import (NOT_PARALLEL, QA_TASKS, SENTENCE_TASKS, TASKS, TRANSLATION_TASKS, USER_FILE_TASKS,
+                            check_parallel)
 from xlt.errors import XltError
 from xlt.flare.fusion_names import FUSIONS, check_fusion_name
 from xlt.languages import canonical_code
@@ -58,9 +59,12 @@ class RunConfig:
     output_dir: str = setting("runs/run", "run directory: config.yaml, adapter/, metrics.json")
     data_dir: str | None = setting(None, "data set folder", shown="$XLT_DATA_DIR, else ../shared/datasets")
     train_file: str | None = setting(None, "task custom: training CSV/JSONL (source_text, target_text, label); "
-                                           "custom-qa: JSONL (target_context, target_question, answers, source_*)",
+                                           "custom-qa: JSONL (target_context, target_question, answers, source_*); "
+                                           "custom-ner: JSONL (target_tokens, target_tags, source_tokens, "
+                                           "source_tags); custom-mt: CSV/JSONL (source_text, target_text)",
                                      shown="none")
-    test_file: str | None = setting(None, "tasks custom, custom-qa: test file with the same columns", shown="none")
+    test_file: str | None = setting(None, "tasks custom, custom-qa, custom-ner, custom-mt: test file with the same "
+                                          "columns", shown="none")
     # stage 2 (paper defaults: LoRA on query/value, r=64, alpha=128)
     epochs: int = setting(5, "stage-2 epochs")
     lr: float = setting(5e-4, "stage-2 learning rate (> 0)")
@@ -219,7 +223,7 @@ class RunConfig:
             return
         if kind != "pivot" or not value:
             raise XltError(f"source_from must be gold, pivot:LANG, mt:MODEL or lexicon, got {self.source_from!r}")
-        if self.task in ("custom", "custom-qa"):
+        if self.task in USER_FILE_TASKS:
             raise XltError("source_from pivot:LANG needs a parallel data set; a custom file has one source column")
         if self.task in NOT_PARALLEL:
             raise XltError(f"source_from pivot:LANG needs a parallel data set; task {self.task} is not parallel")

@@ -8,10 +8,15 @@ folders, the user's files, a local model folder) and at the alignment data. Torc
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 from xlt.config import RunConfig
-from xlt.data.user_file import read_records
+from xlt.data.custom_mt import read_custom_mt
+from xlt.data.custom_ner import read_custom_ner
+from xlt.data.qa import read_custom_qa
+from xlt.data.tasks import USER_FILE_TASKS
+from xlt.data.user_file import check_files, read_records
 from xlt.errors import XltError
 from xlt.method_table import get_method
 from xlt.models.cache import cache_root
@@ -43,21 +48,21 @@ def check_run(cfg: RunConfig) -> None:
         check_output_dir(cfg.stage1_dir, "--stage1-dir")
     else:
         check_output_dir(cache_root() / "stage1", "the stage-1 cache ($XLT_CACHE_DIR/stage1)")
-    if cfg.task == "custom":
-        if cfg.train_file is None or cfg.test_file is None:
-            raise XltError("task custom needs both a train file and a test file (--train-file, --test-file)")
-        read_records(cfg.train_file)
-        read_records(cfg.test_file)
-    if cfg.task == "custom-qa":
-        from xlt.data.qa import read_custom_qa
-
-        if cfg.train_file is None or cfg.test_file is None:
-            raise XltError("task custom-qa needs both a train file and a test file (--train-file, --test-file)")
-        read_custom_qa(cfg.train_file)
-        read_custom_qa(cfg.test_file)
+    if cfg.task in USER_FILE_TASKS:
+        check_files(cfg.task, cfg.train_file, cfg.test_file)
+        read = _file_reader(cfg.task)
+        read(cfg.train_file)
+        read(cfg.test_file)
     check_model(cfg.model)
     if get_method(cfg.method).align:
         _check_alignment_data(cfg)
+
+
+def _file_reader(task: str):
+    """How ``xlt train`` reads one file of a task of the user's files (custom-ner: with the source side on
+    every line, which stage 1 trains and is tested on)."""
+    return {"custom": read_records, "custom-qa": read_custom_qa, "custom-mt": read_custom_mt,
+            "custom-ner": partial(read_custom_ner, english=True)}[task]
 
 
 def _check_alignment_data(cfg: RunConfig) -> None:

@@ -18,6 +18,7 @@ from peft import LoraConfig, get_peft_model
 from xlt.config import RunConfig
 from xlt.data.examples import (AnyTaskData, GenTaskData, QATaskData, TagTaskData, TaskData, content_digest,
                                source_side)
+from xlt.data.json_ner import as_generation as json_entities
 from xlt.data.qa_generation import as_generation, is_generated_qa
 from xlt.data.tasks import load_task
 from xlt.errors import XltError
@@ -27,7 +28,7 @@ from xlt.models.architectures import Architecture, architecture_for
 from xlt.models.cache import build_once, cache_root
 from xlt.models.classifier import resolve_pooling
 from xlt.models.loading import load_tokenizer, model_slug, resolve_model
-from xlt.tasks.kinds import QA, Tagging, kind_of
+from xlt.tasks.kinds import QA, Generation, Tagging, kind_of
 from xlt.training.loop import TrainSettings, task_steps, train
 
 STAGE1_INFO = "stage1.json"
@@ -43,11 +44,12 @@ def set_seed(seed: int) -> None:
 def load_data(cfg: RunConfig, stage1: bool = False) -> AnyTaskData:
     """The task's (target, source) data; stage 1 reads the source (English) side of the same examples,
     or the English splits of a tagging set (``TagTaskData.english``, xlt.data.examples.source_side). A QA
-    set is QATaskData for encoders and answer-generation data for the other families."""
+    set is QATaskData for encoders and answer-generation data for the other families; custom-ner is tagging
+    data for encoders and JSON-entity generation data (as uner-json) for the others."""
     source = cfg.source_lang if stage1 else cfg.source_text_lang  # stage 2 may read a pivot's text
     data = load_task(cfg.task, cfg.target_lang, source, cfg.data_dir, cfg.train_file, cfg.test_file)
-    if isinstance(data, QATaskData) and architecture_of(resolve_model(cfg.model)).family != "encoder":
-        data = as_generation(data)  # no span head: decoders and mT5 write the answer (xlt.data.qa_generation)
+    if _written_by_other_families(data) and architecture_of(resolve_model(cfg.model)).family != "encoder":
+        data = _as_written(data)
     if stage1:
         data = source_side(data)
     max_train = cfg.stage1_max_train_examples if stage1 else cfg.max_train_examples
@@ -56,6 +58,16 @@ def load_data(cfg: RunConfig, stage1: bool = False) -> AnyTaskData:
     if cfg.max_eval_examples:
         data.test = data.test[: cfg.max_eval_examples]
     return data
+
+
+def _written_by_other_families(data: AnyTaskData) -> bool:
+    """Sets that encoders read with a span or tagging head and decoders and mT5 write as text."""
+    return isinstance(data, QATaskData) or data.task == "custom-ner"
+
+
+def _as_written(data: QATaskData | TagTaskData) -> GenTaskData:
+    """QA as answer generation (xlt.data.qa_generation), custom-ner as JSON entities (xlt.data.json_ner)."""
+    return as_generation(data) if isinstance(data, QATaskData) else json_entities(data, data.task)
 
 
 def stage1_method(cfg: RunConfig) -> str:
@@ -69,6 +81,8 @@ def resolve_defaults(cfg: RunConfig, data: AnyTaskData) -> RunConfig:
     family = architecture_of(resolve_model(cfg.model)).family
     if get_method(cfg.method).adapter == "x-mixup":
         check_xmixup_family(family)
+    if isinstance(data, GenTaskData):
+        Generation.check_family(data.task, family)
     if isinstance(data, TagTaskData):
         Tagging.check_family(data.task, family)
     if isinstance(data, QATaskData):

@@ -23,8 +23,12 @@ TEMPLATE = "mt"  # xlt.tasks.templates: the instruction and the BLEU/chrF metric
 
 
 def language_word(code: str) -> str:
-    """How the prompt names a language: 'Acehnese', 'Toba Batak'."""
-    return _LANGUAGES[canonical_code(code)][1][0].replace("_", " ").title()
+    """How the prompt names a language: 'Acehnese', 'Toba Batak'; a code xlt does not know (a user's file,
+    task custom-mt, may be in any language) as it is given."""
+    try:
+        return _LANGUAGES[canonical_code(code)][1][0].replace("_", " ").title()
+    except XltError:
+        return code
 
 
 def prompt(sentence: str, source: str, target: str) -> str:

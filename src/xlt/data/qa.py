@@ -37,7 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from xlt.data.examples import QAExample, QATaskData
-from xlt.data.user_file import _lang, _read_text, jsonl_objects
+from xlt.data.user_file import _lang, _read_text, check_files, read_jsonl, row_id
 from xlt.errors import XltError
 from xlt.languages import canonical_code, dataset_name
 
@@ -173,12 +173,8 @@ def _answers(value, context: str, where: str, column: str) -> tuple[tuple[str, .
 def read_custom_qa(path: str | Path) -> list[QAExample]:
     """The questions of one custom-qa JSONL file, checked line by line."""
     path = Path(path)
-    if not path.is_file():
-        raise XltError(f"file not found: {path}")
-    if path.suffix.lower() != ".jsonl":
-        raise XltError(f"{path}: task custom-qa reads JSON Lines (.jsonl), not {path.suffix or '(no suffix)'!r}")
     examples = []
-    for line_no, obj in jsonl_objects(path, _read_text(path)):
+    for line_no, obj in read_jsonl(path, "custom-qa"):
         where = f"{path}: line {line_no}"
         missing = [c for c in REQUIRED if c not in obj]
         if missing:
@@ -197,14 +193,13 @@ def read_custom_qa(path: str | Path) -> list[QAExample]:
                                                      "source_answers")
         examples.append(QAExample(obj["target_question"], obj["target_context"], answers, starts,
                                   obj.get("source_question"), obj.get("source_context"), source_answers,
-                                  source_starts, str(obj.get("id") or f"{path.stem}-{line_no}")))
+                                  source_starts, row_id(obj.get("id"), path, line_no)))
     if not examples:
         raise XltError(f"{path}: no rows")
     return examples
 
 
 def load_custom_qa(train_file, test_file, target_lang: str, source_lang: str = "en") -> QATaskData:
-    if train_file is None or test_file is None:
-        raise XltError("task custom-qa needs both a train file and a test file (--train-file, --test-file)")
+    check_files("custom-qa", train_file, test_file)
     return QATaskData("custom-qa", _lang(source_lang), _lang(target_lang), read_custom_qa(train_file), [],
                       read_custom_qa(test_file))

@@ -7,8 +7,10 @@ intent as generation, xlt.data.massive), ``panx`` and ``uner`` (named entities a
 xlt.data.panx, xlt.data.uner), ``uner-json`` (the same entities written as JSON by a generating
 model, xlt.data.json_ner), ``nusax-mt`` (translation, xlt.data.nusax_mt), ``mlqa``, ``tydiqa`` and
 ``custom-qa`` (extractive question answering, xlt.data.qa: span heads on encoders; decoders and mT5 read it
-as answer generation, xlt.data.qa_generation, converted in xlt.stage1.load_data). Data sets are read from the data directory found by
-:func:`resolve_data_dir`. :data:`NOT_PARALLEL` names the tasks whose examples have no English
+as answer generation, xlt.data.qa_generation, converted in xlt.stage1.load_data), ``custom-ner`` (the user's
+entities: tagging on encoders, JSON like uner-json on the others, xlt.data.custom_ner) and ``custom-mt`` (the
+user's sentence pairs, translated like nusax-mt, xlt.data.custom_mt). Data sets are read from the data
+directory found by :func:`resolve_data_dir`. :data:`NOT_PARALLEL` names the tasks whose examples have no English
 version, which :func:`check_parallel` refuses to methods that read one (torch-free, so ``RunConfig``
 checks it before anything loads).
 """
@@ -19,7 +21,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from xlt.data import json_ner, massive, nusax, nusax_mt, panx, qa, uner, user_file, xnli
+from xlt.data import custom_mt, custom_ner, json_ner, massive, nusax, nusax_mt, panx, qa, uner, user_file, xnli
 from xlt.data.examples import AnyTaskData, GenTaskData, QATaskData, TagTaskData, TaskData
 from xlt.errors import XltError
 
@@ -55,7 +57,7 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
 
 def _no_files(task: str, train_file, test_file) -> None:
     if train_file is not None or test_file is not None:
-        raise XltError(f"--train-file/--test-file apply only to tasks custom and custom-qa, not {task}")
+        raise XltError(f"--train-file/--test-file apply only to tasks {', '.join(USER_FILE_TASKS)}, not {task}")
 
 
 def _load_nusax(target_lang, source_lang, data_dir, train_file, test_file) -> TaskData:
@@ -122,6 +124,14 @@ def _load_custom_qa(target_lang, source_lang, data_dir, train_file, test_file) -
     return qa.load_custom_qa(train_file, test_file, target_lang, source_lang)
 
 
+def _load_custom_ner(target_lang, source_lang, data_dir, train_file, test_file) -> TagTaskData:
+    return custom_ner.load(train_file, test_file, target_lang, source_lang)
+
+
+def _load_custom_mt(target_lang, source_lang, data_dir, train_file, test_file) -> GenTaskData:
+    return custom_mt.load(train_file, test_file, target_lang, source_lang)
+
+
 TASKS: dict[str, Callable[..., AnyTaskData]] = {
     "nusax": _load_nusax,
     "xnli": _load_xnli,
@@ -135,13 +145,16 @@ TASKS: dict[str, Callable[..., AnyTaskData]] = {
     "mlqa": _load_mlqa,
     "tydiqa": _load_tydiqa,
     "custom-qa": _load_custom_qa,
+    "custom-ner": _load_custom_ner,
+    "custom-mt": _load_custom_mt,
 }
 
 SENTENCE_TASKS = frozenset({"nusax", "xnli", "custom"})  # one label per text (classification kind)
-TRANSLATION_TASKS = frozenset({"nusax-mt"})  # the input is one sentence in both directions: nothing to fuse
+TRANSLATION_TASKS = frozenset({"nusax-mt", "custom-mt"})  # the input is one sentence in both directions: nothing
+# to fuse (custom-mt's other direction even reads the gold answer)
 NOT_PARALLEL = frozenset({"panx", "tydiqa"})  # no example has an English version (each language its own text)
 QA_TASKS = frozenset({"mlqa", "tydiqa", "custom-qa"})  # extractive QA (xlt.tasks.qa; xlt.data.qa_generation)
-USER_FILE_TASKS = frozenset({"custom", "custom-qa"})  # tasks that read --train-file and --test-file
+USER_FILE_TASKS = ("custom", "custom-qa", "custom-ner", "custom-mt")  # tasks that read --train-file and --test-file
 
 
 def check_parallel(task: str, method: str, view: str, fuses_source: bool) -> None:
@@ -161,9 +174,9 @@ def load_task(
     test_file: str | Path | None = None,
 ) -> AnyTaskData:
     """Load ``task`` for ``target_lang``, each example paired with its ``source_lang`` version;
-    generation tasks (``massive*``) give :class:`GenTaskData`, tagging tasks (``panx``, ``uner``)
-    :class:`TagTaskData`, QA tasks (``mlqa``, ``tydiqa``, ``custom-qa``) :class:`QATaskData`, the others
-    :class:`TaskData`."""
+    generation tasks (``massive*``, ``uner-json``, ``nusax-mt``, ``custom-mt``) give :class:`GenTaskData`,
+    tagging tasks (``panx``, ``uner``, ``custom-ner``) :class:`TagTaskData`, QA tasks (``mlqa``, ``tydiqa``,
+    ``custom-qa``) :class:`QATaskData`, the others :class:`TaskData`."""
     loader = TASKS.get(task.strip().lower())
     if loader is None:
         raise XltError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")

@@ -94,6 +94,17 @@ def jsonl_objects(path: Path, text: str) -> Iterator[tuple[int, dict]]:
         yield line_no, obj
 
 
+def read_jsonl(path: str | Path, task: str) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of each line of a JSON Lines file of task ``task`` (custom-qa, custom-ner: their
+    values are lists and objects, which a CSV cell cannot hold); a missing file or another suffix is an error."""
+    path = Path(path)
+    if not path.is_file():
+        raise XltError(f"file not found: {path}")
+    if path.suffix.lower() != ".jsonl":
+        raise XltError(f"{path}: task {task} reads JSON Lines (.jsonl), not {path.suffix or '(no suffix)'!r}")
+    return jsonl_objects(path, _read_text(path))
+
+
 def _jsonl_records(path: Path, text: str, required: tuple[str, ...]) -> list[dict[str, str]]:
     records = []
     for line_no, obj in jsonl_objects(path, text):
@@ -119,23 +130,27 @@ def _lang(lang: str) -> str:
         return code
 
 
-def read_records(path: str | Path) -> list[dict[str, str]]:
-    """The rows of one custom-task file, checked: every column present and non-empty, labels stripped.
-
-    Columns the task does not read get a warning, and so do labels with surrounding whitespace
-    (`` positive`` is read as ``positive``, not as a label of its own).
-    """
-    records = read_table(path, COLUMNS)
+def read_rows(path: str | Path, columns: tuple[str, ...], task: str) -> list[dict[str, str]]:
+    """The rows of one file of task ``task``, checked: every column present and non-empty; columns the task
+    does not read get a warning."""
+    records = read_table(path, columns)
     if not records:
         raise XltError(f"{path}: no rows")
     for row_no, r in enumerate(records, 1):
-        for col in COLUMNS:
+        for col in columns:
             if not r[col].strip():
                 raise XltError(f"{path}: row {row_no} has an empty {col}")
-    ignored = sorted({c for r in records for c in r} - set(COLUMNS) - {"id"})
+    ignored = sorted({c for r in records for c in r} - set(columns) - {"id"})
     if ignored:
         warn(f"{path}: ignoring column(s) {', '.join(map(repr, ignored))} "
-             f"(task custom reads {', '.join(COLUMNS)} and id)")
+             f"(task {task} reads {', '.join(columns)} and id)")
+    return records
+
+
+def read_records(path: str | Path) -> list[dict[str, str]]:
+    """The rows of one custom-task file (:func:`read_rows`), labels stripped: labels with surrounding
+    whitespace get a warning (`` positive`` is read as ``positive``, not as a label of its own)."""
+    records = read_rows(path, COLUMNS, "custom")
     padded = [r["label"] for r in records if r["label"] != r["label"].strip()]
     if padded:
         warn(f"{path}: {len(padded)} label(s) with surrounding whitespace read without it "
@@ -143,6 +158,17 @@ def read_records(path: str | Path) -> list[dict[str, str]]:
         for r in records:
             r["label"] = r["label"].strip()
     return records
+
+
+def check_files(task: str, train_file, test_file) -> None:
+    """A task of the user's files needs both of them."""
+    if train_file is None or test_file is None:
+        raise XltError(f"task {task} needs both a train file and a test file (--train-file, --test-file)")
+
+
+def row_id(given, path: str | Path, row_no: int) -> str:
+    """An example's id: the row's own ``id``, else ``<file stem>-<row number>``."""
+    return str(given or f"{Path(path).stem}-{row_no}")
 
 
 def _label_order(labels: set[str]) -> tuple[str, ...]:
@@ -153,8 +179,7 @@ def _label_order(labels: set[str]) -> tuple[str, ...]:
 
 def load(train_file, test_file, target_lang: str, source_lang: str = "en") -> TaskData:
     """Load the user's train/test files as a :class:`TaskData`."""
-    if train_file is None or test_file is None:
-        raise XltError("task custom needs both a train file and a test file (--train-file, --test-file)")
+    check_files("custom", train_file, test_file)
     train_rows, test_rows = read_records(train_file), read_records(test_file)
     labels = _label_order({r["label"] for r in train_rows})
     if len(labels) < 2:
@@ -170,7 +195,7 @@ def load(train_file, test_file, target_lang: str, source_lang: str = "en") -> Ta
                     f"{train_file} ({', '.join(labels)})"
                 )
             out.append(Example((r["target_text"],), (r["source_text"],), index[r["label"]],
-                               r.get("id") or f"{Path(path).stem}-{row_no}"))
+                               row_id(r.get("id"), path, row_no)))
         return out
 
     return TaskData(

@@ -76,11 +76,16 @@ class Generation:
     def head_modules(self, arch: Architecture) -> list[str] | None:
         return None
 
+    @staticmethod
+    def check_family(task: str, family: str) -> None:
+        """Refuse encoders (run before any model loads, and again where the model loads)."""
+        if family == "encoder":
+            raise XltError(f"task {task!r} generates text: use a decoder or encoder-decoder model")
+
     def load_model(self, path: str, tokenizer, data: GenTaskData, arch: Architecture):
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-        if arch.family == "encoder":
-            raise XltError(f"task {data.task!r} generates text: use a decoder or encoder-decoder model")
+        self.check_family(data.task, arch.family)
         auto = AutoModelForSeq2SeqLM if arch.family == "encoder-decoder" else AutoModelForCausalLM
         model = auto.from_pretrained(path, trust_remote_code=False)
         model.generation_config.do_sample = False  # greedy decoding, whatever the checkpoint suggests
