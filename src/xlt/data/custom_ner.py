@@ -55,11 +55,8 @@ def _side(obj: dict, where: str, tokens_column: str, tags_column: str) -> tuple[
 def _lines(path: Path, english: bool) -> list[tuple[int, TagExample]]:
     """(line number, sentence) of each line of one file, checked."""
     rows = []
-    for line_no, obj in read_jsonl(path, "custom-ner"):
+    for line_no, obj in read_jsonl(path, "custom-ner", REQUIRED):
         where = f"{path}: line {line_no}"
-        missing = [c for c in REQUIRED if c not in obj]
-        if missing:
-            raise XltError(f"{where} has no column {missing[0]!r} (custom-ner needs {', '.join(REQUIRED)})")
         given = [c for c in SOURCE if c in obj]
         if len(given) == 1:
             raise XltError(f"{where}: the source side needs {' and '.join(SOURCE)} together (found only {given[0]})")

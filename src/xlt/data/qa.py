@@ -174,11 +174,8 @@ def read_custom_qa(path: str | Path) -> list[QAExample]:
     """The questions of one custom-qa JSONL file, checked line by line."""
     path = Path(path)
     examples = []
-    for line_no, obj in read_jsonl(path, "custom-qa"):
+    for line_no, obj in read_jsonl(path, "custom-qa", REQUIRED):
         where = f"{path}: line {line_no}"
-        missing = [c for c in REQUIRED if c not in obj]
-        if missing:
-            raise XltError(f"{where} has no column {missing[0]!r} (custom-qa needs {', '.join(REQUIRED)})")
         for column in ("target_context", "target_question", "source_context", "source_question"):
             if column in obj and (not isinstance(obj[column], str) or not obj[column].strip()):
                 raise XltError(f"{where}: {column} must be non-empty text")

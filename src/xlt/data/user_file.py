@@ -94,15 +94,20 @@ def jsonl_objects(path: Path, text: str) -> Iterator[tuple[int, dict]]:
         yield line_no, obj
 
 
-def read_jsonl(path: str | Path, task: str) -> Iterator[tuple[int, dict]]:
+def read_jsonl(path: str | Path, task: str, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
     """(line number, object) of each line of a JSON Lines file of task ``task`` (custom-qa, custom-ner: their
-    values are lists and objects, which a CSV cell cannot hold); a missing file or another suffix is an error."""
+    values are lists and objects, which a CSV cell cannot hold); a missing file, another suffix or a line
+    without one of the ``required`` columns is an error."""
     path = Path(path)
     if not path.is_file():
         raise XltError(f"file not found: {path}")
     if path.suffix.lower() != ".jsonl":
         raise XltError(f"{path}: task {task} reads JSON Lines (.jsonl), not {path.suffix or '(no suffix)'!r}")
-    return jsonl_objects(path, _read_text(path))
+    for line_no, obj in jsonl_objects(path, _read_text(path)):
+        missing = [c for c in required if c not in obj]
+        if missing:
+            raise XltError(f"{path}: line {line_no} has no column {missing[0]!r} ({task} needs {', '.join(required)})")
+        yield line_no, obj
 
 
 def _jsonl_records(path: Path, text: str, required: tuple[str, ...]) -> list[dict[str, str]]:
