@@ -229,12 +229,14 @@ def test_a_long_prompt_is_cut_before_its_cue_never_at_its_end(family):
     template = get_template("json_ner")
     short = template.prompt("Anna wohnt in Berlin.")
     assert fit_before_cue(tok, short, 200) == tok(short)["input_ids"]  # a prompt that fits is untouched
+    limit = len(tok(short)["input_ids"]) + 16  # room for a part of the sentence, whatever the tokenizer
     long = template.prompt(" ".join(["Die Stadt Berlin liegt an der Spree"] * 20))
-    cut = fit_before_cue(tok, long, 64)
-    assert len(tok(long)["input_ids"]) > 64 and 60 <= len(cut) <= 64
-    text = tok.decode(cut, skip_special_tokens=True)
-    assert text.startswith("List the named entities") and text.endswith("\nEntities:")
-    assert "Sentence: Die Stadt Berlin" in text
+    cut = fit_before_cue(tok, long, limit)
+    assert len(tok(long)["input_ids"]) > limit and limit - 4 <= len(cut) <= limit
+    # tiny tokenizers lowercase and decode with spaces around punctuation: compare without whitespace
+    text = "".join(tok.decode(cut, skip_special_tokens=True).casefold().split())
+    assert text.startswith("listthenamedentities") and text.endswith("entities:")
+    assert "sentence:diestadtberlin" in text
     if family == "mt5":
         assert cut[-1] == tok.eos_token_id
     # a cue-less prompt is cut at its end, as the tokenizer would
