@@ -136,7 +136,7 @@ def test_loader_errors(tmp_path, data_dir):
         load_task("massive", "id", data_dir=tmp_path)
     with pytest.raises(XltError, match="task massive has no language 'bbc'"):
         load_task("massive", "bbc", data_dir=data_dir)
-    with pytest.raises(XltError, match="only to tasks custom and custom-qa, not massive-intent"):
+    with pytest.raises(XltError, match="apply only to tasks custom, custom-qa, custom-ner, custom-mt, not massive-intent"):
         load_task("massive-intent", "jv", data_dir=tmp_path, train_file="x.csv")
     with pytest.raises(XltError, match="unknown massive variant 'ner'"):
         massive.load(tmp_path, "jv", variant="ner")
