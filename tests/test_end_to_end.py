@@ -130,6 +130,7 @@ class _Recorded(Exception):
 def test_the_demo_takes_bf16_only_where_the_hardware_has_it(tmp_path, monkeypatch):
     """Emulated bf16 (an AVX2 CPU) made each demo step some 30x slower than fp32."""
     import xlt.demo
+    import xlt.training.loop
 
     seen = []
 
@@ -139,7 +140,7 @@ def test_the_demo_takes_bf16_only_where_the_hardware_has_it(tmp_path, monkeypatc
 
     monkeypatch.setattr(xlt.demo, "run_stage2", record)
     for native, plan_bf16 in ((True, None), (False, None), (True, False), (False, True)):
-        monkeypatch.setattr(xlt.demo, "bf16_is_native", lambda: native)
+        monkeypatch.setattr(xlt.training.loop, "bf16_is_native", lambda: native)
         with pytest.raises(_Recorded):
             run_demo(tmp_path / f"{native}-{plan_bf16}", DemoPlan(languages=("jv",), bf16=plan_bf16),
                      model="tiny-random/bert", show_progress=False)

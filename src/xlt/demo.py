@@ -21,7 +21,7 @@ from xlt.errors import XltError
 from xlt.io import write_json, write_text_atomic
 from xlt.metrics import format_mean_std, format_table, gap_to_source, mean_std, summarize_runs
 from xlt.run import finished_run, run_stage2
-from xlt.training.loop import bf16_is_native
+from xlt.training import loop
 
 @dataclass(frozen=True)
 class DemoMethod:
@@ -85,7 +85,7 @@ class DemoPlan:
     stage1_lr: float = 5e-5
     stage1_max_train_examples: int | None = None  # English training examples (None: all 500)
     max_length: int = 64
-    # bf16 autocast as in the reference protocol where the hardware has it (None: bf16_is_native());
+    # bf16 autocast as in the reference protocol where the hardware has it (None: loop.resolve_bf16);
     # emulated bf16 on an AVX2 CPU is some 30x slower than fp32
     bf16: bool | None = None
     quick: bool = False  # the smoke-test plan (xlt demo --quick): the summary says its numbers are not results
@@ -234,7 +234,7 @@ def run_demo(output_dir: str | Path, plan: DemoPlan, model: str = "e5-small", da
     rows: list[dict] = []
     methods = SUITES[suite]
     total = len(plan.seeds) * len(plan.languages) * len(methods)
-    bf16 = bf16_is_native() if plan.bf16 is None else plan.bf16
+    bf16 = loop.resolve_bf16(plan.bf16)
     done = 0
     for seed in plan.seeds:
         for lang in plan.languages:

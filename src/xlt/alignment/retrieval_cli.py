@@ -70,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
     check(args)
     from xlt.alignment.retrieval import run_retrieval
 
-    from xlt.training.loop import bf16_is_native
+    from xlt.training.loop import resolve_bf16
 
-    bf16 = bf16_is_native() if args.bf16 is None else args.bf16
+    bf16 = resolve_bf16(args.bf16)
     result = run_retrieval(args.model, args.data, _langs(args.langs), args.max_sentences, args.output_dir,
                            data_dir=args.data_dir, batch_size=args.batch_size, split=args.split, bf16=bf16)
     print(format_table(result))

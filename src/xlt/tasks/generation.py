@@ -89,7 +89,9 @@ class GenBatcher:
         self.sep = f" {tokenizer.sep_token or tokenizer.eos_token} "
 
     def _prompts(self, texts: list[str]) -> list[list[int]]:
-        return [fit_before_cue(self.tok, text, self.max_length) for text in texts]
+        rows = self.tok(texts)["input_ids"]  # one batched call; only prompts over the limit are cut again
+        return [ids if len(ids) <= self.max_length else fit_before_cue(self.tok, text, self.max_length)
+                for ids, text in zip(rows, texts)]
 
     def prompt_ids(self, examples: Sequence[GenExample], view: str, teacher_forced: bool) -> list[list[int]]:
         """Each prompt in at most ``max_length`` tokens: cut at its end, or, around a passage (QA), by cutting

@@ -45,6 +45,11 @@ def bf16_is_native() -> bool:
         return False
 
 
+def resolve_bf16(choice: bool | None) -> bool:
+    """A bf16 flag left unset (None) follows the hardware (:func:`bf16_is_native`)."""
+    return bf16_is_native() if choice is None else choice
+
+
 def make_accelerator(bf16: bool, fp16: bool = False) -> Accelerator:
     # several processes: parameters a step does not reach (BERT's unused pooler in stage 1) must not stall DDP
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
