@@ -17,6 +17,7 @@ from xlt.data.examples import GenTaskData, TagTaskData, source_side
 from xlt.data.tasks import load_task
 from xlt.errors import XltError
 from xlt.stage1 import load_data
+from xlt.tasks.templates import get_template
 
 SENTENCES = [
     {"id": "s1", "target_tokens": ["Angela", "Merkel", "besucht", "Paris"],
@@ -108,7 +109,11 @@ def test_custom_ner_on_a_decoder_is_uner_json_generation_with_the_english_side(t
                     test_file=str(test))
     data, english = load_data(cfg), load_data(cfg, stage1=True)
     assert isinstance(data, GenTaskData)
-    assert (data.task, data.template, data.metric) == ("custom-ner", "json_ner", "json_ner")
+    assert (data.task, data.metric) == ("custom-ner", "json_ner")
+    # the instruction names the file's entity types (DATE is not one of uner-json's PER, LOC, ORG)
+    prompt = get_template(data.template).prompt("Berlin im Mai")
+    assert "with type DATE, LOC, ORG or PER ([] if none).\nSentence: Berlin im Mai\nEntities:" in prompt
+    assert english.template == data.template
     assert data.train[0].prompt_target == "Angela Merkel besucht Paris"
     assert json.loads(data.train[0].answer) == [{"type": "PER", "text": "Angela Merkel"},
                                                 {"type": "LOC", "text": "Paris"}]

@@ -97,14 +97,19 @@ def test_alignment_demo_compares_lora_alignment_and_their_merge(tmp_path, monkey
     assert run_demo(tmp_path, plan, model="tiny-random/bert", show_progress=False, suite="alignment") == table
 
 
-def test_stage1_cache_key_ignores_the_lora_rank_unless_stage1_is_lora(tmp_path):
+def test_every_stage2_method_and_rank_reads_one_english_model(tmp_path):
+    """A decoder's stage 1 is LoRA with its own rank: zero-shot (r=64) and align (r=8) used to read two English
+    models, so the alignment suite compared an aligned module with another model's zero-shot."""
     from xlt.config import RunConfig
 
-    def folder(model, method, r):
-        return stage1_dir(RunConfig(model=model, method=method, lora_r=r, stage1_dir=str(tmp_path)))
+    def folder(model, method, r, stage1_r=64):
+        return stage1_dir(RunConfig(model=model, method=method, lora_r=r, stage1_lora_r=stage1_r,
+                                    stage1_dir=str(tmp_path)))
 
-    assert folder("tiny-random/bert", "flare", 64) == folder("tiny-random/bert", "align", 8)  # full fine-tuning
-    assert folder("tiny-random/llama", "flare", 64) != folder("tiny-random/llama", "align", 8)  # LoRA, merged
+    for model in ("tiny-random/bert", "tiny-random/llama"):
+        assert folder(model, "flare", 64) == folder(model, "align", 8) == folder(model, "zero-shot", None)
+    assert folder("tiny-random/bert", "lora", 8, stage1_r=4) == folder("tiny-random/bert", "lora", 8)  # full FT
+    assert folder("tiny-random/llama", "lora", 8, stage1_r=4) != folder("tiny-random/llama", "lora", 8)  # LoRA
 
 
 def test_demo_cli_ends_with_where_it_wrote(tmp_path, capsys, monkeypatch):

@@ -242,3 +242,30 @@ def test_a_long_prompt_is_cut_before_its_cue_never_at_its_end(family):
     # a cue-less prompt is cut at its end, as the tokenizer would
     flat = "word " * 200
     assert fit_before_cue(tok, flat, 32) == tok(flat, truncation=True, max_length=32)["input_ids"]
+
+
+def test_max_length_counts_the_text_and_the_instruction_comes_on_top():
+    """--max-length 64 holds a 64-token sentence whole in a generation prompt (its ~40-token instruction used to
+    share the 64 tokens); input fusion gets twice the text budget, as for classification."""
+    from xlt.data.examples import GenExample
+    from xlt.tasks.generation import GenBatcher
+    from xlt.tasks.templates import get_template
+
+    _, tok, _ = _generator("llama")
+    instruction = len(tok(get_template("json_ner").prompt(""))["input_ids"])
+    batcher = GenBatcher(tok, False, 24, 8, "json_ner", instruction_extra=True)
+    assert (batcher.limit("target"), batcher.limit("concat")) == (24 + instruction, 48 + instruction)
+    template = get_template("json_ner")
+
+    def text_tokens(n):  # the tokens n words add to the prompt, in context
+        return len(tok(template.prompt(" ".join(["berlin"] * n)))["input_ids"]) - instruction
+
+    n = max(n for n in range(1, 40) if text_tokens(n) <= 24)
+    fits = " ".join(["berlin"] * n)
+    whole = tok(template.prompt(fits))["input_ids"]
+    assert text_tokens(n) > 12 and len(whole) > 24 + 12  # longer than the text budget: it used to be cut
+    assert batcher.prompt_ids([GenExample(fits, None, "[]", None, "x")], "target", True)[0] == whole
+    long = GenExample(" ".join(["berlin"] * 60), None, "[]", None, "y")
+    assert 20 + instruction <= len(batcher.prompt_ids([long], "target", True)[0]) <= 24 + instruction
+    # the whole-prompt limit (QA's --qa-max-length) keeps its meaning
+    assert GenBatcher(tok, False, 24, 8, "json_ner").limit("concat") == 24

@@ -339,11 +339,75 @@ def test_tydiqa_refuses_methods_that_need_the_english_version(tmp_path, capsys, 
     assert not (tmp_path / "s1").exists() and not (tmp_path / "run").exists()
 
 
-def test_qa_refuses_translate_train_and_a_pivot_before_any_model_loads(tmp_path, capsys):
+class MarkerKeepingTranslator:
+    """A stand-in MT model: "translates" English by upper-casing it; a paragraph mentioning Zurich comes back
+    without its answer markers, as real MT sometimes returns them."""
+
+    fingerprint = {"model": "upper-case"}
+    calls: list[list[str]] = []
+
+    def check_pair(self, source_lang, target_lang):
+        assert (source_lang, target_lang) == ("en", "de")
+
+    def translate(self, texts, source_lang, target_lang):
+        self.calls.append(list(texts))
+        return [t.upper().replace("[", "").replace("]", "") if "Zurich" in t else t.upper() for t in texts]
+
+
+def test_qa_translate_train_projects_answers_and_counts_what_it_drops(tmp_path):
+    from xlt.data.translated import translated_qa_training_set
+    from xlt.mt.cache import TranslationCache
+
+    english = [QAExample("Who came?", "Anna came to Berlin.", ("Anna",), (0,), id="a"),
+               QAExample("Where?", "She lives in Zurich now.", ("Zurich",), (13,), id="z"),
+               QAExample("What [sic]?", "A [bracket] here: yes.", ("yes",), (18,), id="b"),
+               QAExample("When?", "It ended in 1990.", ("1990",), (12,), id="e")]
+    data = QATaskData("mlqa", "en", "de", [QAExample("Wer?", "Anna kam.", ("Anna",), (0,), id="t")], [], [],
+                      english=QATaskData("mlqa", "en", "en", english, [], []))
+    cache = TranslationCache(tmp_path / "cache.sqlite")
+    translated, info = translated_qa_training_set(data, MarkerKeepingTranslator(), cache)
+    assert info == {"kept": 2, "dropped": {"markers lost in translation": 1, "paragraph holds a marker": 1}}
+    first, last = translated.train
+    assert (first.question, first.context, first.answers, first.answer_starts) == (
+        "WHO CAME?", "ANNA CAME TO BERLIN.", ("ANNA",), (0,))
+    assert last.context[last.answer_starts[0]:][:4] == last.answers[0] == "1990"
+    # the English side is kept: what input-fusion or a later look at the pair would read
+    assert (last.source_question, last.source_context, last.source_answers) == ("When?", "It ended in 1990.", ("1990",))
+    assert translated.test == data.test and translated.english is data.english
+    # --max-train-examples caps the English questions translated; a second run is served by the cache
+    MarkerKeepingTranslator.calls.clear()
+    capped, info = translated_qa_training_set(data, MarkerKeepingTranslator(), cache, max_examples=1)
+    assert [ex.id for ex in capped.train] == ["a"] and info == {"kept": 1, "dropped": {}}
+    assert MarkerKeepingTranslator.calls == []
+    cache.close()
+    with pytest.raises(XltError, match=r"translate-train: no answer of the 1 English training questions survived "
+                                       r"translation into de \(1 markers lost in translation\)"):
+        translated_qa_training_set(QATaskData("mlqa", "en", "de", [], [], [], english=QATaskData(
+            "mlqa", "en", "en", english[1:2], [], [])), MarkerKeepingTranslator(), None)
+
+
+@pytest.mark.parametrize("model", ["tiny-random/bert", "tiny-random/llama"])  # span head; answer generation
+def test_qa_translate_train_runs_from_the_cli_and_records_the_projection(tmp_path, capsys, monkeypatch, model):
+    import xlt.mt.translator
+
+    monkeypatch.setattr(xlt.mt.translator, "load_translator", lambda *a, **k: MarkerKeepingTranslator())
+    args = _train(tmp_path, tmp_path / "s1", "mlqa", "de", "translate-train", model,
+                  "--translator", "upper-case", "--translation-cache", str(tmp_path / "mt.sqlite"))
+    if model != "tiny-random/bert":  # decoders read one window: --doc-stride is refused
+        stride = args.index("--doc-stride")
+        del args[stride:stride + 2]
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "translate-train" / "metrics.json").read_text())
+    assert metrics["translator"] == "upper-case" and metrics["train_examples"] == metrics["answer_projection"]["kept"]
+    assert 1 <= metrics["answer_projection"]["kept"] <= 4 and set(metrics["metrics"]) == {"exact_match", "f1"}
+
+
+def test_qa_refuses_a_translator_without_the_pair_and_a_pivot_before_any_model_loads(tmp_path, capsys):
     assert main(_train(tmp_path, tmp_path / "s1", "mlqa", "de", "translate-train", "tiny-random/bert",
                        "--translator", "lexicon")) == 2
-    assert _error(capsys) == ("translate-train is not available for task mlqa yet (the answers would have to be "
-                              "projected onto the translated paragraphs)")
+    assert _error(capsys) == ("the lexicon translator has no word list for English; it translates from Acehnese, "
+                              "Balinese, Banjarese, Buginese, Javanese, Madurese, Minangkabau, Ngaju, Sundanese, "
+                              "Toba Batak, Indonesian")
     assert main(_train(tmp_path, tmp_path / "s1", "mlqa", "de", "flare", "tiny-random/bert",
                        "--source-from", "pivot:es")) == 2
     assert _error(capsys) == "task mlqa reads the gold English side only; --source-from pivot:es is not available for QA"

@@ -257,9 +257,6 @@ def _error(capsys) -> str:
 
 
 @pytest.mark.parametrize("method, extra, message", [
-    ("translate-train", ("--translator", "lexicon"),
-     "translate-train is not available for task mlqa yet (the answers would have to be projected onto the translated "
-     "paragraphs)"),
     ("x-mixup", (), "x-mixup is for sentence classification tasks (custom, nusax, xnli), not 'mlqa'"),
     ("lora", ("--doc-stride", "16"), "--doc-stride slides encoders' windows over a paragraph; decoder models read "
                                      "one window of it, set by --qa-max-length"),

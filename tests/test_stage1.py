@@ -110,6 +110,25 @@ def test_stage1_key_holds_every_setting_that_changes_the_model(tmp_path):
         assert _key(tmp_path, files, **change) != base, change
     # settings stage 1 does not use share the model: stage-2 rank and dropout of a fully fine-tuned model
     assert _key(tmp_path, files, lora_r=8, lora_dropout=0.3, epochs=9, lr=1e-3) == base
-    # ...but LoRA stage 1 (tiny llama's default) depends on them
+    # ...nor does LoRA stage 1 (tiny llama's default): it has its own rank
     llama = dict(model="tiny-random/llama")
-    assert _key(tmp_path, files, **llama) != _key(tmp_path, files, lora_dropout=0.3, **llama)
+    assert _key(tmp_path, files, **llama) == _key(tmp_path, files, lora_r=8, lora_dropout=0.3, **llama)
+    assert _key(tmp_path, files, **llama) != _key(tmp_path, files, stage1_lora_r=16, **llama)
+
+
+def test_lora_stage1_trains_at_its_own_rank_whatever_the_stage2_rank(tmp_path, monkeypatch):
+    """tiny llama's stage 1 is LoRA: it must train at --stage1-lora-r, not at the align run's --lora-r."""
+    ranks = []
+    real = xlt.stage1.get_peft_model
+
+    def spy(model, config, *args, **kwargs):
+        ranks.append((config.r, config.lora_alpha, config.lora_dropout))
+        return real(model, config, *args, **kwargs)
+
+    monkeypatch.setattr(xlt.stage1, "get_peft_model", spy)
+    train, test = _custom(tmp_path, "a", ROWS)
+    cfg = RunConfig(model="tiny-random/llama", task="custom", train_file=train, test_file=test, target_lang="jv",
+                    method="align", lora_r=4, stage1_lora_r=2, stage1_epochs=1, max_length=16,
+                    show_progress=False, stage1_dir=str(tmp_path / "cache"))
+    xlt.stage1.ensure_stage1(cfg)
+    assert ranks == [(2, 4, 0.1)]

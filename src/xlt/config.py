@@ -69,7 +69,8 @@ class RunConfig:
     epochs: int = setting(5, "stage-2 epochs")
     lr: float = setting(5e-4, "stage-2 learning rate (> 0)")
     batch_size: int = setting(32, "examples per batch")
-    max_length: int = setting(64, "tokens per text (longer texts are truncated)")
+    max_length: int = setting(64, "tokens per text (longer texts are truncated; generation tasks: the "
+                                  "instruction's tokens come on top)")
     pooling: str | None = setting(None, "how a classification head reads the tokens: their mean, the first or the "
                                   "last real token (eos: mT5's own head, its only choice)",
                                   choices=("mean", "first", "last", "eos"), shown="mean for encoders, last for decoders")
@@ -122,6 +123,8 @@ class RunConfig:
     stage1_freeze_embeddings: bool = setting(True, "stage 1, full fine-tuning: freeze the word embeddings")
     stage1_method: str | None = setting(None, "stage 1: full fine-tuning, or LoRA merged into the weights",
                                         choices=("full", "lora"), shown="full for encoders, lora for decoders and mT5")
+    stage1_lora_r: int = setting(64, "stage 1 as LoRA (decoders): its rank (alpha 2 * rank, dropout 0.1), the "
+                                 "same whatever stage-2 method follows, so every method adapts one English model")
     stage1_max_train_examples: int | None = setting(None, "English training examples for stage 1", shown=ALL)
     stage1_dir: str | None = setting(None, "cache root for stage-1 models", shown="$XLT_CACHE_DIR/stage1")
     show_progress: bool = setting(True, "progress bars")
@@ -155,9 +158,6 @@ class RunConfig:
         if self.task in TRANSLATION_TASKS and (method.reads_source or method.translated_train or method.mt_encoder):
             raise XltError(f"method {self.method} reads another version of the input, which for {self.task} is the "
                            "same sentence; use zero-shot, lora, align or lora+align")
-        if self.task in QA_TASKS and method.translated_train:
-            raise XltError(f"translate-train is not available for task {self.task} yet (the answers would have to be "
-                           "projected onto the translated paragraphs)")
         if self.task in QA_TASKS and self.source_from != "gold":
             raise XltError(f"task {self.task} reads the gold English side only; --source-from {self.source_from} is "
                            "not available for QA")
@@ -250,7 +250,7 @@ class RunConfig:
         if self.qa_max_length < 8:
             raise XltError(f"qa_max_length must be >= 8, got {self.qa_max_length}")
         for name in ("epochs", "batch_size", "max_length", "max_answer_length", "lora_r", "lora_alpha",
-                     "stage1_epochs", "mt_beams", "mt_batch_size", "num_beams"):
+                     "stage1_epochs", "stage1_lora_r", "mt_beams", "mt_batch_size", "num_beams"):
             if getattr(self, name) < 1:
                 raise XltError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "stage1_lr", "align_temperature"):

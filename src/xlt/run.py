@@ -14,6 +14,7 @@ from pathlib import Path
 
 from xlt.config import RunConfig
 from xlt.data.examples import AnyTaskData, TagTaskData, TaskData
+from xlt.data.tasks import QA_TASKS
 from xlt.errors import XltError
 from xlt.languages import canonical_code
 from xlt.methods import AdaptedModel, AdapterSettings, attach, get_method, load_adapter, save_adapter
@@ -22,8 +23,8 @@ from xlt.models.classifier import resolve_pooling
 from xlt.models.loading import load_tokenizer, resolve_model
 from xlt.run_dir import (ADAPTER, CONFIG, METRICS, check_replaceable, missing_files, model_card, stored_differences,
                          write_run)
-from xlt.stage1 import (STAGE1_INFO, architecture_of, check_precision, ensure_stage1, load_data, resolve_defaults,
-                        set_seed, train_settings)
+from xlt.stage1 import (STAGE1_INFO, architecture_of, as_written_for, check_precision, ensure_stage1, load_data,
+                        resolve_defaults, set_seed, train_settings)
 from xlt.tasks.kinds import kind_of, task_architecture
 from xlt.training.loop import enable_checkpointing, task_steps, train
 from xlt.training.processes import processes as run_processes
@@ -33,8 +34,10 @@ def stage2_data(cfg: RunConfig) -> tuple[AnyTaskData, dict]:
     """The data stage 2 trains and is tested on, and what metrics.json records about its text: the
     gold task data, with the source text machine-translated (``--source-from mt:M``/``lexicon``, and its
     chrF against the gold) or the training set translated into the target language (translate-train)."""
-    data = load_data(cfg)
     method = get_method(cfg.method)
+    if method.translated_train and cfg.task in QA_TASKS:
+        return _translated_qa(cfg)
+    data = load_data(cfg)
     if cfg.source_from.startswith("pivot:"):  # how far the pivot's text is from the gold English
         return data, {"source_chrf": pivot_chrf(cfg, data)}
     if cfg.source_translator is None and not method.translated_train:
@@ -54,6 +57,24 @@ def stage2_data(cfg: RunConfig) -> tuple[AnyTaskData, dict]:
         return data, {"translator": model, "source_chrf": quality}
     finally:
         cache.close()
+
+
+def _translated_qa(cfg: RunConfig) -> tuple[AnyTaskData, dict]:
+    """QA translate-train: the English training questions translated with their answers projected (as read,
+    then converted for decoders and mT5), and how many survived."""
+    from xlt.data.translated import translated_qa_training_set
+    from xlt.mt.cache import TranslationCache
+    from xlt.mt.translator import load_translator
+
+    translator = load_translator(cfg.translator, data_dir=cfg.data_dir, batch_size=cfg.mt_batch_size,
+                                 num_beams=cfg.mt_beams)
+    cache = TranslationCache(cfg.translation_cache)
+    try:
+        data, projection = translated_qa_training_set(load_data(cfg, as_read=True), translator, cache,
+                                                      cfg.max_train_examples)
+    finally:
+        cache.close()
+    return as_written_for(cfg, data), {"translator": cfg.translator, "answer_projection": projection}
 
 
 def pivot_chrf(cfg: RunConfig, data: AnyTaskData) -> dict:

@@ -41,15 +41,16 @@ def set_seed(seed: int) -> None:
     set_seed(seed)
 
 
-def load_data(cfg: RunConfig, stage1: bool = False) -> AnyTaskData:
+def load_data(cfg: RunConfig, stage1: bool = False, as_read: bool = False) -> AnyTaskData:
     """The task's (target, source) data; stage 1 reads the source (English) side of the same examples,
     or the English splits of a tagging set (``TagTaskData.english``, xlt.data.examples.source_side). A QA
     set is QATaskData for encoders and answer-generation data for the other families; custom-ner is tagging
-    data for encoders and JSON-entity generation data (as uner-json) for the others."""
+    data for encoders and JSON-entity generation data (as uner-json) for the others (``as_read``: not yet
+    converted, :func:`as_written_for` does it)."""
     source = cfg.source_lang if stage1 else cfg.source_text_lang  # stage 2 may read a pivot's text
     data = load_task(cfg.task, cfg.target_lang, source, cfg.data_dir, cfg.train_file, cfg.test_file)
-    if _written_by_other_families(data) and architecture_of(resolve_model(cfg.model)).family != "encoder":
-        data = _as_written(data)
+    if not as_read:
+        data = as_written_for(cfg, data)
     if stage1:
         data = source_side(data)
     max_train = cfg.stage1_max_train_examples if stage1 else cfg.max_train_examples
@@ -57,6 +58,13 @@ def load_data(cfg: RunConfig, stage1: bool = False) -> AnyTaskData:
         data.train = data.train[:max_train]
     if cfg.max_eval_examples:
         data.test = data.test[: cfg.max_eval_examples]
+    return data
+
+
+def as_written_for(cfg: RunConfig, data: AnyTaskData) -> AnyTaskData:
+    """``data`` as ``cfg.model``'s family reads it: QA and custom-ner become generation data off encoders."""
+    if _written_by_other_families(data) and architecture_of(resolve_model(cfg.model)).family != "encoder":
+        return _as_written(data)
     return data
 
 
@@ -108,20 +116,29 @@ def model_fingerprint(name: str) -> dict:
     return {"model": name, "files": {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}}
 
 
+STAGE1_LORA_DROPOUT = 0.1
+
+
+def stage1_lora(cfg: RunConfig) -> dict:
+    """Stage 1's LoRA settings (a decoder's English model). Never the stage-2 ``--lora-r``: an alignment run
+    (r=8) and a zero-shot run (r=64) must read the same English model, or their difference is two models'."""
+    return {"lora_r": cfg.stage1_lora_r, "lora_alpha": 2 * cfg.stage1_lora_r, "lora_dropout": STAGE1_LORA_DROPOUT}
+
+
 def stage1_settings(cfg: RunConfig, english: AnyTaskData) -> dict:
     """Everything the English task model depends on, and nothing else: its cache key.
 
     The data enters by content (``content_digest`` of the examples stage 1 trains and is tested on),
     never by file path or data directory. The LoRA settings only matter when stage 1 itself is LoRA,
     so stage-2 methods with different ranks (r=64 for FLARE, r=8 for alignment) share one fully
-    fine-tuned English model.
+    fine-tuned English model; stage-1 LoRA has its own rank (``--stage1-lora-r``) for the same reason.
     """
     method = stage1_method(cfg)
-    lora = ({"lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout}
-            if method == "lora" else {})
+    lora = stage1_lora(cfg) if method == "lora" else {}
     qa = ({"qa_max_length": cfg.qa_max_length, "doc_stride": cfg.doc_stride} if isinstance(english, QATaskData)
           else {"qa_max_length": cfg.qa_max_length} if is_generated_qa(english)
-          else {"prompt_cut": "before-cue"} if isinstance(english, GenTaskData)  # prompts once cut at their end
+          # prompts were once cut at their end, then at --max-length including the instruction
+          else {"prompt_cut": "text-limit-before-cue"} if isinstance(english, GenTaskData)
           else {})  # only these tasks' keys: the others keep their cached models
     return {
         **model_fingerprint(cfg.model), "task": cfg.task, "source_lang": english.source_lang,
@@ -184,9 +201,10 @@ def ensure_stage1(cfg: RunConfig) -> Path:
         method = stage1_method(cfg)
         if method == "lora":  # large decoders: LoRA (+ head), merged into the weights afterwards
             head = kind.head_modules(arch)
-            model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                                                     lora_dropout=cfg.lora_dropout, target_modules=list(arch.targets),
-                                                     modules_to_save=head))
+            lora = stage1_lora(cfg)
+            model = get_peft_model(model, LoraConfig(r=lora["lora_r"], lora_alpha=lora["lora_alpha"],
+                                                     lora_dropout=lora["lora_dropout"],
+                                                     target_modules=list(arch.targets), modules_to_save=head))
         elif cfg.stage1_freeze_embeddings:  # the word embeddings are 80% of e5-small's parameters
             model.get_input_embeddings().weight.requires_grad_(False)
         to_batch = kind.train_batches(cfg, tokenizer, model, english, "target", None)

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from xlt.errors import XltError
+
+if TYPE_CHECKING:
+    from xlt.tasks.templates import Template
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ class GenTaskData:
     train: list[GenExample]
     valid: list[GenExample]
     test: list[GenExample]
-    template: str  # key of xlt.tasks.templates.TEMPLATES
+    template: str | Template  # key of xlt.tasks.templates.TEMPLATES, or one built for this set (custom-ner)
     metric: str  # key of xlt.tasks.templates.GEN_METRICS
     english: GenTaskData | None = None  # the set's own source-language splits for stage 1 (as TagTaskData's)
 

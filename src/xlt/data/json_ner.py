@@ -15,6 +15,7 @@ from pathlib import Path
 from xlt.data import uner
 from xlt.data.examples import GenExample, GenTaskData, TagExample, TagTaskData
 from xlt.tasks.entities import entity_spans
+from xlt.tasks.templates import JSON_NER_TYPES, Template, json_ner_template
 
 TEMPLATE = "json_ner"  # xlt.tasks.templates: the prompt and the metric of this task
 
@@ -33,12 +34,19 @@ def _example(ex: TagExample) -> GenExample:
                       entities_json(ex.source_tokens, ex.source_tags) if source else None, ex.id)
 
 
+def prompt_template(labels: tuple[str, ...]) -> str | Template:
+    """The prompt of a set with these tags: uner-json's own where the types are PER, LOC and ORG, else one
+    naming the set's types (a custom-ner file's), so the instruction never asks for types never trained."""
+    types = tuple(sorted({label[2:] for label in labels if label != "O"}))
+    return TEMPLATE if set(types) == set(JSON_NER_TYPES) else json_ner_template(types)
+
+
 def as_generation(data: TagTaskData, task: str = "uner-json") -> GenTaskData:
     """A tagging set (with its English splits) as JSON-writing generation data."""
     english = None if data.english is None else as_generation(data.english, task)
     return GenTaskData(task, data.source_lang, data.target_lang, [_example(ex) for ex in data.train],
                        [_example(ex) for ex in data.valid], [_example(ex) for ex in data.test],
-                       TEMPLATE, TEMPLATE, english=english)
+                       prompt_template(data.labels), TEMPLATE, english=english)
 
 
 def load(root: Path, target_lang: str, source_lang: str = "en") -> GenTaskData:

@@ -6,6 +6,9 @@
   The chrF of the translated source against the gold one is returned wherever the gold exists.
 - ``translated_training_set``: each training example's target text becomes the translation of its
   English text into the target language (translate-train).
+- ``translated_qa_training_set``: translate-train for extractive QA: the English task training set (what
+  stage 1 trains on), question and paragraph translated, each answer carried across by markers
+  (xlt.tasks.answer_projection); examples whose markers do not survive are dropped and counted by reason.
 
 Every sentence goes through :func:`xlt.mt.cache.translate_cached`, so a grid of runs translates it once.
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from xlt.data.examples import Example, TaskData
+from xlt.data.examples import Example, QAExample, QATaskData, TaskData, source_side
 from xlt.errors import XltError
 
 
@@ -67,3 +70,30 @@ def translated_training_set(data: TaskData, translator, cache) -> TaskData:
     targets = _translate_segments([ex.source for ex in data.train], translator, data.source_lang,
                                   data.target_lang, cache)
     return replace(data, train=[replace(ex, target=t) for ex, t in zip(data.train, targets)])
+
+
+def translated_qa_training_set(data: QATaskData, translator, cache, max_examples: int | None = None
+                               ) -> tuple[QATaskData, dict]:
+    """``data`` whose training questions are the first ``max_examples`` of the English training set, translated
+    into the target language with the first gold answer projected onto the translated paragraph, and how many
+    examples survived (``kept``) or were dropped, per reason (``dropped``). Each new example keeps its English
+    question, paragraph and answer as its source side."""
+    from xlt.mt.cache import translate_cached
+    from xlt.tasks.answer_projection import project
+
+    translator.check_pair(data.source_lang, data.target_lang)
+    english = source_side(data).train[:max_examples] if max_examples else source_side(data).train
+
+    def translate(texts: list[str]) -> list[str]:
+        return translate_cached(translator, texts, data.source_lang, data.target_lang, cache).translations
+
+    spans, dropped = project([(ex.context, ex.answer_starts[0], ex.answers[0]) for ex in english], translate)
+    kept = [(ex, span) for ex, span in zip(english, spans) if span is not None]
+    if not kept:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in dropped.most_common())
+        raise XltError(f"translate-train: no answer of the {len(english)} English training questions survived "
+                       f"translation into {data.target_lang} ({reasons})")
+    questions = translate([ex.question for ex, _ in kept])
+    train = [QAExample(question, span.context, (span.answer,), (span.answer_start,), ex.question, ex.context,
+                       ex.answers, ex.answer_starts, ex.id) for (ex, span), question in zip(kept, questions)]
+    return replace(data, train=train), {"kept": len(train), "dropped": dict(sorted(dropped.items()))}

@@ -79,27 +79,35 @@ class GenBatcher:
     """Builds teacher-forced (answers given) or prompt-only batches for one model family."""
 
     def __init__(self, tokenizer, seq2seq: bool, max_length: int, max_answer_length: int, template: str,
-                 decoder_start_token_id: int | None = None):
+                 decoder_start_token_id: int | None = None, instruction_extra: bool = False):
+        """``max_length``: the prompt's limit in tokens; with ``instruction_extra`` it is the limit of the text
+        alone (``--max-length``, as for classification: twice it for input fusion's two texts) and the template's
+        own tokens come on top, so an instruction of ~40 tokens does not eat a 64-token text budget."""
         self.tok = tokenizer
         self.seq2seq = seq2seq
         self.max_length = max_length
+        self.instruction = len(tokenizer(get_template(template).prompt(""))["input_ids"]) if instruction_extra else 0
         self.max_answer = max_answer_length
         self.template = template
         self.start = decoder_start_token_id if decoder_start_token_id is not None else tokenizer.pad_token_id
         self.sep = f" {tokenizer.sep_token or tokenizer.eos_token} "
 
-    def _prompts(self, texts: list[str]) -> list[list[int]]:
+    def limit(self, view: str) -> int:
+        """Tokens a prompt of this view may take (special tokens included)."""
+        return (2 * self.max_length if self.instruction and view == "concat" else self.max_length) + self.instruction
+
+    def _prompts(self, texts: list[str], limit: int) -> list[list[int]]:
         rows = self.tok(texts)["input_ids"]  # one batched call; only prompts over the limit are cut again
-        return [ids if len(ids) <= self.max_length else fit_before_cue(self.tok, text, self.max_length)
-                for ids, text in zip(rows, texts)]
+        return [ids if len(ids) <= limit else fit_before_cue(self.tok, text, limit) for ids, text in zip(rows, texts)]
 
     def prompt_ids(self, examples: Sequence[GenExample], view: str, teacher_forced: bool) -> list[list[int]]:
         """Each prompt in at most ``max_length`` tokens: cut at its end, or, around a passage (QA), by cutting
         the passage alone, over the answer when training (xlt.tasks.passages)."""
         if not any(isinstance(ex, GenQAExample) for ex in examples):
-            return self._prompts([prompt_text(ex, view, self.template, self.sep) for ex in examples])
+            return self._prompts([prompt_text(ex, view, self.template, self.sep) for ex in examples], self.limit(view))
         template = get_template(self.template)
-        return [fit_prompt(self.tok, template, ex, view, self.sep, self.max_length, teacher_forced) for ex in examples]
+        return [fit_prompt(self.tok, template, ex, view, self.sep, self.limit(view), teacher_forced)
+                for ex in examples]
 
     def _answers(self, texts: list[str]) -> list[list[int]]:
         ids = self.tok(texts, add_special_tokens=False, truncation=True, max_length=self.max_answer - 1)["input_ids"]

@@ -94,8 +94,10 @@ class Generation:
     def batcher(self, cfg: RunConfig, tokenizer, model, data: GenTaskData) -> GenBatcher:
         seq2seq = model.config.is_encoder_decoder
         start = getattr(model.config, "decoder_start_token_id", None)
-        limit = cfg.qa_max_length if is_generated_qa(data) else cfg.max_length  # QA: the paragraph's window
-        return GenBatcher(tokenizer, seq2seq, limit, cfg.max_answer_length, data.template, start)
+        if is_generated_qa(data):  # QA: --qa-max-length holds the whole prompt, paragraph cut to fit
+            return GenBatcher(tokenizer, seq2seq, cfg.qa_max_length, cfg.max_answer_length, data.template, start)
+        return GenBatcher(tokenizer, seq2seq, cfg.max_length, cfg.max_answer_length, data.template, start,
+                          instruction_extra=True)  # --max-length: the text's tokens, the instruction on top
 
     def train_batches(self, cfg: RunConfig, tokenizer, model, data: GenTaskData, view: str, source: str | None):
         batcher = self.batcher(cfg, tokenizer, model, data)

@@ -42,6 +42,17 @@ class Template:
         return re.sub(r"\{(text|passage)\}", lambda m: values[m.group(1)], self.text)
 
 
+JSON_NER_TYPES = ("PER", "LOC", "ORG")  # uner-json's entity types, in the order its prompt names them
+
+
+def json_ner_template(types: tuple[str, ...]) -> Template:
+    """The JSON NER prompt naming the entity types to find: UNER's three, or those of a custom-ner file."""
+    named = types[0] if len(types) == 1 else f"{', '.join(types[:-1])} or {types[-1]}"
+    return Template("json_ner", 'List the named entities of the sentence as a JSON list of {"type": ..., '
+                                f'"text": ...}} objects with type {named} ([] if none).\n'
+                                "Sentence: {text}\nEntities:")
+
+
 TEMPLATES: dict[str, Template] = {
     "slots": Template("slots", "Extract the slots from the utterance as 'slot: words; ...' or None.\n"
                                "Utterance: {text}\nSlots:"),
@@ -50,9 +61,7 @@ TEMPLATES: dict[str, Template] = {
     # end the prompt whatever part of the paragraph fits (xlt.tasks.passages)
     "qa": Template("qa", "Answer the question with a short span copied from the paragraph.\n"
                          "Paragraph: {passage}\nQuestion: {text}\nAnswer:"),
-    "json_ner": Template("json_ner", 'List the named entities of the sentence as a JSON list of {"type": ..., '
-                                     '"text": ...} objects with type PER, LOC or ORG ([] if none).\n'
-                                     "Sentence: {text}\nEntities:"),
+    "json_ner": json_ner_template(JSON_NER_TYPES),
     # nusax-mt: the text names both languages (xlt.data.nusax_mt.prompt), so one instruction serves every direction
     "mt": Template("mt", "Translate the sentence into the language named on the last line.\n{text}"),
 }
@@ -176,7 +185,11 @@ GEN_METRICS: dict[str, Callable[[list[str], list], dict]] = {
 BY_LANGUAGE = frozenset({"qa"})  # metrics that normalise answers per language (they take ``lang``)
 
 
-def get_template(name: str) -> Template:
+def get_template(name: str | Template) -> Template:
+    """The template registered as ``name``; a :class:`Template` built for one data set (custom-ner's entity
+    types) is its own."""
+    if isinstance(name, Template):
+        return name
     if name not in TEMPLATES:
         raise XltError(f"unknown prompt template {name!r}; known: {', '.join(TEMPLATES)}")
     return TEMPLATES[name]
