@@ -405,9 +405,8 @@ def test_qa_translate_train_runs_from_the_cli_and_records_the_projection(tmp_pat
 def test_qa_refuses_a_translator_without_the_pair_and_a_pivot_before_any_model_loads(tmp_path, capsys):
     assert main(_train(tmp_path, tmp_path / "s1", "mlqa", "de", "translate-train", "tiny-random/bert",
                        "--translator", "lexicon")) == 2
-    assert _error(capsys) == ("the lexicon translator has no word list for English; it translates from Acehnese, "
-                              "Balinese, Banjarese, Buginese, Javanese, Madurese, Minangkabau, Ngaju, Sundanese, "
-                              "Toba Batak, Indonesian")
+    assert _error(capsys).startswith("the lexicon translator has no word list for English (en); it translates "
+                                     "from Acehnese (ace), Balinese (ban),")
     assert main(_train(tmp_path, tmp_path / "s1", "mlqa", "de", "flare", "tiny-random/bert",
                        "--source-from", "pivot:es")) == 2
     assert _error(capsys) == "task mlqa reads the gold English side only; --source-from pivot:es is not available for QA"

@@ -113,7 +113,8 @@ def test_stage1_key_holds_every_setting_that_changes_the_model(tmp_path):
     # ...nor does LoRA stage 1 (tiny llama's default): it has its own rank
     llama = dict(model="tiny-random/llama")
     assert _key(tmp_path, files, **llama) == _key(tmp_path, files, lora_r=8, lora_dropout=0.3, **llama)
-    assert _key(tmp_path, files, **llama) != _key(tmp_path, files, stage1_lora_r=16, **llama)
+    for change in ({"stage1_lora_r": 16}, {"stage1_lora_dropout": 0.0}):
+        assert _key(tmp_path, files, **llama) != _key(tmp_path, files, **change, **llama), change
 
 
 def test_lora_stage1_trains_at_its_own_rank_whatever_the_stage2_rank(tmp_path, monkeypatch):
@@ -128,7 +129,7 @@ def test_lora_stage1_trains_at_its_own_rank_whatever_the_stage2_rank(tmp_path, m
     monkeypatch.setattr(xlt.stage1, "get_peft_model", spy)
     train, test = _custom(tmp_path, "a", ROWS)
     cfg = RunConfig(model="tiny-random/llama", task="custom", train_file=train, test_file=test, target_lang="jv",
-                    method="align", lora_r=4, stage1_lora_r=2, stage1_epochs=1, max_length=16,
-                    show_progress=False, stage1_dir=str(tmp_path / "cache"))
+                    method="align", lora_r=4, stage1_lora_r=2, stage1_lora_dropout=0.2, stage1_epochs=1,
+                    max_length=16, show_progress=False, stage1_dir=str(tmp_path / "cache"))
     xlt.stage1.ensure_stage1(cfg)
-    assert ranks == [(2, 4, 0.1)]
+    assert ranks == [(2, 4, 0.2)]

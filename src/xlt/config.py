@@ -123,8 +123,9 @@ class RunConfig:
     stage1_freeze_embeddings: bool = setting(True, "stage 1, full fine-tuning: freeze the word embeddings")
     stage1_method: str | None = setting(None, "stage 1: full fine-tuning, or LoRA merged into the weights",
                                         choices=("full", "lora"), shown="full for encoders, lora for decoders and mT5")
-    stage1_lora_r: int = setting(64, "stage 1 as LoRA (decoders): its rank (alpha 2 * rank, dropout 0.1), the "
-                                 "same whatever stage-2 method follows, so every method adapts one English model")
+    stage1_lora_r: int = setting(64, "stage 1 as LoRA (decoders): its rank (alpha 2 * rank), the same whatever "
+                                 "stage-2 method follows, so every method adapts one English model")
+    stage1_lora_dropout: float = setting(0.1, "stage 1 as LoRA: its dropout, in [0, 1)")
     stage1_max_train_examples: int | None = setting(None, "English training examples for stage 1", shown=ALL)
     stage1_dir: str | None = setting(None, "cache root for stage-1 models", shown="$XLT_CACHE_DIR/stage1")
     show_progress: bool = setting(True, "progress bars")
@@ -261,6 +262,8 @@ class RunConfig:
             raise XltError(f"source_cache_gb must be a finite number >= 0, got {self.source_cache_gb}")
         if not 0 <= self.lora_dropout < 1:  # also refuses nan
             raise XltError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if not 0 <= self.stage1_lora_dropout < 1:
+            raise XltError(f"stage1_lora_dropout must be in [0, 1), got {self.stage1_lora_dropout}")
         if not 0 <= self.seed < 2**32:
             raise XltError(f"seed must be in 0 .. 2**32-1, got {self.seed}")
         for name in ("max_train_examples", "max_eval_examples", "stage1_max_train_examples"):

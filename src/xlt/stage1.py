@@ -116,13 +116,10 @@ def model_fingerprint(name: str) -> dict:
     return {"model": name, "files": {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}}
 
 
-STAGE1_LORA_DROPOUT = 0.1
-
-
 def stage1_lora(cfg: RunConfig) -> dict:
     """Stage 1's LoRA settings (a decoder's English model). Never the stage-2 ``--lora-r``: an alignment run
     (r=8) and a zero-shot run (r=64) must read the same English model, or their difference is two models'."""
-    return {"lora_r": cfg.stage1_lora_r, "lora_alpha": 2 * cfg.stage1_lora_r, "lora_dropout": STAGE1_LORA_DROPOUT}
+    return {"lora_r": cfg.stage1_lora_r, "lora_alpha": 2 * cfg.stage1_lora_r, "lora_dropout": cfg.stage1_lora_dropout}
 
 
 def stage1_settings(cfg: RunConfig, english: AnyTaskData) -> dict:
