@@ -8,6 +8,7 @@ directory alone. Classification and generation share this code through :mod:`xlt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -43,18 +44,26 @@ def stage2_data(cfg: RunConfig) -> tuple[AnyTaskData, dict]:
     if cfg.source_translator is None and not method.translated_train:
         return data, {}
     from xlt.data.translated import translated_source, translated_training_set
-    from xlt.mt.cache import TranslationCache
-    from xlt.mt.translator import load_translator
 
     model = cfg.source_translator or cfg.translator
-    translator = load_translator(model, data_dir=cfg.data_dir, batch_size=cfg.mt_batch_size, num_beams=cfg.mt_beams)
-    cache = TranslationCache(cfg.translation_cache)
-    try:
+    with _translator(cfg, model) as (translator, cache):
         if method.translated_train:
             return translated_training_set(data, translator, cache), {"translator": model}
         splits = ("train", "test") if method.trains else ("test",)
         data, quality = translated_source(data, translator, cache, splits)
         return data, {"translator": model, "source_chrf": quality}
+
+
+@contextlib.contextmanager
+def _translator(cfg: RunConfig, model: str):
+    """The MT model ``model`` and the translation cache, closed afterwards."""
+    from xlt.mt.cache import TranslationCache
+    from xlt.mt.translator import load_translator
+
+    translator = load_translator(model, data_dir=cfg.data_dir, batch_size=cfg.mt_batch_size, num_beams=cfg.mt_beams)
+    cache = TranslationCache(cfg.translation_cache)
+    try:
+        yield translator, cache
     finally:
         cache.close()
 
@@ -63,17 +72,10 @@ def _translated_qa(cfg: RunConfig) -> tuple[AnyTaskData, dict]:
     """QA translate-train: the English training questions translated with their answers projected (as read,
     then converted for decoders and mT5), and how many survived."""
     from xlt.data.translated import translated_qa_training_set
-    from xlt.mt.cache import TranslationCache
-    from xlt.mt.translator import load_translator
 
-    translator = load_translator(cfg.translator, data_dir=cfg.data_dir, batch_size=cfg.mt_batch_size,
-                                 num_beams=cfg.mt_beams)
-    cache = TranslationCache(cfg.translation_cache)
-    try:
+    with _translator(cfg, cfg.translator) as (translator, cache):
         data, projection = translated_qa_training_set(load_data(cfg, as_read=True), translator, cache,
                                                       cfg.max_train_examples)
-    finally:
-        cache.close()
     return as_written_for(cfg, data), {"translator": cfg.translator, "answer_projection": projection}
 
 

@@ -82,7 +82,7 @@ def translated_qa_training_set(data: QATaskData, translator, cache, max_examples
     from xlt.tasks.answer_projection import project
 
     translator.check_pair(data.source_lang, data.target_lang)
-    english = source_side(data).train[:max_examples] if max_examples else source_side(data).train
+    english = source_side(data).train[:max_examples or None]
 
     def translate(texts: list[str]) -> list[str]:
         return translate_cached(translator, texts, data.source_lang, data.target_lang, cache).translations
