@@ -162,7 +162,7 @@ def test_bad_value(tmp_path, capsys, flag, value, message):
     ("lr: fast\n", "lr must be a number, got 'fast' (str)"),
     ("method: null\n", "method must be a string, got None (NoneType)"),
     ("task: squad\n", "task must be one of nusax, xnli, custom, massive, massive-intent, panx, uner, uner-json, "
-                       "nusax-mt, mlqa, tydiqa, custom-qa, custom-ner, custom-mt; got 'squad'"),
+                       "nusax-mt, wmt23, mlqa, tydiqa, custom-qa, custom-ner, custom-mt; got 'squad'"),
 ])
 def test_yaml_value_of_the_wrong_type(tmp_path, capsys, yaml_text, message):
     config = tmp_path / "run.yaml"

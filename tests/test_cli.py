@@ -165,7 +165,7 @@ def test_train_flags_come_from_run_config():
                                          "flare", "flare-mt", "x-mixup", "align", "lora+align")
     assert by_dest["fusion"].choices == ("add", "mul", "add_relu", "mul_relu", "cross_attention")
     assert by_dest["task"].choices == ("nusax", "xnli", "custom", "massive", "massive-intent", "panx", "uner",
-                                       "uner-json", "nusax-mt", "mlqa", "tydiqa", "custom-qa", "custom-ner",
+                                       "uner-json", "nusax-mt", "wmt23", "mlqa", "tydiqa", "custom-qa", "custom-ner",
                                        "custom-mt")
     assert by_dest["lora_targets"].choices == ("attention", "all-linear")
     assert by_dest["decoder_classifier"].choices == ("head", "verbalizer")

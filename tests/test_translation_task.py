@@ -83,3 +83,62 @@ def test_methods_that_read_another_version_of_the_input_are_refused(tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert f"method {method} reads another version of the input" in err and len(err.splitlines()) == 1
     assert not (tmp_path / method).exists() and not (tmp_path / "stage1").exists()
+
+
+def _wmt23(name: str) -> list[str]:
+    folder = resolve_data_dir() / "wmt23"
+    path = folder / "sources" / name if name.endswith(".src.en") else folder / "references" / name
+    return path.read_text(encoding="utf-8").rstrip("\n").split("\n")
+
+
+def test_wmt23_splits_the_7_way_test_set_in_halves_and_stage1_translates_into_czech():
+    data = load_task("wmt23", "uk", "en")
+    english = _wmt23("generaltest2023.en-uk.src.en")
+    ukrainian, czech = _wmt23("generaltest2023.en-uk.ref.refA.uk"), _wmt23("generaltest2023.en-cs.ref.refA.cs")
+    assert len(english) == 2074 and (len(data.train), len(data.valid), len(data.test)) == (1037, 0, 1037)
+    rows = {split: [int(ex.id.split("-")[1]) for ex in getattr(data, split)] for split in ("train", "test")}
+    assert sorted(rows["train"] + rows["test"]) == list(range(2074))  # two disjoint halves of every segment
+    i, ex = rows["test"][5], data.test[5]
+    assert ex.prompt_target == f"English: {english[i]}\nUkrainian:" and ex.answer == ukrainian[i]
+    assert ex.prompt_source == f"English: {english[i]}\nCzech:" and ex.answer_source == czech[i]
+    assert (data.source_lang, data.target_lang) == ("cs", "uk")
+    into_czech = load_task("wmt23", "czech", "en")  # stage 1 cannot translate into the target itself
+    assert into_czech.source_lang == "ru" and into_czech.test[5].answer_source == _wmt23(
+        "generaltest2023.en-ru.ref.refA.ru")[i]
+    assert [ex.id for ex in into_czech.test] == [ex.id for ex in data.test]  # one split for every language
+
+
+@pytest.mark.parametrize("target, source, message", [
+    ("de", "en", "task wmt23 has no language 'de'; supported: en, cs, he, ja, ru, uk, zh"),
+    ("uk", "zh", "--source-lang must be en, got zh"),
+    ("en", "en", "--target-lang one of cs, he, ja, ru, uk, zh"),
+])
+def test_wmt23_directions_it_does_not_have_are_named(target, source, message):
+    with pytest.raises(XltError, match=message):
+        load_task("wmt23", target, source)
+
+
+def test_wmt23_parallel_set_gives_the_task_halves_for_alignment_and_retrieval():
+    from xlt.data.parallel import load_parallel
+
+    data = load_task("wmt23", "he", "en")
+    train = load_parallel("wmt23", ["en", "he", "ja"], split="train")
+    assert list(train) == ["en", "he", "ja"] and len(train["he"]) == 1037
+    assert train["he"] == [ex.answer for ex in data.train]
+    test = load_parallel("wmt23", ["en", "he"])  # retrieval's default split: the task's test half
+    assert test["he"] == [ex.answer for ex in data.test]
+    assert test["en"][0] == data.test[0].prompt_target.removeprefix("English: ").removesuffix("\nHebrew:")
+    with pytest.raises(XltError, match="wmt23 has no split 'valid'"):
+        load_parallel("wmt23", ["en", "he"], split="valid")
+
+
+def test_wmt23_trains_and_scores_bleu_and_chrf_on_a_tiny_decoder(tmp_path, capsys):
+    args = _args(tmp_path, "tiny-random/llama", "lora")
+    args[args.index("nusax-mt")], args[args.index("ace")] = "wmt23", "ja"
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "lora" / "metrics.json").read_text())
+    assert set(metrics["metrics"]) == {"bleu", "chrf"} and metrics["metrics"]["chrf"] >= 0
+    assert (metrics["task"], metrics["target_lang"], metrics["test_examples"]) == ("wmt23", "ja", 6)
+    args[args.index("lora")] = "flare"
+    assert main(args) == 2
+    assert "method flare reads another version of the input, which for wmt23" in capsys.readouterr().err

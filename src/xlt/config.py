@@ -105,7 +105,7 @@ class RunConfig:
     max_train_examples: int | None = setting(None, "stage-2 (target-language) training examples", shown=ALL)
     max_eval_examples: int | None = setting(None, "test examples", shown=ALL)
     # alignment (methods align, lora+align)
-    align_data: str = setting("nusax-mt", "align methods: parallel set with English (nusax-mt, xnli, massive, "
+    align_data: str = setting("nusax-mt", "align methods: parallel set with English (nusax-mt, xnli, massive, wmt23, "
                               "tatoeba) or a CSV/JSONL file with one column per language")
     align_langs: str | None = setting(None, "align methods: comma-separated languages to align with English",
                                       shown="the target language")

@@ -49,11 +49,14 @@ sv         swe         swedish                 uner: Swedish
 bn         ben         bengali, bangla         tydiqa: bn
 fi         fin         finnish                 tydiqa: fi
 te         tel         telugu                  tydiqa: te
+cs         ces         czech                   wmt23: cs
+he         heb         hebrew                  wmt23: he
+uk         ukr         ukrainian               wmt23: uk
 =========  ==========  ======================  =========================================
 
 Task ``massive-intent`` uses the same locale files as ``massive``; ``uner`` names the ``<Name>-PUD``
 folder (its files are ``<code>_pud-ud-test.iob2``). ``mlqa`` (ar de en es hi vi zh) and ``tydiqa``
-(ar bn en fi id ko ru sw te) name their files by the canonical code.
+(ar bn en fi id ko ru sw te) name their files by the canonical code, as does ``wmt23`` (en cs he ja ru uk zh).
 """
 
 from __future__ import annotations
@@ -103,6 +106,9 @@ _LANGUAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "bn": (("ben",), ("bengali", "bangla")),
     "fi": (("fin",), ("finnish",)),
     "te": (("tel",), ("telugu",)),
+    "cs": (("ces",), ("czech",)),
+    "he": (("heb",), ("hebrew",)),
+    "uk": (("ukr",), ("ukrainian",)),
 }
 
 # canonical code -> MASSIVE locale (its file name); locales are accepted as language spellings too.
@@ -126,6 +132,7 @@ _PANX = ("de", "en", "id", "jv", "ms", "my", "sw", "tl", "yo")
 _UNER = ("en", "de", "pt", "ru", "sv", "zh")  # the PUD treebanks: the same 1,000 sentences in each
 _MLQA = ("ar", "de", "en", "es", "hi", "vi", "zh")
 _TYDIQA = ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")
+_WMT23 = ("en", "cs", "he", "ja", "ru", "uk", "zh")  # English and the references of its 7-way parallel pairs
 
 # task -> canonical code -> the name its folders/files use
 TASK_LANGUAGES: dict[str, dict[str, str]] = {
@@ -137,6 +144,7 @@ TASK_LANGUAGES: dict[str, dict[str, str]] = {
     "uner": {code: _LANGUAGES[code][1][0].capitalize() for code in _UNER},
     "mlqa": {code: code for code in _MLQA},
     "tydiqa": {code: code for code in _TYDIQA},
+    "wmt23": {code: code for code in _WMT23},
 }
 
 

@@ -15,7 +15,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     p = subparsers.add_parser("retrieval", help="layer-wise translation retrieval (margin) on a parallel set")
     add_option(p, "--model", default="e5-small", help="the model (as for xlt train --model)")
-    add_option(p, "--data", required=True, help="nusax-mt, xnli, massive, tatoeba, or a .csv/.jsonl file")
+    add_option(p, "--data", required=True, help="nusax-mt, xnli, massive, tatoeba, wmt23, or a .csv/.jsonl file")
     add_option(p, "--langs", help="comma-separated languages", shown="all of the set")
     add_option(p, "--split", default="test", choices=SPLITS, help="split of a built-in set (valid = dev)")
     add_option(p, "--max-sentences", type=int, help="use the first N rows (>= 2)", shown="all")

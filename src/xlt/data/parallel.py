@@ -9,6 +9,9 @@ Built-in sets, read from the data directory (:func:`xlt.data.tasks.resolve_data_
   by ``id``; only ids present in every requested locale are kept, in numeric id order.
 - ``tatoeba``: ``tatoeba/tatoeba.<xxx>-eng.{xxx,eng}``. Not multiway (each pair has its own English
   side), so a call takes English plus exactly one other language; ``split`` is ignored.
+- ``wmt23``: the WMT23 general test set's English source and its refA references in cs, he, ja, ru, uk, zh
+  (xlt.data.wmt23.read_multiway); splits train/test are task wmt23's halves (1,037 segments each), so
+  alignment on ``train`` never sees a segment the task is tested on.
 
 Any other name is a user ``.csv``/``.jsonl`` file with one column per language (header = language
 code, so ``id`` is Indonesian; a column with a blank name, like a CSV index, is ignored); ``split``
@@ -122,6 +125,16 @@ def _tatoeba(root: Path, langs, split) -> Parallel:
     return out
 
 
+def _wmt23(root: Path, langs, split) -> Parallel:
+    from xlt.data.wmt23 import TARGETS, read_multiway, split_rows
+
+    split = _split("wmt23", split, {"train": "train", "test": "test"})
+    picked = _pick("wmt23", {code: code for code in ("en", *TARGETS)}, langs)
+    rows = read_multiway(root, list(picked))
+    keep = split_rows(len(next(iter(rows.values()), [])))[split]
+    return {code: [sentences[i] for i in keep] for code, sentences in rows.items()}
+
+
 def _user_file(path: Path, langs) -> Parallel:
     rows = read_table(path, ())
     if not rows:
@@ -141,7 +154,7 @@ def _user_file(path: Path, langs) -> Parallel:
     return out
 
 
-BUILTIN = {"nusax-mt": _nusax_mt, "xnli": _xnli, "massive": _massive, "tatoeba": _tatoeba}
+BUILTIN = {"nusax-mt": _nusax_mt, "xnli": _xnli, "massive": _massive, "tatoeba": _tatoeba, "wmt23": _wmt23}
 
 
 def load_parallel(name_or_path: str, langs: list[str] | None = None, data_dir=None,

@@ -5,7 +5,7 @@ Tasks: ``nusax`` (sentiment, xlt.data.nusax), ``xnli`` (NLI, xlt.data.xnli), ``c
 user's CSV/JSONL files, xlt.data.user_file), ``massive`` and ``massive-intent`` (slot filling and
 intent as generation, xlt.data.massive), ``panx`` and ``uner`` (named entities as tagging,
 xlt.data.panx, xlt.data.uner), ``uner-json`` (the same entities written as JSON by a generating
-model, xlt.data.json_ner), ``nusax-mt`` (translation, xlt.data.nusax_mt), ``mlqa``, ``tydiqa`` and
+model, xlt.data.json_ner), ``nusax-mt`` and ``wmt23`` (translation, xlt.data.nusax_mt, xlt.data.wmt23), ``mlqa``, ``tydiqa`` and
 ``custom-qa`` (extractive question answering, xlt.data.qa: span heads on encoders; decoders and mT5 read it
 as answer generation, xlt.data.qa_generation, converted in xlt.stage1.load_data), ``custom-ner`` (the user's
 entities: tagging on encoders, JSON like uner-json on the others, xlt.data.custom_ner) and ``custom-mt`` (the
@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from xlt.data import custom_mt, custom_ner, json_ner, massive, nusax, nusax_mt, panx, qa, uner, user_file, xnli
+from xlt.data import custom_mt, custom_ner, json_ner, massive, nusax, nusax_mt, panx, qa, uner, user_file, wmt23, xnli
 from xlt.data.examples import AnyTaskData, GenTaskData, QATaskData, TagTaskData, TaskData
 from xlt.errors import XltError
 
@@ -110,6 +110,11 @@ def _load_nusax_mt(target_lang, source_lang, data_dir, train_file, test_file) ->
     return nusax_mt.load(resolve_data_dir(data_dir), target_lang, source_lang)
 
 
+def _load_wmt23(target_lang, source_lang, data_dir, train_file, test_file) -> GenTaskData:
+    _no_files("wmt23", train_file, test_file)
+    return wmt23.load(resolve_data_dir(data_dir), target_lang, source_lang)
+
+
 def _load_mlqa(target_lang, source_lang, data_dir, train_file, test_file) -> QATaskData:
     _no_files("mlqa", train_file, test_file)
     return qa.load_mlqa(resolve_data_dir(data_dir), target_lang, source_lang)
@@ -142,6 +147,7 @@ TASKS: dict[str, Callable[..., AnyTaskData]] = {
     "uner": _load_uner,
     "uner-json": _load_uner_json,
     "nusax-mt": _load_nusax_mt,
+    "wmt23": _load_wmt23,
     "mlqa": _load_mlqa,
     "tydiqa": _load_tydiqa,
     "custom-qa": _load_custom_qa,
@@ -150,7 +156,7 @@ TASKS: dict[str, Callable[..., AnyTaskData]] = {
 }
 
 SENTENCE_TASKS = frozenset({"nusax", "xnli", "custom"})  # one label per text (classification kind)
-TRANSLATION_TASKS = frozenset({"nusax-mt", "custom-mt"})  # the input is one sentence in both directions: nothing
+TRANSLATION_TASKS = frozenset({"nusax-mt", "wmt23", "custom-mt"})  # the input is one sentence in both directions: nothing
 # to fuse (custom-mt's other direction even reads the gold answer)
 NOT_PARALLEL = frozenset({"panx", "tydiqa"})  # no example has an English version (each language its own text)
 QA_TASKS = frozenset({"mlqa", "tydiqa", "custom-qa"})  # extractive QA (xlt.tasks.qa; xlt.data.qa_generation)
@@ -174,7 +180,7 @@ def load_task(
     test_file: str | Path | None = None,
 ) -> AnyTaskData:
     """Load ``task`` for ``target_lang``, each example paired with its ``source_lang`` version;
-    generation tasks (``massive*``, ``uner-json``, ``nusax-mt``, ``custom-mt``) give :class:`GenTaskData`,
+    generation tasks (``massive*``, ``uner-json``, ``nusax-mt``, ``wmt23``, ``custom-mt``) give :class:`GenTaskData`,
     tagging tasks (``panx``, ``uner``, ``custom-ner``) :class:`TagTaskData`, QA tasks (``mlqa``, ``tydiqa``,
     ``custom-qa``) :class:`QATaskData`, the others :class:`TaskData`."""
     loader = TASKS.get(task.strip().lower())

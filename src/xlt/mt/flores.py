@@ -24,6 +24,7 @@ FLORES200: dict[str, str | None] = {
     "ko": "kor_Hang", "tl": "tgl_Latn",
     "ms": "zsm_Latn", "my": "mya_Mymr", "pt": "por_Latn", "sv": "swe_Latn", "yo": "yor_Latn",
     "bn": "ben_Beng", "fi": "fin_Latn", "te": "tel_Telu",
+    "cs": "ces_Latn", "he": "heb_Hebr", "uk": "ukr_Cyrl",
 }
 assert set(FLORES200) == set(_LANGUAGES), "every xlt language needs a FLORES-200 entry (None if absent)"
 
