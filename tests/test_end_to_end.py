@@ -1,5 +1,6 @@
 """End to end on real data: the embedded e5-small on a few NusaX rows, and the demo on a tiny model."""
 
+import dataclasses
 import json
 
 import pytest
@@ -168,3 +169,46 @@ def test_train_warns_when_bf16_would_be_emulated(tmp_path, monkeypatch, capsys):
             main(args + flags)
         err = capsys.readouterr().err
         assert ("xlt: warning: --bf16 on hardware without native bf16" in err) == warned
+
+
+def test_demo_plans_for_the_other_tasks():
+    from xlt.demo import QUICK, demo_plan
+    from xlt.errors import XltError
+
+    uner = demo_plan("e5-small", task="uner")
+    assert (uner.task, uner.languages, uner.max_length, uner.epochs) == ("uner", ("de", "ru", "zh"), 128, 3)
+    quick = demo_plan("e5-small", quick=True, task="mlqa")  # a quick plan takes only the task's languages
+    assert quick == dataclasses.replace(QUICK, task="mlqa", languages=("de", "es"))
+    assert demo_plan("gemma3-270m", task="xnli").max_train_examples == 1000  # the task's cap over the model's
+    with pytest.raises(XltError, match="xlt demo runs tasks nusax, xnli, uner, mlqa, not 'panx'"):
+        demo_plan("e5-small", task="panx")
+
+
+def test_flare_demo_on_uner_reports_f1_tables_and_its_gap(tmp_path, capsys):
+    plan = DemoPlan(task="uner", languages=("de",), max_train_examples=8, max_eval_examples=8, epochs=1,
+                    stage1_epochs=1, stage1_max_train_examples=16, bf16=False)
+    table = run_demo(tmp_path, plan, model="tiny-random/bert", show_progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [(r["task"], r["method"]) for r in rows] == [("uner", m.settings[0][1]) for m in FLARE_SUITE]
+    assert all(set(r["metrics"]) == {"precision", "recall", "f1"} for r in rows)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("[1/5] seed 0   de zero-shot        f1 ") and len(printed) == 5
+    headings = [line for line in table.splitlines() if line.startswith("#")]
+    assert headings[:4] == ["# xlt demo: UNER PUD named entities (tagging), tiny-random/bert, English → target",
+                            "## f1", "## precision", "## recall"]
+    lora = next(r for r in rows if r["method"] == "lora")
+    assert f"| lora | {lora['metrics']['f1']:.3f} | {lora['metrics']['f1']:.3f} |" in table
+    if lora["source_metrics"]["f1"]:  # a gap exists where the English F1 is not 0
+        assert "## gap to English (f1, English − target)" in table
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--task", "uner", "--suite", "alignment"], ["the alignment suite runs NusaX; --task uner runs with --suite flare"]),
+    (["--task", "uner", "--languages", "de", "ace"], ["task uner has no language 'ace'", "supported: en (English), de (German)"]),
+    (["--languages", "klingon"], ["unknown language 'klingon' for task nusax"]),
+])
+def test_demo_refuses_a_task_it_cannot_run_before_anything_loads(tmp_path, capsys, extra, words):
+    assert main(["demo", "--output-dir", str(tmp_path / "d"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert all(w in err for w in words) and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "d").exists()

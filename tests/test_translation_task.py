@@ -134,11 +134,40 @@ def test_wmt23_parallel_set_gives_the_task_halves_for_alignment_and_retrieval():
 
 def test_wmt23_trains_and_scores_bleu_and_chrf_on_a_tiny_decoder(tmp_path, capsys):
     args = _args(tmp_path, "tiny-random/llama", "lora")
-    args[args.index("nusax-mt")], args[args.index("ace")] = "wmt23", "ja"
+    args[args.index("nusax-mt")], args[args.index("ace")] = "wmt23", "zh"
     assert main(args) == 0
     metrics = json.loads((tmp_path / "lora" / "metrics.json").read_text())
     assert set(metrics["metrics"]) == {"bleu", "chrf"} and metrics["metrics"]["chrf"] >= 0
-    assert (metrics["task"], metrics["target_lang"], metrics["test_examples"]) == ("wmt23", "ja", 6)
+    assert (metrics["task"], metrics["target_lang"], metrics["test_examples"]) == ("wmt23", "zh", 6)
+    # BLEU into Chinese is tokenized as WMT scores it; stage 1 (into Czech) with 13a, and both are recorded
+    assert "|tok:zh|" in metrics["metric_signatures"]["bleu"]
+    assert "|tok:13a|" in metrics["source_metric_signatures"]["bleu"]
     args[args.index("lora")] = "flare"
     assert main(args) == 2
     assert "method flare reads another version of the input, which for wmt23" in capsys.readouterr().err
+
+
+def test_bleu_tokenizes_chinese_and_japanese_as_wmt_does_and_never_falls_back():
+    from xlt.tasks.templates import bleu_tokenizer, check_bleu_tokenizer
+
+    assert [bleu_tokenizer(lang) for lang in ("zh", "Japanese", "ko", "cs", "xx-unknown")] == [
+        "zh", "ja-mecab", "ko-mecab", "13a", "13a"]
+    metric = get_metric("mt", "zh")
+    hyp, ref = ["我们今天去北京。"], ["我们明天去北京。"]  # one character differs
+    from sacrebleu import corpus_bleu
+
+    assert metric(hyp, ref)["bleu"] == pytest.approx(corpus_bleu(hyp, [ref], tokenize="zh").score)
+    assert metric(hyp, ref)["bleu"] > get_metric("mt", "en")(hyp, ref)["bleu"] == 0.0  # 13a: one unsplit word
+
+
+def test_a_bleu_tokenizer_whose_package_is_missing_is_refused_before_anything_loads(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "MeCab" else find_spec(name, *a))
+    args = _args(tmp_path, "tiny-random/llama", "lora")
+    args[args.index("nusax-mt")], args[args.index("ace")] = "wmt23", "ja"
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == ("xlt: error: BLEU into ja uses sacreBLEU's ja-mecab tokenizer, which "
+                                               "needs MeCab: pip install 'sacrebleu[ja]'")
+    assert not (tmp_path / "lora").exists() and not (tmp_path / "stage1").exists()

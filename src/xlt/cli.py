@@ -67,16 +67,20 @@ def _add_demo_args(demo: argparse.ArgumentParser) -> None:
     add_option(demo, "--suite", default="flare", choices=("flare", "alignment", "mt"),
                help="flare: every baseline and FLARE; alignment: lora, lora+align, align, and their merge; "
                     "mt: translate-test, input-fusion and FLARE on gold, pivot and lexicon-MT English")
+    add_option(demo, "--task", default="nusax", choices=("nusax", "xnli", "uner", "mlqa"),
+               help="the task; other than nusax, with --suite flare (languages: xnli de sw ur, uner de ru zh, "
+                    "mlqa de es)")
     add_option(demo, "--quick", action="store_true", help="fewer examples and epochs (about 3 minutes)")
     add_option(demo, "--output-dir", help="where results.jsonl, summary.md and the runs go",
                shown="xlt-demo, xlt-demo-alignment or xlt-demo-mt (by suite)")
     add_option(demo, "--seeds", type=int, nargs="+", help="seeds to run", shown="0")
-    add_option(demo, "--languages", nargs="+", help="target languages", shown="ace bug jv")
+    add_option(demo, "--languages", nargs="+", help="target languages", shown="ace bug jv; the task's (--task)")
     add_option(demo, "--model", default="e5-small", help="the model (as for xlt train --model)")
     add_option(demo, "--epochs", type=int, help="stage-2 epochs (the reference protocol uses 5)", shown="3")
     add_option(demo, "--max-train-examples", type=int, help="target training examples per run",
-               shown="all 500; 256 for gemma3-270m")
-    add_option(demo, "--max-eval-examples", type=int, help="target test examples per run", shown="all 400")
+               shown="all 500; 256 for gemma3-270m; 1000 for xnli and mlqa")
+    add_option(demo, "--max-eval-examples", type=int, help="target test examples per run",
+               shown="all 400; 1000 for xnli and mlqa")
     add_option(demo, "--data-dir", help="data set folder", shown="$XLT_DATA_DIR, else ../shared/datasets")
     add_option(demo, "--bf16", action=argparse.BooleanOptionalAction, default=None,
                help="bf16 autocast", shown="on where the hardware has bf16 (CUDA, AVX512-BF16/AMX CPUs), else off")
@@ -145,6 +149,12 @@ def _check_demo(args: argparse.Namespace, output_dir: str) -> None:
     bad_seeds = [s for s in args.seeds or () if not 0 <= s < 2**32]
     if bad_seeds:
         raise XltError(f"--seeds must be in 0 .. 2**32-1, got {bad_seeds[0]}")
+    if args.task != "nusax" and args.suite != "flare":
+        raise XltError(f"the {args.suite} suite runs NusaX; --task {args.task} runs with --suite flare")
+    from xlt.languages import dataset_name
+
+    for lang in args.languages or ():
+        dataset_name(args.task, lang)  # a language the task lacks: one line naming those it has
     check_output_dir(output_dir)
     check_model(args.model)
 
@@ -156,7 +166,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     output_dir = args.output_dir or DEFAULT_DEMO_DIRS[args.suite]
     _check_demo(args, output_dir)
-    plan = demo_plan(args.model, args.quick)
+    plan = demo_plan(args.model, args.quick, args.task)
     if args.seeds:
         plan = dataclasses.replace(plan, seeds=tuple(args.seeds))
     if args.epochs is not None:

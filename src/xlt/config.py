@@ -24,6 +24,7 @@ from xlt.errors import XltError
 from xlt.flare.fusion_names import FUSIONS, check_fusion_name
 from xlt.languages import canonical_code
 from xlt.method_table import METHODS, get_method
+from xlt.tasks.templates import check_bleu_tokenizer
 
 ALL = "all"  # how help lines show a None limit (no maximum)
 
@@ -159,6 +160,9 @@ class RunConfig:
         if self.task in TRANSLATION_TASKS and (method.reads_source or method.translated_train or method.mt_encoder):
             raise XltError(f"method {self.method} reads another version of the input, which for {self.task} is the "
                            "same sentence; use zero-shot, lora, align or lora+align")
+        if self.task in TRANSLATION_TASKS:
+            for lang in (self.target_lang, self.source_lang):  # what stage 2 and (custom-mt) stage 1 translate into
+                check_bleu_tokenizer(lang)
         if self.task in QA_TASKS and self.source_from != "gold":
             raise XltError(f"task {self.task} reads the gold English side only; --source-from {self.source_from} is "
                            "not available for QA")

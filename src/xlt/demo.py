@@ -2,7 +2,8 @@
 
 Stage 1 once per seed, then each row of a suite for each target language: ``flare`` (every baseline
 and FLARE add_relu) or ``alignment`` (task LoRA, LoRA with alignment steps, an alignment module, and
-the merge of task LoRA and alignment module);
+the merge of task LoRA and alignment module), or ``mt`` (each method with gold, pivot and lexicon-MT English).
+The ``flare`` suite also runs the other parallel tasks (``--task xnli``, ``uner``, ``mlqa``: TASK_PLANS);
 ``results.jsonl`` (one object per run) and ``summary.md`` are rewritten atomically after each run,
 so an interrupted demo leaves complete files describing the runs that finished, and running it
 again with the same settings reuses those runs.
@@ -71,11 +72,14 @@ MT_SUITE = (
                              ("x-mixup", {"method": "x-mixup"}))),
 )
 SUITES = {"flare": FLARE_SUITE, "alignment": ALIGNMENT_SUITE, "mt": MT_SUITE}
+TASK_TITLES = {"nusax": "NusaX sentiment", "xnli": "XNLI", "uner": "UNER PUD named entities (tagging)",
+               "mlqa": "MLQA extractive QA"}
 DEFAULT_DEMO_DIRS = {"flare": "xlt-demo", "alignment": "xlt-demo-alignment", "mt": "xlt-demo-mt"}
 
 
 @dataclass(frozen=True)
 class DemoPlan:
+    task: str = "nusax"  # TASK_TITLES; the alignment and mt suites are NusaX's
     languages: tuple[str, ...] = ("ace", "bug", "jv")
     seeds: tuple[int, ...] = (0,)
     max_train_examples: int | None = None
@@ -99,11 +103,29 @@ QUICK = DemoPlan(quick=True, max_train_examples=64, max_eval_examples=64, epochs
 # a model several times e5-small's cost gets a plan that keeps each run under 15 minutes on 2 CPU cores;
 # its stage 1 is LoRA (merged), which wants a LoRA learning rate rather than full fine-tuning's
 MODEL_PLANS = {"gemma3-270m": {"max_train_examples": 256, "stage1_epochs": 3, "stage1_lr": 2e-4}}
+# the other tasks of the flare suite: their languages (parallel with English, so every row runs), and what
+# their English training set needs; a quick plan takes only the languages
+TASK_PLANS: dict[str, dict] = {
+    "xnli": {"languages": ("de", "sw", "ur"), "max_train_examples": 1000, "max_eval_examples": 1000},
+    "uner": {"languages": ("de", "ru", "zh"), "max_length": 128},
+    "mlqa": {"languages": ("de", "es"), "max_train_examples": 1000, "max_eval_examples": 1000},
+}
 
 
-def demo_plan(model: str, quick: bool = False) -> DemoPlan:
-    """The plan ``xlt demo`` runs for ``model``: the quick smoke plan, else the full plan with the model's caps."""
-    return QUICK if quick else dataclasses.replace(FULL, **MODEL_PLANS.get(model, {}))
+def demo_plan(model: str, quick: bool = False, task: str = "nusax") -> DemoPlan:
+    """The plan ``xlt demo`` runs for ``model`` and ``task``: the quick smoke plan, else the full plan with the
+    model's caps, then the task's settings (only its languages for a quick plan)."""
+    if task not in TASK_TITLES:
+        raise XltError(f"xlt demo runs tasks {', '.join(TASK_TITLES)}, not {task!r}")
+    plan = QUICK if quick else dataclasses.replace(FULL, **MODEL_PLANS.get(model, {}))
+    settings = TASK_PLANS.get(task, {})
+    return dataclasses.replace(plan, task=task, **({"languages": settings["languages"]} if quick and settings
+                                                   else settings))
+
+
+def primary_metric(metrics: dict) -> str:
+    """The metric a demo row is printed and its gap computed with: accuracy, else F1 (tagging, QA)."""
+    return "accuracy" if "accuracy" in metrics else "f1"
 
 
 def _retrieval_lines(rows: list[dict]) -> list[str]:
@@ -175,8 +197,10 @@ def summary_markdown(rows: list[dict], model: str = "e5-small", quick: bool = Fa
     english = {}
     for row in rows:
         english.setdefault(row["seed"], row["source_metrics"])
-    lines = [f"# xlt demo: NusaX sentiment, {model}, English → target", "", *_setup_lines(rows, quick)]
-    for metric in ("accuracy", "macro_f1"):
+    primary = primary_metric(rows[0]["metrics"])
+    task = TASK_TITLES.get(rows[0]["task"], rows[0]["task"])
+    lines = [f"# xlt demo: {task}, {model}, English → target", "", *_setup_lines(rows, quick)]
+    for metric in dict.fromkeys([primary, *rows[0]["metrics"]]):
         lines += [f"## {metric}", "",
                   f"English (stage-1 model on English test): {format_mean_std([m[metric] for m in english.values()])}",
                   "", format_table(summary, metric), ""]
@@ -187,11 +211,11 @@ def summary_markdown(rows: list[dict], model: str = "e5-small", quick: bool = Fa
     if zero:
         zero_rows = [{**r, "method": f"{r['method']}, English zeroed at test", "metrics": r["metrics_zero_source"]}
                      for r in zero]
-        lines += ["## FLARE with the English states zeroed at test time (accuracy)", "",
-                  format_table(summarize_runs(zero_rows), "accuracy"), ""]
+        lines += [f"## FLARE with the English states zeroed at test time ({primary})", "",
+                  format_table(summarize_runs(zero_rows), primary), ""]
     lines += _retrieval_lines(rows)
-    gap_rows = [{**r, "metrics": {"gap": r["gap"]["accuracy"]["absolute"]}} for r in rows]
-    lines += ["## gap to English (accuracy, English − target)", "", format_table(summarize_runs(gap_rows), "gap"), ""]
+    gap_rows = [{**r, "metrics": {"gap": r["gap"][primary]["absolute"]}} for r in rows if primary in r["gap"]]
+    lines += [f"## gap to English ({primary}, English − target)", "", format_table(summarize_runs(gap_rows), "gap"), ""]
     return "\n".join(lines)
 
 
@@ -230,6 +254,8 @@ def run_demo(output_dir: str | Path, plan: DemoPlan, model: str = "e5-small", da
              show_progress: bool = True, suite: str = "flare") -> str:
     if suite not in SUITES:
         raise XltError(f"unknown demo suite {suite!r}; choose one of: {', '.join(SUITES)}")
+    if suite != "flare" and plan.task != "nusax":
+        raise XltError(f"the {suite} suite runs NusaX; --task {plan.task} runs with --suite flare")
     out = Path(output_dir)
     rows: list[dict] = []
     methods = SUITES[suite]
@@ -245,7 +271,7 @@ def run_demo(output_dir: str | Path, plan: DemoPlan, model: str = "e5-small", da
                     metrics = _merged_run(run_dir, [(finished[name], w) for name, w in method.merge])
                 else:
                     cfg = RunConfig(
-                        task="nusax", model=model, target_lang=lang, seed=seed, output_dir=str(run_dir),
+                        task=plan.task, model=model, target_lang=lang, seed=seed, output_dir=str(run_dir),
                         data_dir=data_dir, epochs=plan.epochs * method.epochs_factor, stage1_epochs=plan.stage1_epochs,
                         stage1_lr=plan.stage1_lr, stage1_max_train_examples=plan.stage1_max_train_examples,
                         max_length=plan.max_length, stage1_dir=str(out / "stage1"),
@@ -257,8 +283,9 @@ def run_demo(output_dir: str | Path, plan: DemoPlan, model: str = "e5-small", da
                 relabel = method.merge or method.epochs_factor != 1 or "source_from" in dict(method.settings)
                 rows.append({**metrics, "method": method.name} if relabel else metrics)
                 done += 1
-                print(f"[{done}/{total}] seed {seed} {lang:>4} {method.name:<16} accuracy "
-                      f"{metrics['metrics']['accuracy']:.3f}  ({metrics['train_seconds']:.0f}s train)", flush=True)
+                metric = primary_metric(metrics["metrics"])
+                print(f"[{done}/{total}] seed {seed} {lang:>4} {method.name:<16} {metric} "
+                      f"{metrics['metrics'][metric]:.3f}  ({metrics['train_seconds']:.0f}s train)", flush=True)
                 write_text_atomic(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
                 write_text_atomic(out / "summary.md", summary_markdown(rows, model, plan.quick))
     return summary_markdown(rows, model, plan.quick)

@@ -270,12 +270,14 @@ def run_metrics(cfg: RunConfig, adapted: AdaptedModel, data: AnyTaskData, stage1
 
 
 def _signatures(data: AnyTaskData) -> dict:
-    """sacreBLEU's signatures of a translation task's BLEU and chrF."""
+    """sacreBLEU's signatures of a translation task's BLEU and chrF; the stage-1 direction's too where its
+    language is tokenized otherwise (into Chinese, say)."""
     if getattr(data, "metric", None) != "mt":
         return {}
     from xlt.tasks.templates import translation_signatures
 
-    return {"metric_signatures": translation_signatures()}
+    target, source = translation_signatures(data.target_lang), translation_signatures(data.source_lang)
+    return {"metric_signatures": target, **({"source_metric_signatures": source} if source != target else {})}
 
 
 def _write_run_dir(cfg: RunConfig, out: Path, metrics: dict, adapted: AdaptedModel | None) -> None:

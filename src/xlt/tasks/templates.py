@@ -144,23 +144,50 @@ def json_ner_metrics(preds: list[str], golds: list[str]) -> dict:
     return json_entity_metrics([p.strip() for p in preds], gold)
 
 
-def translation_metrics(preds: list[str], golds: list[str]) -> dict:
-    """Corpus BLEU and chrF (sacreBLEU defaults: 13a tokenization, chrF character 6-grams), on the
-    stripped outputs; their signatures are :func:`translation_signatures`."""
+# sacreBLEU's BLEU tokenizer for languages written without spaces, as WMT scores them (13a elsewhere); the
+# MeCab ones need a package: the module it provides and what to install
+BLEU_TOKENIZERS = {"zh": "zh", "ja": "ja-mecab", "ko": "ko-mecab"}
+_TOKENIZER_NEEDS = {"ja-mecab": ("MeCab", "sacrebleu[ja]"), "ko-mecab": ("mecab_ko", "sacrebleu[ko]")}
+
+
+def bleu_tokenizer(lang: str) -> str:
+    """The BLEU tokenizer for references in ``lang`` (a code xlt does not know gets 13a)."""
+    from xlt.languages import canonical_code
+
+    try:
+        return BLEU_TOKENIZERS.get(canonical_code(lang), "13a")
+    except XltError:
+        return "13a"
+
+
+def check_bleu_tokenizer(lang: str) -> None:
+    """Refuse, before anything loads, a BLEU whose tokenizer's package is missing (never fall back to 13a)."""
+    import importlib.util
+
+    tokenizer = bleu_tokenizer(lang)
+    module, package = _TOKENIZER_NEEDS.get(tokenizer, (None, None))
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise XltError(f"BLEU into {lang} uses sacreBLEU's {tokenizer} tokenizer, which needs {module}: "
+                       f"pip install '{package}'")
+
+
+def translation_metrics(preds: list[str], golds: list[str], lang: str = "en") -> dict:
+    """Corpus BLEU and chrF of the stripped outputs against references in ``lang`` (sacreBLEU: 13a tokenization,
+    or :data:`BLEU_TOKENIZERS`'s; chrF character 6-grams); their signatures are :func:`translation_signatures`."""
     from sacrebleu.metrics import BLEU, CHRF
 
     _check(preds, golds)
     hypotheses = [p.strip() for p in preds]
-    return {"bleu": BLEU().corpus_score(hypotheses, [list(golds)]).score,
+    return {"bleu": BLEU(tokenize=bleu_tokenizer(lang)).corpus_score(hypotheses, [list(golds)]).score,
             "chrf": CHRF().corpus_score(hypotheses, [list(golds)]).score}
 
 
-def translation_signatures() -> dict[str, str]:
+def translation_signatures(lang: str = "en") -> dict[str, str]:
     """sacreBLEU's signatures of :func:`translation_metrics` (scores compare only under equal signatures)."""
     from sacrebleu.metrics import BLEU, CHRF
 
     signatures = {}
-    for name, metric in (("bleu", BLEU()), ("chrf", CHRF())):
+    for name, metric in (("bleu", BLEU(tokenize=bleu_tokenizer(lang))), ("chrf", CHRF())):
         metric.corpus_score(["x"], [["x"]])  # a signature names the reference count, known after a score
         signatures[name] = str(metric.get_signature())
     return signatures
@@ -182,7 +209,7 @@ GEN_METRICS: dict[str, Callable[[list[str], list], dict]] = {
     "mt": translation_metrics,
     "qa": qa_metrics,
 }
-BY_LANGUAGE = frozenset({"qa"})  # metrics that normalise answers per language (they take ``lang``)
+BY_LANGUAGE = frozenset({"qa", "mt"})  # metrics that read the answers' language (they take ``lang``)
 
 
 def get_template(name: str | Template) -> Template:
