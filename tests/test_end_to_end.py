@@ -199,8 +199,11 @@ def test_flare_demo_on_uner_reports_f1_tables_and_its_gap(tmp_path, capsys):
                             "## f1", "## precision", "## recall"]
     lora = next(r for r in rows if r["method"] == "lora")
     assert f"| lora | {lora['metrics']['f1']:.3f} | {lora['metrics']['f1']:.3f} |" in table
-    if lora["source_metrics"]["f1"]:  # a gap exists where the English F1 is not 0
-        assert "## gap to English (f1, English − target)" in table
+    assert "## gap to English (f1, English − target)" in table
+    from xlt.demo import summary_markdown
+
+    untrained = [{**r, "gap": {}, "source_metrics": {"precision": 0.0, "recall": 0.0, "f1": 0.0}} for r in rows]
+    assert summary_markdown(untrained).endswith("## gap to English (f1, English − target)\n\nnone: the English f1 is 0\n")
 
 
 @pytest.mark.parametrize("extra, words", [

@@ -217,7 +217,8 @@ def summary_markdown(rows: list[dict], model: str = "e5-small", quick: bool = Fa
                   format_table(summarize_runs(zero_rows), primary), ""]
     lines += _retrieval_lines(rows)
     gap_rows = [{**r, "metrics": {"gap": r["gap"][primary]["absolute"]}} for r in rows if primary in r["gap"]]
-    lines += [f"## gap to English ({primary}, English − target)", "", format_table(summarize_runs(gap_rows), "gap"), ""]
+    lines += [f"## gap to English ({primary}, English − target)", "",
+              format_table(summarize_runs(gap_rows), "gap") if gap_rows else f"none: the English {primary} is 0", ""]
     return "\n".join(lines)
 
 
