@@ -116,13 +116,9 @@ def _tatoeba(root: Path, langs, split) -> Parallel:
     if "en" not in picked or len(other) != 1:
         raise XltError(_NOT_MULTIWAY)
     xxx = picked[other[0]]
-    out = {}
-    for key in picked:
-        path = folder / f"tatoeba.{xxx}-eng.{picked[key]}"
-        if not path.is_file():
-            raise XltError(f"file not found: {path}")
-        out[key] = [line.rstrip("\r") for line in path.read_text(encoding="utf-8").rstrip("\n").split("\n")]
-    return out
+    from xlt.data.wmt23 import read_lines
+
+    return {key: read_lines(folder / f"tatoeba.{xxx}-eng.{picked[key]}") for key in picked}
 
 
 def _wmt23(root: Path, langs, split) -> Parallel:

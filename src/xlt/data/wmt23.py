@@ -28,11 +28,11 @@ TEST_FRACTION = 0.5
 SPLIT_SEED = 2023
 
 
-def _lines(path: Path) -> list[str]:
+def read_lines(path: Path) -> list[str]:
+    """The lines of a plain-text, line-aligned file (WMT, Tatoeba), without line ends."""
     if not path.is_file():
         raise XltError(f"file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    return text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+    return [line.rstrip("\r") for line in path.read_text(encoding="utf-8").rstrip("\n").split("\n")]
 
 
 def read_multiway(root: Path, langs: list[str]) -> dict[str, list[str]]:
@@ -42,9 +42,9 @@ def read_multiway(root: Path, langs: list[str]) -> dict[str, list[str]]:
     for lang in langs:
         code = canonical_code(lang)
         if code == "en":  # the English source of every en-xx pair: the same file, read from the first pair
-            out[code] = _lines(folder / "sources" / f"generaltest2023.en-{TARGETS[0]}.src.en")
+            out[code] = read_lines(folder / "sources" / f"generaltest2023.en-{TARGETS[0]}.src.en")
         else:
-            out[code] = _lines(folder / "references" / f"generaltest2023.en-{code}.ref.refA.{code}")
+            out[code] = read_lines(folder / "references" / f"generaltest2023.en-{code}.ref.refA.{code}")
     lengths = {code: len(rows) for code, rows in out.items()}
     if len(set(lengths.values())) > 1:
         raise XltError(f"misaligned wmt23 files: segments per language {lengths}")
