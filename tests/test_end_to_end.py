@@ -177,7 +177,7 @@ def test_demo_plans_for_the_other_tasks():
 
     uner = demo_plan("e5-small", task="uner")
     assert (uner.task, uner.languages, uner.max_length, uner.epochs) == ("uner", ("de", "ru", "zh"), 128, 3)
-    assert (uner.stage1_lr, uner.stage1_epochs) == (2e-4, 10)  # English NER needs more than sentiment's 5e-5 x 4
+    assert (uner.stage1_lr, uner.stage1_epochs) == (None, None)  # the task's budget, which RunConfig resolves
     quick = demo_plan("e5-small", quick=True, task="mlqa")  # a quick plan takes only the task's languages
     assert quick == dataclasses.replace(QUICK, task="mlqa", languages=("de", "es"))
     assert demo_plan("gemma3-270m", task="xnli").max_train_examples == 1000  # the task's cap over the model's

@@ -117,6 +117,23 @@ def test_stage1_key_holds_every_setting_that_changes_the_model(tmp_path):
         assert _key(tmp_path, files, **llama) != _key(tmp_path, files, **change, **llama), change
 
 
+def test_stage1_budget_follows_the_task_unless_given(tmp_path, capsys):
+    """English NER learns nothing at sentiment's 5e-5 x 4 (README): uner and custom-ner default to 2e-4 x 10."""
+    assert (RunConfig(task="nusax").stage1_epochs, RunConfig(task="nusax").stage1_lr) == (4, 5e-5)
+    uner = RunConfig(task="uner", target_lang="de")
+    assert (uner.stage1_epochs, uner.stage1_lr) == (10, 2e-4)
+    assert (RunConfig(task="custom-ner").stage1_epochs, RunConfig(task="panx").stage1_lr) == (10, 5e-5)
+    given = RunConfig(task="uner", target_lang="de", stage1_epochs=3, stage1_lr=1e-3)
+    assert (given.stage1_epochs, given.stage1_lr) == (3, 1e-3)
+    # the resolved values are what config.yaml holds, so a saved run reads back equal
+    assert RunConfig.from_dict(uner.to_dict()) == uner
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 4; 10 for uner and custom-ner)" in help_text
+    assert "(default: 5e-05; 0.0002 for uner and custom-ner)" in help_text
+
+
 def test_lora_stage1_trains_at_its_own_rank_whatever_the_stage2_rank(tmp_path, monkeypatch):
     """tiny llama's stage 1 is LoRA: it must train at --stage1-lora-r, not at the align run's --lora-r."""
     ranks = []

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from xlt.data.tasks import (NOT_PARALLEL, QA_TASKS, SENTENCE_TASKS, TASKS, TRANSLATION_TASKS, USER_FILE_TASKS,
-                            check_parallel)
+from xlt.data.tasks import (NOT_PARALLEL, QA_TASKS, SENTENCE_TASKS, STAGE1_BUDGET, STAGE1_BUDGETS, TASKS,
+                            TRANSLATION_TASKS, USER_FILE_TASKS, check_parallel)
 from xlt.errors import XltError
 from xlt.flare.fusion_names import FUSIONS, check_fusion_name
 from xlt.languages import canonical_code
@@ -29,9 +29,29 @@ from xlt.tasks.templates import check_bleu_tokenizer
 ALL = "all"  # how help lines show a None limit (no maximum)
 
 
+def show_value(value: Any) -> str:
+    """A default as a help line shows it: on/off, none, space-separated lists."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "none"
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return str(value)
+
+
 def setting(default: Any, help: str, choices: tuple | None = None, shown: str | None = None) -> Any:
     """A RunConfig field with its help line; ``shown`` says what the default means when it is None."""
     return field(default=default, metadata={"help": help, "choices": choices, "shown": shown})
+
+
+def _budget_shown(index: int) -> str:
+    """A stage-1 default as help shows it: the general value, then the tasks that differ."""
+    tasks: dict[object, list[str]] = {}
+    for task, budget in STAGE1_BUDGETS.items():
+        tasks.setdefault(budget[index], []).append(task)
+    return "; ".join([show_value(STAGE1_BUDGET[index])] + [f"{show_value(v)} for {' and '.join(t)}"
+                                                            for v, t in tasks.items()])
 
 
 @dataclass
@@ -119,8 +139,8 @@ class RunConfig:
     source_cache_gb: float = setting(2.0, "flare: memory for the English states kept across epochs, GiB (beyond "
                                           "it they spill to a temporary file; 0: recompute them every epoch)")
     # stage 1 (English task model), cached per (model, task, seed, these settings)
-    stage1_epochs: int = setting(4, "stage-1 (English task model) epochs")
-    stage1_lr: float = setting(5e-5, "stage-1 learning rate (> 0)")
+    stage1_epochs: int | None = setting(None, "stage-1 (English task model) epochs", shown=_budget_shown(0))
+    stage1_lr: float | None = setting(None, "stage-1 learning rate (> 0)", shown=_budget_shown(1))
     stage1_freeze_embeddings: bool = setting(True, "stage 1, full fine-tuning: freeze the word embeddings")
     stage1_method: str | None = setting(None, "stage 1: full fine-tuning, or LoRA merged into the weights",
                                         choices=("full", "lora"), shown="full for encoders, lora for decoders and mT5")
@@ -135,6 +155,9 @@ class RunConfig:
         for f in fields(self):
             setattr(self, f.name, _typed(f.name, getattr(self, f.name)))
         method = get_method(self.method)
+        epochs, lr = STAGE1_BUDGETS.get(self.task, STAGE1_BUDGET)
+        self.stage1_epochs = epochs if self.stage1_epochs is None else self.stage1_epochs
+        self.stage1_lr = lr if self.stage1_lr is None else self.stage1_lr
         if self.lora_r is None:
             self.lora_r = 8 if method.align else 64
         if self.lora_alpha is None:
@@ -356,17 +379,6 @@ def _check_choice(f: Field, value: Any) -> None:
     choices = f.metadata.get("choices")
     if choices and value is not None and value not in choices:
         raise XltError(f"{f.name} must be one of {', '.join(map(str, choices))}; got {value!r}")
-
-
-def show_value(value: Any) -> str:
-    """A default as a help line shows it: on/off, none, space-separated lists."""
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if value is None:
-        return "none"
-    if isinstance(value, (list, tuple)):
-        return " ".join(map(str, value))
-    return str(value)
 
 
 def shown_default(f: Field) -> str:
