@@ -1,4 +1,4 @@
-"""Builders shared by the FLARE tests."""
+"""Builders shared by the FLARE tests, and the reading of the CLI's one-line errors."""
 
 from __future__ import annotations
 
@@ -62,3 +62,10 @@ def source_of(batch) -> dict:
 def without_source(inputs: dict) -> dict:
     """A batch's model inputs without the source text (what a non-FLARE call passes)."""
     return {k: v for k, v in inputs.items() if not k.startswith("source_") and k != "zero_source"}
+
+
+def cli_error(capsys) -> str:
+    """The CLI's error without its prefix, checked to be the one line written to stderr."""
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xlt: error: "), lines
+    return lines[0].removeprefix("xlt: error: ")

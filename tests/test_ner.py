@@ -23,6 +23,7 @@ from xlt.tasks.entities import tagging_metrics
 from xlt.tasks.kinds import Tagging, kind_of
 from xlt.tasks.tagging import IGNORE, read_tags, tag_batch
 from xlt.training.loop import TrainSettings, task_steps, train
+from helpers import cli_error
 
 O, BP, IP = NER_TAGS.index("O"), NER_TAGS.index("B-PER"), NER_TAGS.index("I-PER")
 
@@ -285,17 +286,11 @@ def test_panx_runs_lora_on_xlm_roberta(tmp_path, stage1_root):
     assert metrics["stage1_examples"] == {"train": 48, "test": 24}  # train-en.tsv capped, dev-en.tsv
 
 
-def _error(capsys) -> str:
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("xlt: error: "), lines
-    return lines[0].removeprefix("xlt: error: ")
-
-
 @pytest.mark.parametrize("method", ["translate-test", "input-fusion", "flare"])
 def test_panx_refuses_methods_that_need_the_english_version(tmp_path, capsys, method):
     assert main(["train", "--task", "panx", "--target-lang", "jv", "--method", method,
                  "--output-dir", str(tmp_path / "run"), "--stage1-dir", str(tmp_path / "s1")]) == 2
-    assert _error(capsys) == (f"method {method} needs the English version of each example, and task panx is not "
+    assert cli_error(capsys) == (f"method {method} needs the English version of each example, and task panx is not "
                               "parallel; use zero-shot or lora")
     assert not (tmp_path / "s1").exists() and not (tmp_path / "run").exists()
 
@@ -303,9 +298,9 @@ def test_panx_refuses_methods_that_need_the_english_version(tmp_path, capsys, me
 def test_panx_refuses_a_pivot_and_tagging_refuses_decoders_before_any_model_loads(tmp_path, capsys):
     assert main(["train", "--task", "panx", "--target-lang", "jv", "--method", "lora", "--source-from", "pivot:id",
                  "--output-dir", str(tmp_path / "run")]) == 2
-    assert _error(capsys) == "--source-from pivot:id changes the source text, which 'lora' never reads"
+    assert cli_error(capsys) == "--source-from pivot:id changes the source text, which 'lora' never reads"
     args = _train(tmp_path, tmp_path / "s1", "uner", "de", "lora", model="tiny-random/llama")
     assert main(args) == 2
-    assert _error(capsys) == ("task 'uner' tags words with an encoder (bert, xlm-roberta, e5-small); xlt has no "
+    assert cli_error(capsys) == ("task 'uner' tags words with an encoder (bert, xlm-roberta, e5-small); xlt has no "
                               "tagging head for decoder models")
     assert not (tmp_path / "s1").exists()  # refused before stage 1

@@ -19,6 +19,7 @@ from xlt.models.loading import load_tokenizer, resolve_model
 from xlt.tasks.kinds import QA, kind_of, task_architecture
 from xlt.tasks.qa import answer_tokens, best_spans, qa_batch, question_cap, read_answers, window_stride
 from xlt.training.loop import TrainSettings, task_steps, train
+from helpers import cli_error
 
 
 @pytest.fixture(scope="module")
@@ -324,17 +325,11 @@ def test_tydiqa_runs_lora_and_its_english_model_is_cached_with_the_window_settin
     assert stage1_dir(cfg) == stage1_dir(cfg.replace(target_lang="en"))  # one English model for every language
 
 
-def _error(capsys) -> str:
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("xlt: error: "), lines
-    return lines[0].removeprefix("xlt: error: ")
-
-
 @pytest.mark.parametrize("method", ["translate-test", "input-fusion", "flare"])
 def test_tydiqa_refuses_methods_that_need_the_english_version(tmp_path, capsys, method):
     assert main(["train", "--task", "tydiqa", "--target-lang", "sw", "--method", method,
                  "--output-dir", str(tmp_path / "run"), "--stage1-dir", str(tmp_path / "s1")]) == 2
-    assert _error(capsys) == (f"method {method} needs the English version of each example, and task tydiqa is not "
+    assert cli_error(capsys) == (f"method {method} needs the English version of each example, and task tydiqa is not "
                               "parallel; use zero-shot or lora")
     assert not (tmp_path / "s1").exists() and not (tmp_path / "run").exists()
 
@@ -405,11 +400,11 @@ def test_qa_translate_train_runs_from_the_cli_and_records_the_projection(tmp_pat
 def test_qa_refuses_a_translator_without_the_pair_and_a_pivot_before_any_model_loads(tmp_path, capsys):
     assert main(_train(tmp_path, tmp_path / "s1", "mlqa", "de", "translate-train", "tiny-random/bert",
                        "--translator", "lexicon")) == 2
-    assert _error(capsys).startswith("the lexicon translator has no word list for English (en); it translates "
+    assert cli_error(capsys).startswith("the lexicon translator has no word list for English (en); it translates "
                                      "from Acehnese (ace), Balinese (ban),")
     assert main(_train(tmp_path, tmp_path / "s1", "mlqa", "de", "flare", "tiny-random/bert",
                        "--source-from", "pivot:es")) == 2
-    assert _error(capsys) == "task mlqa reads the gold English side only; --source-from pivot:es is not available for QA"
+    assert cli_error(capsys) == "task mlqa reads the gold English side only; --source-from pivot:es is not available for QA"
     assert not (tmp_path / "s1").exists()
 
 

@@ -22,6 +22,7 @@ from xlt.tasks.kinds import Generation, kind_of, task_architecture
 from xlt.tasks.passages import shares, window
 from xlt.tasks.templates import get_metric
 from xlt.training.loop import TrainSettings, task_steps, train
+from helpers import cli_error
 
 
 @pytest.fixture(scope="module")
@@ -250,12 +251,6 @@ def test_custom_qa_trains_lora_on_a_decoder_from_files(tmp_path, stage1_root):
     assert set(metrics["metrics"]) == {"exact_match", "f1"}
 
 
-def _error(capsys) -> str:
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("xlt: error: "), lines
-    return lines[0].removeprefix("xlt: error: ")
-
-
 @pytest.mark.parametrize("method, extra, message", [
     ("x-mixup", (), "x-mixup is for sentence classification tasks (custom, nusax, xnli), not 'mlqa'"),
     ("lora", ("--doc-stride", "16"), "--doc-stride slides encoders' windows over a paragraph; decoder models read "
@@ -263,5 +258,5 @@ def _error(capsys) -> str:
 ])
 def test_a_decoder_is_refused_in_one_line_before_any_model_loads(tmp_path, capsys, method, extra, message):
     assert main(_train(tmp_path, tmp_path / "s1", "tiny-random/llama", method, *extra)) == 2
-    assert _error(capsys) == message
+    assert cli_error(capsys) == message
     assert not (tmp_path / "s1").exists() and not (tmp_path / method).exists()
