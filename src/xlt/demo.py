@@ -177,7 +177,7 @@ def _setup_lines(rows: list[dict], quick: bool) -> list[str]:
 
 
 def _source_quality_lines(rows: list[dict]) -> list[str]:
-    """chrF of each machine-translated source against the gold English of the same test rows."""
+    """chrF of each non-gold source (machine translation, pivot) against the gold English of the same test rows."""
     cells: dict[tuple[str, str], list[float]] = {}
     signature = ""
     for row in rows:
@@ -187,9 +187,12 @@ def _source_quality_lines(rows: list[dict]) -> list[str]:
             signature = row["source_chrf"].get("signature", signature)
     if not cells:
         return []
-    lines = ["## chrF of the translated English against the gold English (test rows)", "",
+    lines = ["## chrF of each source against the gold English (test rows)", "",
              "| source | language | chrF |", "|---|---|---:|"]
     lines += [f"| {source} | {lang} | {sum(v) / len(v):.1f} |" for (source, lang), v in cells.items()]
+    if any(source.startswith("pivot:") for source, _ in cells):
+        lines += ["", "A pivot is another language, not a translation into English: its chrF says how far its text "
+                      "is from the English, not how good it is."]
     return lines + ["", f"sacreBLEU signature: `{signature}`", ""]
 
 
