@@ -7,6 +7,7 @@ import pytest
 
 from xlt.data import tasks
 from xlt.data.examples import heldout_split
+from xlt.data.lines import read_lines
 from xlt.data.tasks import load_task, resolve_data_dir
 from xlt.errors import XltError
 from xlt.languages import canonical_code, dataset_name
@@ -218,3 +219,16 @@ def test_no_data_dir(tmp_path, monkeypatch):
         resolve_data_dir(tmp_path / "missing")
     monkeypatch.setenv("XLT_DATA_DIR", str(tmp_path))
     assert resolve_data_dir(None) == tmp_path
+
+
+def test_read_lines_keeps_line_k_as_sentence_k_whatever_the_line_ends(tmp_path):
+    crlf, bare, empty = tmp_path / "crlf.txt", tmp_path / "bare.txt", tmp_path / "empty.txt"
+    crlf.write_bytes("één\r\n\r\nzwei\r\n".encode())
+    bare.write_text("one\n\ntwo", encoding="utf-8")
+    empty.write_text("", encoding="utf-8")
+    assert (read_lines(crlf), read_lines(bare), read_lines(empty)) == (["één", "", "zwei"], ["one", "", "two"], [])
+    with pytest.raises(XltError, match=r"^Tatoeba file .*missing\.eng does not exist$"):
+        read_lines(tmp_path / "missing.eng", "Tatoeba file")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    with pytest.raises(XltError, match=r"latin1\.txt is not UTF-8 text \(invalid continuation byte at byte 3\)"):
+        read_lines(tmp_path / "latin1.txt")

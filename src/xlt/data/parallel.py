@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from xlt.data.lines import read_lines
 from xlt.data.tasks import resolve_data_dir
 from xlt.data.user_file import read_table
 from xlt.errors import XltError
@@ -116,8 +117,6 @@ def _tatoeba(root: Path, langs, split) -> Parallel:
     if "en" not in picked or len(other) != 1:
         raise XltError(_NOT_MULTIWAY)
     xxx = picked[other[0]]
-    from xlt.data.wmt23 import read_lines
-
     return {key: read_lines(folder / f"tatoeba.{xxx}-eng.{picked[key]}") for key in picked}
 
 

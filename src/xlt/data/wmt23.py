@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from xlt.data.examples import GenExample, GenTaskData, heldout_split
+from xlt.data.lines import read_lines
 from xlt.data.nusax_mt import TEMPLATE, prompt
 from xlt.errors import XltError
 from xlt.languages import canonical_code, dataset_name
@@ -26,13 +27,6 @@ from xlt.languages import canonical_code, dataset_name
 TARGETS = ("cs", "he", "ja", "ru", "uk", "zh")
 TEST_FRACTION = 0.5
 SPLIT_SEED = 2023
-
-
-def read_lines(path: Path) -> list[str]:
-    """The lines of a plain-text, line-aligned file (WMT, Tatoeba), without line ends."""
-    if not path.is_file():
-        raise XltError(f"file not found: {path}")
-    return [line.rstrip("\r") for line in path.read_text(encoding="utf-8").rstrip("\n").split("\n")]
 
 
 def read_multiway(root: Path, langs: list[str]) -> dict[str, list[str]]:

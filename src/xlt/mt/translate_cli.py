@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from xlt.data.lines import read_lines
 from xlt.errors import XltError
 
 LEXICON = "lexicon"
@@ -38,21 +39,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_option(p, "--data-dir", help="data set folder (for --model lexicon)",
                shown="$XLT_DATA_DIR, else ../shared/datasets")
     return p
-
-
-def read_lines(path: Path) -> list[str]:
-    """The sentences of a file: one per line (``\\n`` or ``\\r\\n``), a final newline optional."""
-    if not path.is_file():
-        raise XltError(f"--input {path} does not exist" if not path.exists() else f"--input {path} is not a file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise XltError(f"--input {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except OSError as err:
-        raise XltError(f"cannot read --input {path}: {err.strerror}") from None
-    if text.endswith("\n"):
-        text = text[:-1]
-    return [line.removesuffix("\r") for line in text.split("\n")] if text else []
 
 
 def _check_writable_file(path: Path, what: str, others: dict[str, Path]) -> None:
@@ -91,7 +77,7 @@ def check(args: argparse.Namespace) -> list[str]:
         if value < 1:
             raise XltError(f"{flag} must be at least 1, got {value}")
     source, output = Path(args.input), Path(args.output)
-    lines = read_lines(source)
+    lines = read_lines(source, "--input")
     _check_writable_file(output, "--output", {"--input": source})
     if args.cache_file:
         _check_writable_file(Path(args.cache_file), "--cache-file", {"--input": source, "--output": output})
