@@ -13,7 +13,7 @@ from xlt.cli import main
 from xlt.config import RunConfig
 from xlt.data.examples import Example, GenExample, GenTaskData, TaskData, source_side
 from xlt.errors import XltError
-from xlt.stage1 import stage1_dir
+from xlt.stage1 import stage1_dir, stage1_lr
 
 POSITIVE = ["zz good zz", "zz great day zz", "zz lovely zz", "zz so nice zz", "zz well done zz", "zz happy zz"]
 NEGATIVE = ["qq bad qq", "qq awful day qq", "qq sad qq", "qq so poor qq", "qq badly done qq", "qq angry qq"]
@@ -117,21 +117,33 @@ def test_stage1_key_holds_every_setting_that_changes_the_model(tmp_path):
         assert _key(tmp_path, files, **llama) != _key(tmp_path, files, **change, **llama), change
 
 
-def test_stage1_budget_follows_the_task_unless_given(tmp_path, capsys):
-    """English NER learns nothing at sentiment's 5e-5 x 4 (README): uner and custom-ner default to 2e-4 x 10."""
-    assert (RunConfig(task="nusax").stage1_epochs, RunConfig(task="nusax").stage1_lr) == (4, 5e-5)
-    uner = RunConfig(task="uner", target_lang="de")
-    assert (uner.stage1_epochs, uner.stage1_lr) == (10, 2e-4)
-    assert (RunConfig(task="custom-ner").stage1_epochs, RunConfig(task="panx").stage1_lr) == (10, 5e-5)
-    given = RunConfig(task="uner", target_lang="de", stage1_epochs=3, stage1_lr=1e-3)
-    assert (given.stage1_epochs, given.stage1_lr) == (3, 1e-3)
-    # the resolved values are what config.yaml holds, so a saved run reads back equal
+def test_stage1_budget_follows_the_task_and_the_stage1_method_unless_given(tmp_path, capsys):
+    """English NER learns nothing at sentiment's 5e-5 x 4 (README): uner and custom-ner default to 2e-4 x 10. LoRA
+    stage 1 (decoders) stayed near chance at 5e-5 (README, Gemma): it defaults to 2e-4 whatever the task."""
+    def lr(**settings):
+        return stage1_lr(RunConfig(target_lang="de", **settings))
+
+    assert (RunConfig(task="nusax").stage1_epochs, lr(task="nusax", model="tiny-random/bert")) == (4, 5e-5)
+    uner = RunConfig(task="uner", target_lang="de", model="tiny-random/bert")
+    assert (uner.stage1_epochs, uner.stage1_lr, stage1_lr(uner)) == (10, None, 2e-4)
+    assert (RunConfig(task="custom-ner").stage1_epochs, lr(task="panx", model="tiny-random/bert")) == (10, 5e-5)
+    # a decoder's LoRA stage 1, and an encoder's when asked for; a decoder fully fine-tuned takes the task's
+    assert lr(task="nusax", model="tiny-random/llama") == lr(task="nusax", stage1_method="lora") == 2e-4
+    assert lr(task="nusax", model="tiny-random/llama", stage1_method="full") == 5e-5
+    given = RunConfig(task="uner", target_lang="de", stage1_epochs=3, stage1_lr=1e-3, model="tiny-random/llama")
+    assert (given.stage1_epochs, stage1_lr(given)) == (3, 1e-3)
+    # the resolved epochs are what config.yaml holds, so a saved run reads back equal
     assert RunConfig.from_dict(uner.to_dict()) == uner
+    # the stage-1 model's key holds the rate it trained at: a default and the same rate given share a model
+    files = _custom(tmp_path, "a", ROWS)
+    assert _key(tmp_path, files) == _key(tmp_path, files, stage1_lr=5e-5) != _key(tmp_path, files, stage1_lr=2e-4)
+    llama = dict(model="tiny-random/llama")
+    assert _key(tmp_path, files, **llama) == _key(tmp_path, files, stage1_lr=2e-4, **llama)
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "(default: 4; 10 for uner and custom-ner)" in help_text
-    assert "(default: 5e-05; 0.0002 for uner and custom-ner)" in help_text
+    assert "(default: 5e-05; 0.0002 for uner and custom-ner; 0.0002 when stage 1 is LoRA)" in help_text
 
 
 def test_lora_stage1_trains_at_its_own_rank_whatever_the_stage2_rank(tmp_path, monkeypatch):

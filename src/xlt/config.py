@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from xlt.data.tasks import (NOT_PARALLEL, QA_TASKS, SENTENCE_TASKS, STAGE1_BUDGET, STAGE1_BUDGETS, TASKS,
-                            TRANSLATION_TASKS, USER_FILE_TASKS, check_parallel)
+from xlt.data.tasks import (NOT_PARALLEL, QA_TASKS, SENTENCE_TASKS, STAGE1_BUDGET, STAGE1_BUDGETS, STAGE1_LORA_LR,
+                            TASKS, TRANSLATION_TASKS, USER_FILE_TASKS, check_parallel)
 from xlt.errors import XltError
 from xlt.flare.fusion_names import FUSIONS, check_fusion_name
 from xlt.languages import canonical_code
@@ -140,7 +140,8 @@ class RunConfig:
                                           "it they spill to a temporary file; 0: recompute them every epoch)")
     # stage 1 (English task model), cached per (model, task, seed, these settings)
     stage1_epochs: int | None = setting(None, "stage-1 (English task model) epochs", shown=_budget_shown(0))
-    stage1_lr: float | None = setting(None, "stage-1 learning rate (> 0)", shown=_budget_shown(1))
+    stage1_lr: float | None = setting(None, "stage-1 learning rate (> 0)",
+                                      shown=f"{_budget_shown(1)}; {show_value(STAGE1_LORA_LR)} when stage 1 is LoRA")
     stage1_freeze_embeddings: bool = setting(True, "stage 1, full fine-tuning: freeze the word embeddings")
     stage1_method: str | None = setting(None, "stage 1: full fine-tuning, or LoRA merged into the weights",
                                         choices=("full", "lora"), shown="full for encoders, lora for decoders and mT5")
@@ -155,9 +156,8 @@ class RunConfig:
         for f in fields(self):
             setattr(self, f.name, _typed(f.name, getattr(self, f.name)))
         method = get_method(self.method)
-        epochs, lr = STAGE1_BUDGETS.get(self.task, STAGE1_BUDGET)
-        self.stage1_epochs = epochs if self.stage1_epochs is None else self.stage1_epochs
-        self.stage1_lr = lr if self.stage1_lr is None else self.stage1_lr
+        if self.stage1_epochs is None:  # the learning rate also depends on the model: xlt.stage1.stage1_lr
+            self.stage1_epochs = STAGE1_BUDGETS.get(self.task, STAGE1_BUDGET)[0]
         if self.lora_r is None:
             self.lora_r = 8 if method.align else 64
         if self.lora_alpha is None:
@@ -283,6 +283,8 @@ class RunConfig:
                 raise XltError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "stage1_lr", "align_temperature"):
             value = getattr(self, name)
+            if value is None:  # stage1_lr: the default for the stage-1 method
+                continue
             if not (math.isfinite(value) and value > 0):
                 raise XltError(f"{name} must be a finite number > 0, got {value}")
         if not (math.isfinite(self.source_cache_gb) and self.source_cache_gb >= 0):

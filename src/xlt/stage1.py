@@ -20,7 +20,7 @@ from xlt.data.examples import (AnyTaskData, GenTaskData, QATaskData, TagTaskData
                                source_side)
 from xlt.data.json_ner import as_generation as json_entities
 from xlt.data.qa_generation import as_generation, is_generated_qa
-from xlt.data.tasks import load_task
+from xlt.data.tasks import load_task, stage1_budget
 from xlt.errors import XltError
 from xlt.io import write_json
 from xlt.method_table import check_xmixup_family, get_method
@@ -83,6 +83,11 @@ def stage1_method(cfg: RunConfig) -> str:
     return cfg.stage1_method or architecture_of(resolve_model(cfg.model)).stage1
 
 
+def stage1_lr(cfg: RunConfig) -> float:
+    """Stage 1's learning rate: the flag, else the task's for full fine-tuning or a LoRA rate for LoRA."""
+    return cfg.stage1_lr if cfg.stage1_lr is not None else stage1_budget(cfg.task, stage1_method(cfg))[1]
+
+
 def resolve_defaults(cfg: RunConfig, data: AnyTaskData) -> RunConfig:
     """Fill the settings whose default depends on the model, so a run records what it used: the pooling
     of classification heads (None where nothing is pooled: generation, tagging, verbalizer scoring)."""
@@ -139,11 +144,11 @@ def stage1_settings(cfg: RunConfig, english: AnyTaskData) -> dict:
           else {})  # only these tasks' keys: the others keep their cached models
     return {
         **model_fingerprint(cfg.model), "task": cfg.task, "source_lang": english.source_lang,
-        "data": content_digest(english), "seed": cfg.seed, "epochs": cfg.stage1_epochs, "lr": cfg.stage1_lr,
+        "data": content_digest(english), "seed": cfg.seed, "epochs": cfg.stage1_epochs, "lr": stage1_lr(cfg),
         "freeze_embeddings": cfg.stage1_freeze_embeddings if method == "full" else None,
         "method": method, "decoder_classifier": cfg.decoder_classifier, "pooling": cfg.pooling, **lora,
         "max_length": cfg.max_length, "max_answer_length": cfg.max_answer_length, "batch_size": cfg.batch_size,
-        "bf16": cfg.bf16, "fp16": cfg.fp16, "schedule": _schedule(cfg, cfg.stage1_epochs, cfg.stage1_lr), **qa,
+        "bf16": cfg.bf16, "fp16": cfg.fp16, "schedule": _schedule(cfg, cfg.stage1_epochs, stage1_lr(cfg)), **qa,
     }
 
 
@@ -206,7 +211,7 @@ def ensure_stage1(cfg: RunConfig) -> Path:
             model.get_input_embeddings().weight.requires_grad_(False)
         to_batch = kind.train_batches(cfg, tokenizer, model, english, "target", None)
         plan = task_steps(english.train, to_batch, cfg.batch_size, cfg.stage1_epochs, cfg.seed)
-        seconds = train(model, plan, train_settings(cfg, cfg.stage1_epochs, cfg.stage1_lr), f"stage 1 ({cfg.source_lang})")
+        seconds = train(model, plan, train_settings(cfg, cfg.stage1_epochs, stage1_lr(cfg)), f"stage 1 ({cfg.source_lang})")
         if method == "lora":
             model = model.merge_and_unload()
         metrics = kind.evaluate(cfg, model, tokenizer, english, "target", None, desc=f"stage 1 test ({cfg.source_lang})")
