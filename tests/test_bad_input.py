@@ -142,6 +142,7 @@ def test_csv_field_over_xlt_limit_is_one_line(tmp_path, capsys, monkeypatch):
     ("--align-temperature", "-0.1", "align_temperature must be a finite number > 0, got -0.1"),
     ("--align-temperature", "nan", "align_temperature must be a finite number > 0, got nan"),
     ("--batch-size", "0", "batch_size must be >= 1, got 0"),
+    ("--qa-windows-per-pass", "0", "qa_windows_per_pass must be >= 1, got 0"),
     ("--seed", "-1", "seed must be in 0 .. 2**32-1, got -1"),
     ("--align-max-pairs", "1", "align_max_pairs must be >= 2"),
     ("--align-layers", "4,x", "align_layers must be comma-separated layer numbers >= 1, got '4,x'"),

@@ -3,9 +3,12 @@ back to characters, the readers on the real files, custom-qa's checks, and runs 
 and mT5 (answer generation): tests/test_qa_generation.py."""
 
 import json
+from functools import partial
 
 import pytest
 import torch
+from accelerate import Accelerator
+from transformers import AutoModelForQuestionAnswering
 
 from xlt.cli import main
 from xlt.config import RunConfig
@@ -18,7 +21,7 @@ from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
 from xlt.tasks.kinds import QA, kind_of, task_architecture
 from xlt.tasks.qa import answer_tokens, best_spans, qa_batch, question_cap, read_answers, window_stride
-from xlt.training.loop import TrainSettings, task_steps, train
+from xlt.training.loop import TaskStep, TrainSettings, backward, predict, task_steps, train
 from helpers import cli_error
 
 
@@ -273,6 +276,47 @@ def test_the_span_head_is_what_train_head_and_a_training_step_reach(bert):
     assert all("lora_" in n or "modules_to_save" in n for n in changed)
 
 
+def test_a_batch_of_many_windows_runs_in_passes_with_the_loss_gradient_and_logits_of_one_call(bert):
+    path, tokenizer = bert
+    examples = [QAExample("who?", CONTEXT, (a,), (CONTEXT.index(a),), "who?", CONTEXT, (a,), (CONTEXT.index(a),), a)
+                for a in ("alpha", "delta", "zeta")]  # 2 windows each, an English side for FLARE's source
+    to_batch = partial(qa_batch, tokenizer, view="target", max_length=24, stride=4)
+    batch = qa_batch(tokenizer, examples, "target", max_length=24, stride=4, source="text")
+    passes = batch.passes(4)
+    assert [p.samples for p, _ in passes] == [[0, 0, 1, 1], [2, 2]] and [w for _, w in passes] == [4 / 6, 2 / 6]
+    for key, value in batch.inputs.items():  # source_* rows are cut with their windows
+        assert torch.equal(torch.cat([p.inputs[key] for p, _ in passes]), value), key
+    assert torch.equal(torch.cat([p.labels for p, _ in passes]), batch.labels)
+    assert batch.passes(6) == [(batch, 1.0)] and batch.passes(None) == [(batch, 1.0)]
+    zero = qa_batch(tokenizer, examples, "target", max_length=24, stride=4, source="zero")
+    assert [p.inputs["zero_source"] for p, _ in zero.passes(5)] == [True, True]
+
+    # no dropout: a step in passes has the gradient of one call (each pass weighted by its windows)
+    model = AutoModelForQuestionAnswering.from_pretrained(path, hidden_dropout_prob=0.0,
+                                                          attention_probs_dropout_prob=0.0)
+    accelerator, results = Accelerator(cpu=True), {}
+    for max_rows in (None, 1, 4):
+        model.zero_grad()
+        step = TaskStep([0, 1, 2], examples, to_batch, max_rows)(model, accelerator)
+        assert len(step) == {None: 1, 1: 6, 4: 2}[max_rows]
+        loss = backward(step, model, accelerator)
+        results[max_rows] = loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    loss, grads = results[None]
+    assert loss.item() > 0 and len(grads) == len(list(model.parameters()))
+    for max_rows in (1, 4):
+        assert torch.allclose(results[max_rows][0], loss, atol=1e-6)
+        for name, grad in grads.items():
+            assert torch.allclose(results[max_rows][1][name], grad, atol=1e-6, rtol=1e-4), (max_rows, name)
+
+    def window_logits(b, logits):  # per question, the logits of its windows
+        return [logits[[w for w, s in enumerate(b.samples) if s == q]] for q in range(b.questions)]
+
+    whole = predict(model, examples, to_batch, show_progress=False, read=window_logits)
+    cut = predict(model, examples, to_batch, show_progress=False, read=window_logits, max_rows=1)
+    assert [x.shape for x in whole] == [(2, 24, 2)] * 3
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(whole, cut))
+
+
 # --- runs from the CLI -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -322,6 +366,7 @@ def test_tydiqa_runs_lora_and_its_english_model_is_cached_with_the_window_settin
     cfg = RunConfig(task="tydiqa", target_lang="sw", model="tiny-random/bert", data_dir=str(root),
                     stage1_dir=str(stage1_root))
     assert stage1_dir(cfg) != stage1_dir(cfg.replace(doc_stride=64)) != stage1_dir(cfg.replace(qa_max_length=128))
+    assert stage1_dir(cfg) != stage1_dir(cfg.replace(qa_windows_per_pass=4))  # other dropout draws
     assert stage1_dir(cfg) == stage1_dir(cfg.replace(target_lang="en"))  # one English model for every language
 
 

@@ -103,6 +103,9 @@ class RunConfig:
                                       "mT5: tokens per prompt (instruction, question, a window of the paragraph)")
     doc_stride: int = setting(128, "QA on encoders: tokens consecutive paragraph windows share (at most half a "
                                    "window's paragraph)")
+    qa_windows_per_pass: int = setting(16, "QA on encoders: most windows one model call takes; a batch's further "
+                                           "windows run in further calls, gradients accumulated (bounds memory "
+                                           "however long the paragraphs)")
     num_beams: int = setting(1, "generation tasks: beam size of decoding (1: greedy; beams for methods without a "
                                 "source text)")
     lora_r: int | None = setting(None, "LoRA rank", shown="64 (FLARE paper); 8 for align methods")
@@ -278,7 +281,8 @@ class RunConfig:
         if self.qa_max_length < 8:
             raise XltError(f"qa_max_length must be >= 8, got {self.qa_max_length}")
         for name in ("epochs", "batch_size", "max_length", "max_answer_length", "lora_r", "lora_alpha",
-                     "stage1_epochs", "stage1_lora_r", "mt_beams", "mt_batch_size", "num_beams"):
+                     "stage1_epochs", "stage1_lora_r", "mt_beams", "mt_batch_size", "num_beams",
+                     "qa_windows_per_pass"):
             if getattr(self, name) < 1:
                 raise XltError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "stage1_lr", "align_temperature"):

@@ -235,7 +235,8 @@ def train_adapter(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTas
         adapted.flare.enable_source_cache(int(cfg.source_cache_gb * 2**30))
     method = adapted.method
     to_batch = kind_of(data, cfg).train_batches(cfg, tokenizer, adapted.model, data, method.view, adapted.source)
-    plan = task_steps(data.train, to_batch, cfg.batch_size, cfg.epochs, cfg.seed) if method.task_loss else []
+    plan = task_steps(data.train, to_batch, cfg.batch_size, cfg.epochs, cfg.seed, cfg.qa_windows_per_pass) \
+        if method.task_loss else []
     if aligner is not None:
         plan = aligner.plan(plan, cfg.epochs)
     seconds = train(adapted.model, plan, train_settings(cfg, cfg.epochs, cfg.lr), f"{cfg.method} ({cfg.target_lang})")

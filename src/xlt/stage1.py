@@ -137,7 +137,8 @@ def stage1_settings(cfg: RunConfig, english: AnyTaskData) -> dict:
     """
     method = stage1_method(cfg)
     lora = stage1_lora(cfg) if method == "lora" else {}
-    qa = ({"qa_max_length": cfg.qa_max_length, "doc_stride": cfg.doc_stride} if isinstance(english, QATaskData)
+    qa = ({"qa_max_length": cfg.qa_max_length, "doc_stride": cfg.doc_stride,
+           "qa_windows_per_pass": cfg.qa_windows_per_pass} if isinstance(english, QATaskData)  # dropout draws
           else {"qa_max_length": cfg.qa_max_length} if is_generated_qa(english)
           # prompts were once cut at their end, then at --max-length including the instruction
           else {"prompt_cut": "text-limit-before-cue"} if isinstance(english, GenTaskData)
@@ -210,7 +211,7 @@ def ensure_stage1(cfg: RunConfig) -> Path:
         elif cfg.stage1_freeze_embeddings:  # the word embeddings are 80% of e5-small's parameters
             model.get_input_embeddings().weight.requires_grad_(False)
         to_batch = kind.train_batches(cfg, tokenizer, model, english, "target", None)
-        plan = task_steps(english.train, to_batch, cfg.batch_size, cfg.stage1_epochs, cfg.seed)
+        plan = task_steps(english.train, to_batch, cfg.batch_size, cfg.stage1_epochs, cfg.seed, cfg.qa_windows_per_pass)
         seconds = train(model, plan, train_settings(cfg, cfg.stage1_epochs, stage1_lr(cfg)), f"stage 1 ({cfg.source_lang})")
         if method == "lora":
             model = model.merge_and_unload()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
@@ -60,9 +61,9 @@ class Aligner:
         """The optimizer steps of the run: ``task_plan`` with alignment steps interleaved."""
         return interleave(task_plan, self.step, self.schedule, self.steps_per_epoch() * epochs)
 
-    def step(self, model: torch.nn.Module, accelerator) -> torch.Tensor:
-        """One alignment step of the training loop (every process computes the same batch)."""
-        return self.loss(model, accelerator.device)
+    def step(self, model: torch.nn.Module, accelerator) -> list:
+        """One alignment step of the training loop: one pass (every process computes the same batch)."""
+        return [partial(self.loss, model, accelerator.device)]
 
     def loss(self, model: torch.nn.Module, device: torch.device) -> torch.Tensor:
         batch = self.next_batch()

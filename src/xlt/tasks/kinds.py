@@ -178,7 +178,8 @@ class QA:
         normalised for that side's language."""
         to_batch = self.train_batches(cfg, tokenizer, model, data, view, source)
         preds = predict(model, data.test, to_batch, batch_size=cfg.batch_size, bf16=cfg.bf16,
-                        show_progress=cfg.show_progress, desc=desc, read=read_answers(cfg.max_answer_length))
+                        show_progress=cfg.show_progress, desc=desc, read=read_answers(cfg.max_answer_length),
+                        max_rows=cfg.qa_windows_per_pass)
         lang = data.source_lang if view == "source" else data.target_lang
         return squad_metrics(preds, [list(labelled(ex, view)[2]) for ex in data.test], lang)
 

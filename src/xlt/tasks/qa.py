@@ -36,7 +36,7 @@ Views (xlt.training.batches):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -70,6 +70,25 @@ class QABatch(Batch):
     @property
     def questions(self) -> int:
         return len(self.contexts)
+
+    def passes(self, max_rows: int | None) -> list[tuple["QABatch", float]]:
+        """Consecutive runs of at most ``max_rows`` windows (``--qa-windows-per-pass``), each weighted by its
+        share of the windows: the span loss is a mean over windows, so the weighted sum of the passes' losses
+        is the whole batch's. Bounds memory whatever the paragraphs' length (32 questions can be 100 windows)."""
+        total = len(self.samples)
+        if max_rows is None or total <= max_rows:
+            return [(self, 1.0)]
+        return [(self._rows(slice(start, start + max_rows)), min(max_rows, total - start) / total)
+                for start in range(0, total, max_rows)]
+
+    def _rows(self, cut: slice) -> "QABatch":
+        """Windows ``cut`` of the batch (tensors with a row per window are cut; flags like ``zero_source``
+        are kept)."""
+        rows = len(self.samples)
+        inputs = {k: v[cut] if isinstance(v, torch.Tensor) and v.shape[:1] == (rows,) else v
+                  for k, v in self.inputs.items()}
+        return replace(self, inputs=inputs, labels=self.labels[cut], samples=self.samples[cut],
+                       context_mask=self.context_mask[cut], offsets=self.offsets[cut])
 
 
 def _english(ex: QAExample) -> tuple[str, str]:

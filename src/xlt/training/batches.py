@@ -42,6 +42,12 @@ class Batch:
         """What prediction reads from the model's output (QA: start and end logits, stacked)."""
         return output.logits
 
+    def passes(self, max_rows: int | None) -> list[tuple["Batch", float]]:
+        """The batch as model calls of at most ``max_rows`` rows, each with its share of the batch's loss.
+        One call here: these losses are means over tokens, not rows, and a batch has as many rows as
+        examples. QA batches, a row per paragraph window, split (:class:`xlt.tasks.qa.QABatch`)."""
+        return [(self, 1.0)]
+
 
 def pad_rows(rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
     """Token-id rows padded with ``value`` to the longest, on the left (decoders) or the right."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Sequence
 
 import torch
@@ -103,31 +104,54 @@ def length_grouped_batches(examples: Sequence[Example], batch_size: int, generat
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-Step = Callable[[torch.nn.Module, Accelerator], torch.Tensor]
-"""One optimizer step: given the (prepared) model and the accelerator, this process's loss."""
+Pass = Callable[[], torch.Tensor]
+"""One forward pass of a step: computes its share of the step's loss (already weighted)."""
+Step = Callable[[torch.nn.Module, Accelerator], list[Pass]]
+"""One optimizer step: given the (prepared) model and the accelerator, this process's forward passes. The
+loop runs and backpropagates them one at a time, so only one pass's activations are held at once."""
 
 
 @dataclass
 class TaskStep:
     """One batch of task examples; each process takes its rows and weights its mean loss so that DDP's
-    average over processes is the mean over the whole batch."""
+    average over processes is the mean over the whole batch. A batch with more than ``max_rows`` rows
+    (QA windows) is run in several passes (``Batch.passes``)."""
 
     rows: list[int]
     examples: Sequence
     to_batch: Callable[[list], Batch]
+    max_rows: int | None = None
 
-    def __call__(self, model: torch.nn.Module, accelerator: Accelerator) -> torch.Tensor:
+    def __call__(self, model: torch.nn.Module, accelerator: Accelerator) -> list[Pass]:
         rows, weight = shard(self.rows, accelerator.process_index, accelerator.num_processes)
         batch = self.to_batch([self.examples[i] for i in rows]).to(accelerator.device)
-        return model(**batch.inputs, **batch.targets()).loss * weight
+        return [partial(_weighted_loss, model, part, share * weight) for part, share in batch.passes(self.max_rows)]
+
+
+def _weighted_loss(model: torch.nn.Module, batch: Batch, weight: float) -> torch.Tensor:
+    return model(**batch.inputs, **batch.targets()).loss * weight
 
 
 def task_steps(examples: Sequence, to_batch: Callable[[list], Batch], batch_size: int, epochs: int,
-               seed: int) -> list[TaskStep]:
-    """``epochs`` passes over ``examples`` in length-grouped shuffled batches, one step per batch."""
+               seed: int, max_rows: int | None = None) -> list[TaskStep]:
+    """``epochs`` passes over ``examples`` in length-grouped shuffled batches, one step per batch, each
+    run in model calls of at most ``max_rows`` rows where its batches split (QA windows)."""
     generator = torch.Generator().manual_seed(seed)
-    return [TaskStep(rows, examples, to_batch) for _ in range(epochs)
+    return [TaskStep(rows, examples, to_batch, max_rows) for _ in range(epochs)
             for rows in length_grouped_batches(examples, batch_size, generator)]
+
+
+def backward(passes: list[Pass], model: torch.nn.Module, accelerator: Accelerator) -> torch.Tensor:
+    """Run and backpropagate each pass in turn (gradients accumulate, DDP syncs them once: on the last
+    pass); returns the step's loss, the sum of the passes' weighted losses."""
+    loss = torch.zeros(())
+    for i, compute in enumerate(passes):
+        with contextlib.nullcontext() if i == len(passes) - 1 else accelerator.no_sync(model):
+            with accelerator.autocast():
+                part = compute()
+            accelerator.backward(part)
+        loss += part.detach().float().cpu()
+    return loss
 
 
 def train(model: torch.nn.Module, plan: Sequence[Step], settings: TrainSettings, desc: str = "train") -> float:
@@ -146,9 +170,7 @@ def train(model: torch.nn.Module, plan: Sequence[Step], settings: TrainSettings,
     show = settings.show_progress and accelerator.is_main_process
     bar = tqdm(total=total, desc=desc, disable=not show, leave=False)
     for step in plan:
-        with accelerator.autocast():
-            loss = step(model, accelerator)
-        accelerator.backward(loss)
+        loss = backward(step(model, accelerator), model, accelerator)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
@@ -168,10 +190,12 @@ def predict(
     show_progress: bool = True,
     desc: str = "evaluate",
     read: Callable[[Batch, torch.Tensor], list] | None = None,
+    max_rows: int | None = None,
 ) -> list:
     """One prediction per example in eval mode (the model's own mode is restored afterwards): the argmax
     class, or what ``read(batch, logits)`` makes of each example of the batch (tagging: one tag per word;
-    QA: the answer text, read from all the windows of the example)."""
+    QA: the answer text, read from all the windows of the example), in model calls of at most ``max_rows``
+    rows where a batch splits (QA windows)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -183,7 +207,7 @@ def predict(
         for indices in tqdm(chunks, desc=desc, disable=not show_progress, leave=False):
             batch = to_batch([examples[i] for i in indices]).to(device)
             with autocast:
-                logits = batch.logits_of(model(**batch.inputs))
+                logits = torch.cat([part.logits_of(model(**part.inputs)) for part, _ in batch.passes(max_rows)])
             rows = read(batch, logits) if read is not None else logits.argmax(-1).tolist()
             for i, pred in zip(indices, rows):
                 preds[i] = pred
