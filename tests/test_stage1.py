@@ -118,7 +118,8 @@ def test_stage1_key_holds_every_setting_that_changes_the_model(tmp_path):
 
 
 def test_stage1_budget_follows_the_task_and_the_stage1_method_unless_given(tmp_path, capsys):
-    """English NER learns nothing at sentiment's 5e-5 x 4 (README): uner and custom-ner default to 2e-4 x 10. LoRA
+    """English NER learns nothing at sentiment's 5e-5 x 4 and English QA little (README): uner, custom-ner and the QA
+    tasks default to 2e-4 x 10. LoRA
     stage 1 (decoders) stayed near chance at 5e-5 (README, Gemma): it defaults to 2e-4 whatever the task."""
     def lr(**settings):
         return stage1_lr(RunConfig(target_lang="de", **settings))
@@ -127,6 +128,9 @@ def test_stage1_budget_follows_the_task_and_the_stage1_method_unless_given(tmp_p
     uner = RunConfig(task="uner", target_lang="de", model="tiny-random/bert")
     assert (uner.stage1_epochs, uner.stage1_lr, stage1_lr(uner)) == (10, None, 2e-4)
     assert (RunConfig(task="custom-ner").stage1_epochs, lr(task="panx", model="tiny-random/bert")) == (10, 5e-5)
+    for task in ("mlqa", "tydiqa", "custom-qa"):
+        assert (RunConfig(task=task, target_lang="de").stage1_epochs, lr(task=task, model="tiny-random/bert")) == (
+            10, 2e-4), task
     # a decoder's LoRA stage 1, and an encoder's when asked for; a decoder fully fine-tuned takes the task's
     assert lr(task="nusax", model="tiny-random/llama") == lr(task="nusax", stage1_method="lora") == 2e-4
     assert lr(task="nusax", model="tiny-random/llama", stage1_method="full") == 5e-5
@@ -142,8 +146,9 @@ def test_stage1_budget_follows_the_task_and_the_stage1_method_unless_given(tmp_p
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "(default: 4; 10 for uner and custom-ner)" in help_text
-    assert "(default: 5e-05; 0.0002 for uner and custom-ner; 0.0002 when stage 1 is LoRA)" in help_text
+    assert "(default: 4; 10 for uner, custom-ner, mlqa, tydiqa, custom-qa)" in help_text
+    assert "(default: 5e-05; 0.0002 for uner, custom-ner, mlqa, tydiqa, custom-qa; 0.0002 when stage 1 is LoRA)" \
+        in help_text
 
 
 def test_lora_stage1_trains_at_its_own_rank_whatever_the_stage2_rank(tmp_path, monkeypatch):

@@ -50,7 +50,7 @@ def _budget_shown(index: int) -> str:
     tasks: dict[object, list[str]] = {}
     for task, budget in STAGE1_BUDGETS.items():
         tasks.setdefault(budget[index], []).append(task)
-    return "; ".join([show_value(STAGE1_BUDGET[index])] + [f"{show_value(v)} for {' and '.join(t)}"
+    return "; ".join([show_value(STAGE1_BUDGET[index])] + [f"{show_value(v)} for {', '.join(t)}"
                                                             for v, t in tasks.items()])
 
 
