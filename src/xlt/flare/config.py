@@ -32,6 +32,7 @@ UNSUPPORTED = {
     "eva_config": "EVA initialisation is not wired to FLARE",
     "corda_config": "CorDA rewrites the base weight the frozen source pass reads",
     "lora_ga_config": "LoRA-GA rewrites the base weight the frozen source pass reads",
+    "astra_config": "Astra rewrites the base weight the frozen source pass reads",  # peft 0.22
 }
 # LoraConfig options FLARE honours as LoRA does (each one reaches the LoRA part of FlareLinear), or that
 # only matter together with a refused one (loftq_config, qalora_group_size, megatron_core, runtime_config)
