@@ -20,7 +20,7 @@ from xlt.data.examples import (AnyTaskData, GenTaskData, QATaskData, TagTaskData
                                source_side)
 from xlt.data.json_ner import as_generation as json_entities
 from xlt.data.qa_generation import as_generation, is_generated_qa
-from xlt.data.tasks import load_task, stage1_budget
+from xlt.data.tasks import default_stage1_lr, load_task
 from xlt.errors import XltError
 from xlt.io import write_json
 from xlt.method_table import check_xmixup_family, get_method
@@ -85,7 +85,7 @@ def stage1_method(cfg: RunConfig) -> str:
 
 def stage1_lr(cfg: RunConfig) -> float:
     """Stage 1's learning rate: the flag, else the task's for full fine-tuning or a LoRA rate for LoRA."""
-    return cfg.stage1_lr if cfg.stage1_lr is not None else stage1_budget(cfg.task, stage1_method(cfg))[1]
+    return cfg.stage1_lr if cfg.stage1_lr is not None else default_stage1_lr(cfg.task, stage1_method(cfg))
 
 
 def resolve_defaults(cfg: RunConfig, data: AnyTaskData) -> RunConfig:

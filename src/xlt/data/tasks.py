@@ -175,10 +175,10 @@ STAGE1_BUDGETS = {task: SMALL_ENGLISH_SET for task in ("uner", "custom-ner", "ml
 STAGE1_LORA_LR = 2e-4
 
 
-def stage1_budget(task: str, stage1_method: str) -> tuple[int, float]:
-    """Stage 1's default (epochs, learning rate) for ``task`` trained by ``stage1_method`` ("full" or "lora")."""
-    epochs, lr = STAGE1_BUDGETS.get(task, STAGE1_BUDGET)
-    return epochs, STAGE1_LORA_LR if stage1_method == "lora" else lr
+def default_stage1_lr(task: str, stage1_method: str) -> float:
+    """Stage 1's default learning rate for ``task`` trained by ``stage1_method`` ("full" or "lora"); its
+    epochs depend on the task alone, which ``RunConfig`` fills in."""
+    return STAGE1_LORA_LR if stage1_method == "lora" else STAGE1_BUDGETS.get(task, STAGE1_BUDGET)[1]
 
 
 def check_parallel(task: str, method: str, view: str, fuses_source: bool) -> None:
