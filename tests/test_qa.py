@@ -166,10 +166,35 @@ def test_mlqa_pairs_each_question_with_its_english_version_and_splits_by_paragra
         load_task("mlqa", "fi", data_dir=data_dir)
 
 
-def test_the_tydiqa_files_at_hand_carry_no_answers_and_are_refused(data_dir):
-    with pytest.raises(XltError, match=r"tydiqa.goldp.en.dev.json: 440 of 440 questions have an empty gold answer; "
+def test_tydiqa_trains_on_the_training_files_and_tests_on_the_whole_dev_file(data_dir):
+    data = load_task("tydiqa", "sw", data_dir=data_dir)
+    assert (len(data.train), len(data.test)) == (2755, 499)  # train/…sw.train.json; the whole sw dev file
+    assert all(ex.id.startswith("swahili-") and not ex.has_source for ex in data.train + data.test)
+    ex = data.test[0]
+    assert ex.answers[0] and ex.context[ex.answer_starts[0]:].startswith(ex.answers[0])
+    english = source_side(data)
+    assert (len(english.train), len(english.test)) == (3696, 440)
+    assert all(ex.id.startswith("english-") for ex in english.train + english.test)
+    assert not {ex.id for ex in english.train} & {ex.id for ex in english.test}
+    # Finnish has no training file: its dev file is split by paragraph, as before
+    finnish = load_task("tydiqa", "fi", data_dir=data_dir)
+    assert len(finnish.train) + len(finnish.test) == 782 and finnish.train and finnish.test
+    assert not {ex.context for ex in finnish.train} & {ex.context for ex in finnish.test}
+    assert source_side(finnish).train == english.train
+
+
+def test_a_squad_copy_with_its_answers_withheld_is_refused(tmp_path):
+    root = _tydiqa(tmp_path)
+    path = root / "tydiqa-goldp" / "tydiqa.goldp.en.dev.json"
+    blank = json.loads(path.read_text())
+    for article in blank["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                qa["answers"] = [{"text": "", "answer_start": 0}]
+    path.write_text(json.dumps(blank))
+    with pytest.raises(XltError, match=r"tydiqa.goldp.en.dev.json: 12 of 12 questions have an empty gold answer; "
                                        "this copy of the set carries no answers"):
-        load_task("tydiqa", "sw", data_dir=data_dir)
+        load_task("tydiqa", "sw", data_dir=root)
 
 
 def _squad(paragraphs: list[tuple[str, list[tuple[str, str, str]]]]) -> dict:

@@ -14,9 +14,11 @@ the same side, so no test paragraph is ever read in training.
   Stage 1 (``QATaskData.english``): the English file split the same way (about half of its 1,148 questions
   to train on, the rest to test on), one English model for every target language, which never trains on
   the English version of a target test question.
-- ``tydiqa`` (``tydiqa-goldp/tydiqa.goldp.<xx>.dev.json``, not parallel): the target file split by its own
-  paragraphs; stage 1 trains and tests on the English file split the same way. No example has a source
-  side, so methods that read one are refused (xlt.data.tasks.NOT_PARALLEL).
+- ``tydiqa`` (``tydiqa-goldp/tydiqa.goldp.<xx>.dev.json``, not parallel): a language with a training file
+  (``tydiqa-goldp/train/tydiqa.goldp.<xx>.train.json``: English, Korean and Swahili in the shared copy) trains on
+  it and is tested on its whole dev file; a language without one has its dev file split by its own paragraphs.
+  Stage 1 reads English the same way (3,696 training questions, the 440 dev questions to test on). No example
+  has a source side, so methods that read one are refused (xlt.data.tasks.NOT_PARALLEL).
 - ``custom-qa``: JSON Lines (``--train-file``, ``--test-file``), one question per line, with
   ``target_context``, ``target_question``, ``answers`` and optionally ``source_context``,
   ``source_question``, ``source_answers`` and ``id``. An answers value is a list of SQuAD answer objects
@@ -128,22 +130,32 @@ def load_mlqa(root: Path, target_lang: str, source_lang: str = "en") -> QATaskDa
                       english=QATaskData("mlqa", "en", "en", en_train, [], en_test))
 
 
-def tydiqa_path(root: Path, lang: str) -> Path:
-    return root / "tydiqa-goldp" / f"tydiqa.goldp.{dataset_name('tydiqa', lang)}.dev.json"
+def tydiqa_path(root: Path, lang: str, split: str = "dev") -> Path:
+    folder = root / "tydiqa-goldp" / ("train" if split == "train" else "")
+    return folder / f"tydiqa.goldp.{dataset_name('tydiqa', lang)}.{split}.json"
+
+
+def tydiqa_splits(root: Path, lang: str) -> tuple[list[QAExample], list[QAExample]]:
+    """(train, test) of one TyDiQA language: its training file and its whole dev file where it has a training
+    file, else its dev file split by paragraph (:func:`in_test`)."""
+    dev = read_squad(tydiqa_path(root, lang))
+    train_file = tydiqa_path(root, lang, "train")
+    if train_file.is_file():
+        return read_squad(train_file), dev
+    return _split(dev, lambda ex: ex.context)
 
 
 def load_tydiqa(root: Path, target_lang: str, source_lang: str = "en") -> QATaskData:
-    """TyDiQA-GoldP for ``target_lang`` (no source side) and the English file for the English model."""
+    """TyDiQA-GoldP for ``target_lang`` (no source side) and the English data for the English model."""
     for lang in (target_lang, source_lang):
         dataset_name("tydiqa", lang)
     target, source = canonical_code(target_lang), canonical_code(source_lang)
     _check_source("tydiqa", source)
-    english = read_squad(tydiqa_path(root, "en"))
-    en_train, en_test = _split([_with_source(ex, ex) for ex in english], lambda ex: ex.context)
-    rows = english if target == "en" else read_squad(tydiqa_path(root, target))
-    train, test = _split(rows, lambda ex: ex.context)
-    return QATaskData("tydiqa", source, target, train, [], test,
-                      english=QATaskData("tydiqa", "en", "en", en_train, [], en_test))
+    en_train, en_test = tydiqa_splits(root, "en")
+    train, test = (en_train, en_test) if target == "en" else tydiqa_splits(root, target)
+    english = QATaskData("tydiqa", "en", "en", [_with_source(ex, ex) for ex in en_train], [],
+                         [_with_source(ex, ex) for ex in en_test])
+    return QATaskData("tydiqa", source, target, train, [], test, english=english)
 
 
 # --- custom-qa -------------------------------------------------------------------------------------
