@@ -122,6 +122,8 @@ class RunConfig:
                                          "ceiling λ0 (entropy)", shown="0.5 for x-mixup")
     mixup_schedule: str | None = setting(None, "x-mixup: λ fixed, or per example from the cross-attention's entropy "
                                          "(the paper)", choices=("fixed", "entropy"), shown="entropy for x-mixup")
+    max_grad_norm: float = setting(1.0, "clip the gradients' global norm at this value before each optimizer step, "
+                                        "stage 1 and stage 2 (0: no clipping)")
     train_head: bool = setting(False, "also train the task head in stage 2")
     gradient_checkpointing: bool = setting(False, "gradient checkpointing (less memory, slower)")
     bf16: bool = setting(False, "bf16 autocast")
@@ -291,8 +293,9 @@ class RunConfig:
                 continue
             if not (math.isfinite(value) and value > 0):
                 raise XltError(f"{name} must be a finite number > 0, got {value}")
-        if not (math.isfinite(self.source_cache_gb) and self.source_cache_gb >= 0):
-            raise XltError(f"source_cache_gb must be a finite number >= 0, got {self.source_cache_gb}")
+        for name in ("source_cache_gb", "max_grad_norm"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise XltError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if not 0 <= self.lora_dropout < 1:  # also refuses nan
             raise XltError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if not 0 <= self.stage1_lora_dropout < 1:

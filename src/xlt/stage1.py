@@ -176,7 +176,8 @@ def check_precision(cfg: RunConfig, arch: Architecture, model_type: str) -> None
 
 
 def train_settings(cfg: RunConfig, epochs: int, lr: float) -> TrainSettings:
-    return TrainSettings(epochs, lr, cfg.batch_size, bf16=cfg.bf16, fp16=cfg.fp16, show_progress=cfg.show_progress)
+    return TrainSettings(epochs, lr, cfg.batch_size, bf16=cfg.bf16, fp16=cfg.fp16, max_grad_norm=cfg.max_grad_norm,
+                         show_progress=cfg.show_progress)
 
 
 def _schedule(cfg: RunConfig, epochs: int, lr: float) -> dict:

@@ -31,6 +31,7 @@ class TrainSettings:
     warmup_ratio: float = 0.1
     bf16: bool = False
     fp16: bool = False
+    max_grad_norm: float = 0.0  # clip the global gradient norm before each step; 0: off (RunConfig's default: 1.0)
     show_progress: bool = True
 
 
@@ -157,8 +158,8 @@ def backward(passes: list[Pass], model: torch.nn.Module, accelerator: Accelerato
 def train(model: torch.nn.Module, plan: Sequence[Step], settings: TrainSettings, desc: str = "train") -> float:
     """Run the steps of ``plan`` (one optimizer step each) on the parameters that require grad; returns
     wall-clock seconds. The plan decides what a step computes (task batches, alignment batches, ...);
-    the loop adds autocast, backward, AdamW with transformers' linear warm-up and decay, and DDP under
-    ``accelerate launch``."""
+    the loop adds autocast, backward, gradient clipping (``max_grad_norm``), AdamW with transformers' linear
+    warm-up and decay, and DDP under ``accelerate launch``."""
     accelerator = make_accelerator(settings.bf16, settings.fp16)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -171,6 +172,8 @@ def train(model: torch.nn.Module, plan: Sequence[Step], settings: TrainSettings,
     bar = tqdm(total=total, desc=desc, disable=not show, leave=False)
     for step in plan:
         loss = backward(step(model, accelerator), model, accelerator)
+        if settings.max_grad_norm > 0:  # as transformers' Trainer and the XTREME recipes (1.0)
+            accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
