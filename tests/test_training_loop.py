@@ -60,3 +60,33 @@ def test_the_english_model_is_keyed_by_its_clipping(tmp_path):
     cfg = RunConfig(task="custom", model="tiny-random/bert", target_lang="jv", train_file=str(tmp_path / "train.csv"),
                     test_file=str(tmp_path / "train.csv"), stage1_dir=str(tmp_path / "cache"))
     assert stage1_dir(cfg) == stage1_dir(cfg.replace(max_grad_norm=1.0)) != stage1_dir(cfg.replace(max_grad_norm=0))
+
+
+def test_runs_save_the_state_the_accelerator_gathers_not_the_module_they_passed_in(tmp_path, monkeypatch):
+    """Under FSDP or ZeRO-3 the module handed to train() holds shards after accelerate.prepare; only
+    Accelerator.get_state_dict gathers them. Both stages must save what it returns (here: the tensors plus 1)."""
+    import json
+
+    from accelerate import Accelerator
+    from safetensors.torch import load_file
+
+    from xlt.cli import main
+
+    real = Accelerator.get_state_dict
+    monkeypatch.setattr(Accelerator, "get_state_dict",
+                        lambda self, model, unwrap=True: {k: v + 1 for k, v in real(self, model, unwrap).items()})
+    rows = "".join(f"w{i} good,apik {i},pos\nw{i} bad,elek {i},neg\n" for i in range(4))
+    (tmp_path / "d.csv").write_text("source_text,target_text,label\n" + rows)
+    args = ["train", "--task", "custom", "--train-file", str(tmp_path / "d.csv"), "--test-file", str(tmp_path / "d.csv"),
+            "--target-lang", "jv", "--model", "tiny-random/bert", "--method", "lora", "--epochs", "1",
+            "--stage1-epochs", "1", "--batch-size", "4", "--no-show-progress", "--stage1-dir", str(tmp_path / "s1"),
+            "--output-dir", str(tmp_path / "run")]
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    stage1 = next((tmp_path / "s1").rglob("classifier.safetensors"))
+    # the head was initialized with bias 0 and trained one epoch at 5e-5: far from 1 unless the +1 state was saved
+    assert load_file(str(stage1))["classifier.bias"].min() > 0.9
+    adapter = load_file(str(tmp_path / "run" / "adapter" / "adapter_model.safetensors"))
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
+    assert lora_b and all(v.min() > 0.9 for v in lora_b)  # LoRA B starts at 0 and moved little in 2 steps
+    assert metrics["method"] == "lora"

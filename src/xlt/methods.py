@@ -170,10 +170,13 @@ def check_adapter_settings(adapted: AdaptedModel, folder: str | Path) -> None:
         raise XltError(f"adapter at {folder} was saved with other settings: {'; '.join(differ)}")
 
 
-def save_adapter(adapted: AdaptedModel, folder: str | Path, card: str | None = None) -> None:
+def save_adapter(adapted: AdaptedModel, folder: str | Path, card: str | None = None,
+                 state_dict: dict | None = None) -> None:
     """Adapter weights as safetensors + PEFT config, written to a temp dir and renamed into place.
 
-    PEFT's boilerplate model card (README.md) is replaced by ``card``, or left out without one.
+    PEFT's boilerplate model card (README.md) is replaced by ``card``, or left out without one. ``state_dict``:
+    the whole model's tensors as training's accelerator gathered them (``Trained.state_dict``; under FSDP or
+    ZeRO-3 the module's own are shards); PEFT takes the adapter's from it.
     """
     import shutil
 
@@ -182,7 +185,8 @@ def save_adapter(adapted: AdaptedModel, folder: str | Path, card: str | None = N
     folder = Path(folder)
     tmp = make_temp_dir(folder)
     try:
-        adapted.model.save_pretrained(tmp, safe_serialization=True)
+        adapted.model.save_pretrained(tmp, safe_serialization=True,
+                                      **({} if state_dict is None else {"state_dict": state_dict}))
         if not (tmp / ADAPTER_WEIGHTS).exists():
             raise RuntimeError(f"PEFT wrote no {ADAPTER_WEIGHTS}")
         (tmp / "README.md").unlink(missing_ok=True)

@@ -217,13 +217,14 @@ def run_stage2(cfg: RunConfig) -> dict:
     adapted, tokenizer = build_model(cfg, stage1, data, mt_input)
     aligner = make_aligner(cfg, tokenizer, adapted.model) if method.align else None
     trained = train_adapter(cfg, adapted, tokenizer, data, aligner) if method.trains else {"train_seconds": 0.0}
+    state = trained.pop("state_dict", None)  # the adapter's tensors as the accelerator gathered them
     result = evaluate_adapted(cfg, adapted, tokenizer, data)
     if aligner is not None:
         result["alignment_retrieval"] = alignment_retrieval(cfg, adapted, tokenizer, aligner.layers)
     processes = run_processes()  # under accelerate launch every process trained its shard; one writes
     metrics = run_metrics(cfg, adapted, data, stage1, {**trained, **text_info}, result, processes.num_processes)
     if processes.is_main_process:
-        _write_run_dir(cfg, out, metrics, adapted if method.trains else None)
+        _write_run_dir(cfg, out, metrics, adapted if method.trains else None, state)
     processes.wait_for_everyone()
     return metrics
 
@@ -239,8 +240,8 @@ def train_adapter(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTas
         if method.task_loss else []
     if aligner is not None:
         plan = aligner.plan(plan, cfg.epochs)
-    seconds = train(adapted.model, plan, train_settings(cfg, cfg.epochs, cfg.lr), f"{cfg.method} ({cfg.target_lang})")
-    trained = {"train_seconds": round(seconds, 2)}
+    fit = train(adapted.model, plan, train_settings(cfg, cfg.epochs, cfg.lr), f"{cfg.method} ({cfg.target_lang})")
+    trained = {"train_seconds": round(fit.seconds, 2), "state_dict": fit.state_dict()}  # gathered in every process
     if adapted.flare is not None:  # FLARE: frozen English passes; FLARE-MT: MT encoder passes
         name = "mt_encoder_passes_per_example" if method.mt_encoder else "source_passes_per_example"
         trained[name] = round(adapted.flare.source_rows_computed / len(data.train), 3)
@@ -281,11 +282,13 @@ def _signatures(data: AnyTaskData) -> dict:
     return {"metric_signatures": target, **({"source_metric_signatures": source} if source != target else {})}
 
 
-def _write_run_dir(cfg: RunConfig, out: Path, metrics: dict, adapted: AdaptedModel | None) -> None:
-    """config.yaml, adapter/ (with its model card) and metrics.json, swapped in whole (xlt.run_dir)."""
+def _write_run_dir(cfg: RunConfig, out: Path, metrics: dict, adapted: AdaptedModel | None,
+                   state: dict | None = None) -> None:
+    """config.yaml, adapter/ (with its model card, from ``state`` where training gathered one) and metrics.json,
+    swapped in whole (xlt.run_dir)."""
     config = cfg.to_dict()
     card = model_card(config, metrics, out.resolve())
-    write_adapter = None if adapted is None else (lambda folder: save_adapter(adapted, folder, card))
+    write_adapter = None if adapted is None else (lambda folder: save_adapter(adapted, folder, card, state))
     write_run(out, config, metrics, write_adapter)
 
 

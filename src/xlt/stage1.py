@@ -213,11 +213,16 @@ def ensure_stage1(cfg: RunConfig) -> Path:
             model.get_input_embeddings().weight.requires_grad_(False)
         to_batch = kind.train_batches(cfg, tokenizer, model, english, "target", None)
         plan = task_steps(english.train, to_batch, cfg.batch_size, cfg.stage1_epochs, cfg.seed, cfg.qa_windows_per_pass)
-        seconds = train(model, plan, train_settings(cfg, cfg.stage1_epochs, stage1_lr(cfg)), f"stage 1 ({cfg.source_lang})")
+        fit = train(model, plan, train_settings(cfg, cfg.stage1_epochs, stage1_lr(cfg)), f"stage 1 ({cfg.source_lang})")
+        seconds = fit.seconds
+        # full fine-tuning saves the accelerator's gathered state (FSDP/ZeRO-3 shard the module's own); LoRA is
+        # merged into the module's weights, which needs them whole (not checked under FSDP: no GPU here)
+        state = fit.state_dict() if method == "full" else None
+        model = fit.unwrapped()
         if method == "lora":
             model = model.merge_and_unload()
         metrics = kind.evaluate(cfg, model, tokenizer, english, "target", None, desc=f"stage 1 test ({cfg.source_lang})")
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, **({} if state is None else {"state_dict": state}))
         tokenizer.save_pretrained(tmp)
         labels = list(english.labels) if isinstance(english, (TaskData, TagTaskData)) else None
         write_json(tmp / STAGE1_INFO, {"settings": stage1_settings(cfg, english), "labels": labels, "method": method,

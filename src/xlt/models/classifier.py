@@ -105,12 +105,16 @@ class PooledClassifier(nn.Module):
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None, **kwargs):
         self.backbone.activation_checkpointing_enable(activation_checkpointing_kwargs=gradient_checkpointing_kwargs)
 
-    def save_pretrained(self, folder: str | Path, **kwargs) -> None:
+    def save_pretrained(self, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None, **kwargs) -> None:
+        """The backbone as a Hugging Face folder plus the head; ``state_dict`` (this module's keys, e.g. the
+        accelerator's gathered state) replaces the module's own tensors."""
         from safetensors.torch import save_file
 
         folder = Path(folder)
-        self.backbone.save_pretrained(folder, **kwargs)
-        head = {f"classifier.{k}": v.detach().cpu().contiguous() for k, v in self.classifier.state_dict().items()}
+        state = self.state_dict() if state_dict is None else state_dict
+        backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+        self.backbone.save_pretrained(folder, state_dict=backbone, **kwargs)
+        head = {k: v.detach().cpu().contiguous() for k, v in state.items() if k.startswith("classifier.")}
         save_file(head, str(folder / HEAD_WEIGHTS), metadata={"format": "pt"})
         (folder / HEAD_INFO).write_text(json.dumps({"labels": list(self.labels), "pooling": self.pooling}) + "\n")
 

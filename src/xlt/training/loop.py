@@ -155,9 +155,27 @@ def backward(passes: list[Pass], model: torch.nn.Module, accelerator: Accelerato
     return loss
 
 
-def train(model: torch.nn.Module, plan: Sequence[Step], settings: TrainSettings, desc: str = "train") -> float:
-    """Run the steps of ``plan`` (one optimizer step each) on the parameters that require grad; returns
-    wall-clock seconds. The plan decides what a step computes (task batches, alignment batches, ...);
+@dataclass
+class Trained:
+    """What training leaves: its wall-clock seconds and the model as the accelerator holds it (a DDP, FSDP or
+    DeepSpeed wrapper under ``accelerate launch``). Save from :meth:`state_dict`, never from the module passed in:
+    under FSDP or ZeRO-3 that module holds shards, and only accelerate's helper gathers them. It is collective:
+    every process calls it, one writes."""
+
+    seconds: float
+    model: torch.nn.Module
+    accelerator: Accelerator
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.accelerator.get_state_dict(self.model)
+
+    def unwrapped(self) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+
+def train(model: torch.nn.Module, plan: Sequence[Step], settings: TrainSettings, desc: str = "train") -> Trained:
+    """Run the steps of ``plan`` (one optimizer step each) on the parameters that require grad; returns the
+    seconds and the trained model (:class:`Trained`). The plan decides what a step computes (task batches, alignment batches, ...);
     the loop adds autocast, backward, gradient clipping (``max_grad_norm``), AdamW with transformers' linear
     warm-up and decay, and DDP under ``accelerate launch``."""
     accelerator = make_accelerator(settings.bf16, settings.fp16)
@@ -180,7 +198,7 @@ def train(model: torch.nn.Module, plan: Sequence[Step], settings: TrainSettings,
         bar.set_postfix(loss=f"{loss.item():.3f}")
         bar.update()
     bar.close()
-    return time.perf_counter() - start
+    return Trained(time.perf_counter() - start, model, accelerator)
 
 
 @torch.no_grad()
