@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import tiny
 
 from xlt.cli import main
@@ -262,3 +263,58 @@ def test_a_refused_write_run_error_is_one_line(tmp_path):
         check_replaceable(tmp_path / "run")
     assert str(err.value) == (f"output dir {tmp_path / 'run'} holds files that are not part of an xlt run "
                               "(data.csv); choose an empty or new --output-dir")
+
+
+def _crash_in_swap(out: Path, crash_at: str) -> subprocess.CompletedProcess:
+    """A process killed inside replace_dir (os._exit: nothing cleans up) while swapping a new run into ``out``:
+    between its two renames, or after them before the old folder is deleted."""
+    code = ("import os, shutil, sys\n"
+            "from xlt.run_dir import write_run\n"
+            "real = os.rename\n"
+            "calls = []\n"
+            "def rename(a, b):\n"
+            "    calls.append(a)\n"
+            "    if sys.argv[2] == 'between renames' and len(calls) == 2: os._exit(3)\n"
+            "    real(a, b)\n"
+            "os.rename = rename\n"
+            "if sys.argv[2] == 'before the old is deleted': shutil.rmtree = lambda *a, **k: os._exit(3)\n"
+            "write_run(sys.argv[1], {'method': 'zero-shot', 'seed': 2}, {'metrics': {'accuracy': 0.5}}, None)\n")
+    return subprocess.run([sys.executable, "-c", code, str(out), crash_at], env={**os.environ, "PYTHONPATH": str(SRC)})
+
+
+@pytest.mark.parametrize("crash_at", ["between renames", "before the old is deleted"])
+def test_a_kill_inside_the_swap_never_loses_the_previous_run(tmp_path, crash_at):
+    from xlt.io import remove_stale_temp_dirs
+
+    out = tmp_path / "run"
+    write_run(out, {"method": "zero-shot", "seed": 1}, {"metrics": {"accuracy": 0.25}}, None)
+    before = snapshot(out)
+    assert _crash_in_swap(out, crash_at).returncode == 3
+    (aside,) = [p.name for p in tmp_path.iterdir() if p.name.startswith(".run.xlt-old.")]
+    assert (not out.exists()) if crash_at == "between renames" else "seed: 2" in (out / "config.yaml").read_text()
+    remove_stale_temp_dirs(out)  # what the next run (make_temp_dir) does first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    if crash_at == "between renames":
+        assert snapshot(out) == before  # the previous run, put back whole
+    else:
+        assert "seed: 2" in (out / "config.yaml").read_text()  # the new run made it; the old one is gone
+
+
+def test_spill_folders_of_killed_runs_are_removed_when_a_cache_starts(tmp_path):
+    from xlt.flare.source_cache import SourceStateCache
+
+    code = ("import os, sys, torch\nfrom xlt.flare.source_cache import SourceStateCache\n"
+            "cache = SourceStateCache(0, spill_dir=sys.argv[1])\n"
+            "cache.put('row', (torch.zeros(2, 3),))\nos._exit(3)\n")
+    killed = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert killed.returncode == 3
+    (left,) = tmp_path.iterdir()
+    assert left.name.startswith(f"xlt-source-states-{host_tag()}.") and (left / "states.bin").is_file()
+    live = tmp_path / f"xlt-source-states-{host_tag()}.{os.getpid()}.live1234"  # a running process's
+    live.mkdir()
+    cache = SourceStateCache(0, spill_dir=tmp_path)
+    assert sorted(tmp_path.iterdir()) == [live]
+    cache.put("row", (torch.ones(2, 3),))
+    assert torch.equal(cache.get("row")[0], torch.ones(2, 3))
+    (mine,) = [p for p in tmp_path.iterdir() if p != live]
+    assert mine.name.startswith(f"xlt-source-states-{host_tag()}.{os.getpid()}.")
