@@ -162,7 +162,7 @@ def test_train_merge_evaluate(tmp_path, capsys):
     card = (out / "adapter" / "README.md").read_text()
     assert f"| merged from | 1.0 · `{runs[0].resolve()}`, 0.0 · `{runs[1].resolve()}` (exact; head of the first) |" in card
     assert "Not evaluated when written" in card
-    merge_runs(runs, [0.9, 0.1], out)
+    merge_runs(runs, [0.9, 0.1], out, overwrite=True)  # an earlier merge is replaced only when asked
     assert set(evaluate_run(out)["metrics"]) == {"accuracy", "macro_f1"}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny
+from helpers import cli_error, tiny
 
 from xlt.cli import main
 from xlt.config import RunConfig
@@ -59,7 +59,7 @@ def test_a_crash_while_writing_a_run_leaves_the_old_run_whole(finished, tmp_path
     module, name = crash_point.rsplit(".", 1)
     monkeypatch.setattr(sys.modules[module], name, _raise)
     with pytest.raises(OSError, match="simulated crash"):
-        run_stage2(new_cfg)
+        run_stage2(new_cfg, overwrite=True)
     assert snapshot(tmp_path / "run") == before  # the old run, every byte, and nothing of the new one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temp dir left behind
     assert finished_run(old_cfg) == old_metrics
@@ -70,10 +70,10 @@ def test_a_new_run_replaces_the_old_one_whole(finished, tmp_path):
     old_cfg = _copy(finished, tmp_path / "run")
     (tmp_path / "run" / ".metrics.json.abcd1234").write_text("{")  # a temp file a killed old xlt left
     new_cfg = old_cfg.replace(lr=1e-3)
-    metrics = run_stage2(new_cfg)
+    metrics = run_stage2(new_cfg, overwrite=True)
     assert RunConfig.from_yaml(tmp_path / "run" / "config.yaml") == new_cfg
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == metrics == finished_run(new_cfg)
-    assert sorted(snapshot(tmp_path / "run")) == ["adapter/README.md", "adapter/adapter_config.json",
+    assert sorted(snapshot(tmp_path / "run")) == [".xlt-run", "adapter/README.md", "adapter/adapter_config.json",
                                                   "adapter/adapter_model.safetensors", "adapter/xlt_adapter.json",
                                                   "config.yaml", "metrics.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
@@ -102,7 +102,7 @@ def test_a_method_without_adapter_needs_no_adapter_folder(tmp_path):
     cfg = RunConfig(**{**SETTINGS, "method": "zero-shot"}, output_dir=str(tmp_path / "zs"))
     metrics = {"method": "zero-shot", "metrics": {"accuracy": 0.5, "macro_f1": 0.4}}
     write_run(tmp_path / "zs", cfg.to_dict(), metrics, None)
-    assert sorted(snapshot(tmp_path / "zs")) == ["config.yaml", "metrics.json"]
+    assert sorted(snapshot(tmp_path / "zs")) == [".xlt-run", "config.yaml", "metrics.json"]
     assert finished_run(cfg) == metrics
     assert finished_run(cfg.replace(seed=1)) is None  # another config
 
@@ -139,7 +139,7 @@ def test_evaluate_refuses_a_run_without_its_adapter(finished, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("folder with a note", "holds files that are not part of an xlt run (notes.txt)"),
+    ("folder with a note", "holds files xlt did not write (notes.txt)"),
     ("a file", "is an existing file, not a folder"),  # the up-front output check
 ])
 def test_train_refuses_an_output_dir_that_holds_other_files(tmp_path, capsys, content, message):
@@ -246,7 +246,7 @@ def test_files_and_folders_follow_the_umask(tmp_path, umask):
     files, folders = 0o666 & ~umask, 0o777 & ~umask
     paths = [tmp_path / "a.json", *(tmp_path / "built").iterdir(), *(tmp_path / "adapter0").iterdir(),
              *(tmp_path / "merged").iterdir(), *(tmp_path / "run").rglob("*")]
-    assert len(paths) == 1 + 2 + 4 + 4 + 6
+    assert len(paths) == 1 + 2 + 4 + 5 + 7  # the merge and the run with their .xlt-run markers
     modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777 for p in paths}
     expected = {name: folders if (tmp_path / name).is_dir() else files for name in modes}
     assert modes == expected
@@ -261,8 +261,150 @@ def test_a_refused_write_run_error_is_one_line(tmp_path):
 
     with pytest.raises(XltError) as err:
         check_replaceable(tmp_path / "run")
-    assert str(err.value) == (f"output dir {tmp_path / 'run'} holds files that are not part of an xlt run "
-                              "(data.csv); choose an empty or new --output-dir")
+    assert str(err.value) == (f"--output-dir {tmp_path / 'run'} holds files xlt did not write (data.csv); "
+                              "choose a new or empty folder")
+
+
+# A user's folders and files are theirs (issue 22)
+
+def _train_argv(out: Path | None = None, *extra: str) -> list[str]:
+    """``xlt train`` with SETTINGS, then ``extra`` (which wins)."""
+    argv = ["train", *(["--output-dir", str(out)] if out is not None else [])]
+    for key, value in SETTINGS.items():
+        flag = "--" + key.replace("_", "-")
+        argv += [flag, str(value)] if value is not False else ["--no-" + key.replace("_", "-")]
+    return [*argv, *extra]
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o7777
+
+
+@pytest.mark.parametrize("content", ["config.yaml", "metrics.json", "adapter/", ".config.yaml.abcd1234"])
+def test_a_folder_of_files_xlt_did_not_write_is_refused_untouched(tmp_path, capsys, content):
+    out = tmp_path / "mine"
+    out.mkdir()
+    out.chmod(0o2770)
+    if content == "adapter/":
+        (out / "adapter").mkdir()
+        (out / "adapter" / "weights.bin").write_bytes(b"\0")
+    else:
+        (out / content).write_text("# my settings, with comments\nlr: 0.1\n")
+    before = snapshot(out)
+    assert main(_train_argv(out)) == 2
+    name = content.rstrip("/")
+    hint = " (a run of an xlt that wrote no .xlt-run marker is not replaced: move it away)" \
+        if name == "config.yaml" else ""
+    assert cli_error(capsys) == (f"--output-dir {out} holds files xlt did not write ({name}); "
+                                 f"choose a new or empty folder{hint}")
+    assert snapshot(out) == before and _mode(out) == 0o2770
+    with pytest.raises(XltError, match="holds files xlt did not write"):  # Python callers are refused too
+        run_stage2(RunConfig(**SETTINGS, output_dir=str(out)))
+    assert snapshot(out) == before
+
+
+def test_a_run_of_an_xlt_without_the_marker_is_refused(finished, tmp_path, capsys):
+    """Pre-marker runs are never replaced: nothing tells them from a user's own config.yaml and metrics.json."""
+    _copy(finished, tmp_path / "old")
+    (tmp_path / "old" / ".xlt-run").unlink()
+    before = snapshot(tmp_path / "old")
+    assert main(_train_argv(tmp_path / "old", "--overwrite")) == 2
+    assert cli_error(capsys) == (f"--output-dir {tmp_path / 'old'} holds files xlt did not write (adapter, "
+                                 "config.yaml, metrics.json); choose a new or empty folder (a run of an xlt that "
+                                 "wrote no .xlt-run marker is not replaced: move it away)")
+    assert snapshot(tmp_path / "old") == before
+
+
+def test_a_run_keeps_the_mode_and_setgid_bit_of_the_folder_it_replaces(tmp_path):
+    out = tmp_path / "shared"
+    out.mkdir()
+    out.chmod(0o2770)
+    write_run(out, {"method": "zero-shot"}, {"metrics": {}}, None)
+    assert _mode(out) == 0o2770 and (out / "config.yaml").is_file()
+    write_run(out, {"method": "zero-shot", "seed": 1}, {"metrics": {}}, None)  # an earlier run replaced
+    assert _mode(out) == 0o2770 and "seed: 1" in (out / "config.yaml").read_text()
+    write_run(tmp_path / "new", {"method": "zero-shot"}, {"metrics": {}}, None)
+    assert _mode(tmp_path / "new") == 0o777 & ~current_umask()
+
+
+def test_every_run_has_a_marker_with_the_version_and_a_random_id(finished, tmp_path):
+    import xlt
+    from xlt.run_dir import run_id
+
+    marker = json.loads((finished / ".xlt-run").read_text())
+    assert marker == {"xlt": xlt.__version__, "run_id": run_id(finished)} and len(marker["run_id"]) == 16
+    write_run(tmp_path / "other", {}, {"metrics": {}}, None)
+    assert run_id(tmp_path / "other") not in (None, marker["run_id"])
+
+
+def test_a_finished_run_is_replaced_only_with_overwrite(finished, tmp_path, capsys):
+    _copy(finished, tmp_path / "run")
+    before = snapshot(tmp_path / "run")
+    assert main(_train_argv(tmp_path / "run", "--lr", "0.001")) == 2
+    assert cli_error(capsys) == (f"--output-dir {tmp_path / 'run'} holds a finished xlt run; pass --overwrite to "
+                                 "replace it, or choose a new folder")
+    assert snapshot(tmp_path / "run") == before
+    assert main(_train_argv(tmp_path / "run", "--lr", "0.001", "--overwrite")) == 0
+    assert RunConfig.from_yaml(tmp_path / "run" / "config.yaml").lr == 0.001
+
+
+def test_runs_without_output_dir_go_to_new_folders_named_for_the_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    written = []
+    for _ in range(2):
+        assert main(_train_argv()) == 0
+        written.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_dir"])
+    assert written == ["runs/nusax-jv-lora-seed0", "runs/nusax-jv-lora-seed0-2"]
+    first, second = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in written)
+    assert first["metrics"] == second["metrics"]  # two whole runs, neither replaced
+
+
+def test_the_default_folder_names_method_fusion_and_seed(tmp_path):
+    from xlt.run_dir import default_output_dir
+
+    name = "xnli-sw-flare-add_relu-seed3"
+    assert default_output_dir("xnli", "sw", "flare", "add_relu", 3, tmp_path) == tmp_path / name
+    (tmp_path / name).mkdir()
+    (tmp_path / f"{name}-2").write_text("a file counts too")
+    assert default_output_dir("xnli", "sw", "flare", "add_relu", 3, tmp_path) == tmp_path / f"{name}-3"
+    assert default_output_dir("mlqa", "de", "lora", None, 0, tmp_path) == tmp_path / "mlqa-de-lora-seed0"
+
+
+_HOLD = ("import sys; from xlt.run_dir import output_lock\n"
+         "with output_lock(sys.argv[1]):\n    print('held', flush=True); sys.stdin.read()\n")
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert main(_train_argv(out)) == 2
+        assert cli_error(capsys) == f"--output-dir {out} is in use by another xlt run (pid {holder.pid})"
+        with pytest.raises(XltError, match=f"in use by another xlt run \\(pid {holder.pid}\\)"):
+            run_stage2(RunConfig(**SETTINGS, output_dir=str(out)))
+    finally:
+        holder.communicate("")
+    assert not out.exists()
+    assert main(_train_argv(out)) == 0  # free again once the holder is gone
+
+
+def test_merges_are_locked_and_marked_too(tmp_path):
+    from xlt.alignment.merge import merge_adapters
+    from xlt.run_dir import output_lock, run_id
+
+    for i in range(2):
+        save_adapter(tiny("bert", "lora", fusion=None, adapter_seed=i + 1)[0], tmp_path / f"a{i}")
+    inputs = [tmp_path / "a0", tmp_path / "a1"]
+    with output_lock(tmp_path / "merged"), pytest.raises(XltError, match="in use by another xlt run"):
+        merge_adapters(inputs, [0.5, 0.5], tmp_path / "merged")
+    merge_adapters(inputs, [0.5, 0.5], tmp_path / "merged")
+    assert run_id(tmp_path / "merged") is not None
+    with pytest.raises(XltError, match="holds a finished xlt run; pass --overwrite"):
+        merge_adapters(inputs, [0.9, 0.1], tmp_path / "merged")
+    merge_adapters(inputs, [0.9, 0.1], tmp_path / "merged", overwrite=True)
+    assert json.loads((tmp_path / "merged" / "xlt_merge.json").read_text())["weights"] == [0.9, 0.1]
 
 
 def _crash_in_swap(out: Path, crash_at: str) -> subprocess.CompletedProcess:
@@ -298,6 +440,17 @@ def test_a_kill_inside_the_swap_never_loses_the_previous_run(tmp_path, crash_at)
         assert snapshot(out) == before  # the previous run, put back whole
     else:
         assert "seed: 2" in (out / "config.yaml").read_text()  # the new run made it; the old one is gone
+
+
+def test_the_next_run_puts_a_run_hidden_by_a_killed_swap_back(tmp_path, capsys):
+    out = tmp_path / "run"
+    write_run(out, {"method": "zero-shot", "seed": 1}, {"metrics": {"accuracy": 0.25}}, None)
+    before = snapshot(out)
+    assert _crash_in_swap(out, "between renames").returncode == 3
+    assert not out.exists()
+    assert main(_train_argv(out)) == 2  # the next run finds the previous one in place, and will not replace it
+    assert "holds a finished xlt run" in cli_error(capsys)
+    assert snapshot(out) == before
 
 
 def test_spill_folders_of_killed_runs_are_removed_when_a_cache_starts(tmp_path):

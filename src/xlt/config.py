@@ -77,7 +77,9 @@ class RunConfig:
                                          "M2M100 or OPUS-MT: a Hugging Face id or folder)", shown="none")
     target_lang: str = setting("ace", "target language: ISO 639-1/3 code or the data set's name")
     seed: int = setting(0, "random seed (0 .. 2**32-1)")
-    output_dir: str = setting("runs/run", "run directory: config.yaml, adapter/, metrics.json")
+    output_dir: str | None = setting(None, "run directory: config.yaml, adapter/, metrics.json; a new or empty "
+                                           "folder, or one holding an earlier xlt run (with --overwrite)",
+                                     shown="a new folder runs/TASK-TARGET-METHOD[-FUSION]-seedSEED[-N]")
     data_dir: str | None = setting(None, "data set folder", shown="$XLT_DATA_DIR, else ../shared/datasets")
     train_file: str | None = setting(None, "task custom: training CSV/JSONL (source_text, target_text, label); "
                                            "custom-qa: JSONL (target_context, target_question, answers, source_*); "

@@ -41,9 +41,14 @@ def check_output_dir(path: str | Path, what: str = "--output-dir") -> None:
         raise XltError(f"{what} {path}: no permission to write in {existing}")
 
 
-def check_run(cfg: RunConfig) -> None:
-    """Everything about one ``xlt train`` run that can be checked without loading data or a model."""
+def check_run(cfg: RunConfig, overwrite: bool = False) -> None:
+    """Everything about one ``xlt train`` run that can be checked without loading data or a model
+    (``cfg.output_dir`` set: :func:`xlt.run_dir.output_dir_for`)."""
+    from xlt.run_dir import check_replaceable, lock_folder
+
     check_output_dir(cfg.output_dir)
+    check_replaceable(cfg.output_dir, overwrite=overwrite)  # nothing of the user's, no finished run unasked
+    check_output_dir(lock_folder(), "the lock folder ($XLT_CACHE_DIR/locks)")
     if cfg.stage1_dir:
         check_output_dir(cfg.stage1_dir, "--stage1-dir")
     else:

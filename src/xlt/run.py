@@ -22,8 +22,8 @@ from xlt.methods import AdaptedModel, AdapterSettings, attach, get_method, load_
 from xlt.metrics import gap_to_source
 from xlt.models.classifier import resolve_pooling
 from xlt.models.loading import load_tokenizer, resolve_model
-from xlt.run_dir import (ADAPTER, CONFIG, METRICS, check_replaceable, missing_files, model_card, stored_differences,
-                         write_run)
+from xlt.run_dir import (ADAPTER, CONFIG, METRICS, check_replaceable, missing_files, model_card, output_dir_for,
+                         output_lock, stored_differences, write_run)
 from xlt.stage1 import (STAGE1_INFO, architecture_of, as_written_for, check_precision, ensure_stage1, load_data,
                         resolve_defaults, set_seed, train_settings)
 from xlt.tasks.kinds import kind_of, task_architecture
@@ -204,11 +204,39 @@ def alignment_retrieval(cfg: RunConfig, adapted: AdaptedModel, tokenizer, layers
     return result
 
 
-def run_stage2(cfg: RunConfig) -> dict:
-    """Train (if the method trains) and evaluate one method; writes the run directory."""
-    method = get_method(cfg.method)
+def run_stage2(cfg: RunConfig, overwrite: bool = False) -> dict:
+    """Train (if the method trains) and evaluate one method; writes the run directory (a new folder under
+    runs/ without ``output_dir``; a finished run there is replaced only with ``overwrite``)."""
+    cfg = cfg.replace(output_dir=str(output_dir_for(cfg)))
     out = Path(cfg.output_dir)
-    check_replaceable(out)  # before any work: the finished run replaces the whole folder
+    check_replaceable(out, overwrite=overwrite)  # before any work: the finished run replaces the whole folder
+    with _claimed(out):
+        return _run_stage2(cfg, out)
+
+
+@contextlib.contextmanager
+def _claimed(out: Path):
+    """The output folder held (``run_dir.output_lock``) by the process that writes it, for the whole run;
+    under accelerate launch the others hear whether it was refused."""
+    processes = run_processes()
+    with contextlib.ExitStack() as stack:
+        refused = None
+        if processes.is_main_process:
+            try:
+                stack.enter_context(output_lock(out))
+            except XltError as err:
+                refused = str(err)
+        if processes.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            refused = broadcast_object_list([refused])[0]
+        if refused:
+            raise XltError(refused)
+        yield
+
+
+def _run_stage2(cfg: RunConfig, out: Path) -> dict:
+    method = get_method(cfg.method)
     data, text_info = stage2_data(cfg)  # the target-language task data (each example with its English side)
     cfg = resolve_defaults(cfg, data)
     mt_input = mt_encoder_input(cfg)  # flare-mt: the MT model's tags for the target language, checked now
@@ -292,6 +320,8 @@ def _write_run_dir(cfg: RunConfig, out: Path, metrics: dict, adapted: AdaptedMod
 def finished_run(cfg: RunConfig) -> dict | None:
     """The metrics of a complete run of exactly this config in ``cfg.output_dir``, if there is one:
     config.yaml equal to ``cfg``, metrics.json with metrics, and the adapter files if the method trains."""
+    if cfg.output_dir is None:  # a new folder: nothing to reuse
+        return None
     out = Path(cfg.output_dir)
     if missing_files(out, get_method(cfg.method).trains):
         return None
