@@ -15,7 +15,7 @@ from helpers import cli_error, tiny
 from xlt.cli import main
 from xlt.config import RunConfig
 from xlt.errors import XltError
-from xlt.io import STALE_SECONDS, current_umask, host_tag, write_json, write_yaml
+from xlt.io import STALE_SECONDS, current_umask, file_sha256, host_tag, write_json, write_yaml
 from xlt.methods import save_adapter
 from xlt.models.cache import COMPLETE_MARKER, build_once
 from xlt.run import finished_run, run_stage2
@@ -168,13 +168,16 @@ def test_the_adapter_card_describes_the_run(finished):
     assert "| method | lora |" in card and "| fusion | – |" in card
     assert "| languages | en (the English task model's language) → jv |" in card
     assert "| task / data | nusax, 24 training and 20 test examples (jv) |" in card
-    assert f"| base model | the stage-1 English task model `{metrics['stage1_dir']}`, " \
-           "fine-tuned from `tiny-random/bert` |" in card
+    assert "| base model | the English task model of stage 1, fine-tuned from `tiny-random/bert` " \
+           f"(stage-1 key `{Path(metrics['stage1_dir']).name}`) |" in card
     assert "| adapter | LoRA r=4, alpha=8, on attention projections |" in card
     assert f"| jv: accuracy | {metrics['metrics']['accuracy']:.4f} |" in card
     assert f"| jv: macro_f1 | {metrics['metrics']['macro_f1']:.4f} |" in card
     assert f"| en (stage-1 model): accuracy | {metrics['source_metrics']['accuracy']:.4f} |" in card
-    assert f"xlt evaluate --run-dir {finished.resolve()}\n" in card
+    assert f"| test set | content digest `{metrics['test_data_digest'][:12]}` |" in card
+    assert "xlt evaluate --run-dir RUN_DIR\n" in card
+    for path in (metrics["stage1_dir"], str(finished.resolve().parent)):  # the card goes with the adapter
+        assert path not in card
 
 
 def test_a_flare_card_names_its_fusion_and_the_zeroed_score():
@@ -182,7 +185,7 @@ def test_a_flare_card_names_its_fusion_and_the_zeroed_score():
     metrics = {"method": "flare", "fusion": "mul", "source_lang": "en", "target_lang": "su", "task": "nusax",
                "train_examples": 500, "test_examples": 400, "stage1_dir": "/cache/stage1/x",
                "metrics": {"accuracy": 0.8125}, "metrics_zero_source": {"accuracy": 0.5}}
-    card = model_card(cfg, metrics, "/runs/su")
+    card = model_card(cfg, metrics)
     assert "# xlt adapter: flare (mul), en → su, task nusax" in card and "| fusion | mul |" in card
     assert "| su: accuracy | 0.8125 |" in card and "| su, English zeroed: accuracy | 0.5000 |" in card
     assert "| adapter | LoRA r=64, alpha=128, on attention projections |" in card
@@ -404,7 +407,13 @@ def test_merges_are_locked_and_marked_too(tmp_path):
     with pytest.raises(XltError, match="holds a finished xlt run; pass --overwrite"):
         merge_adapters(inputs, [0.9, 0.1], tmp_path / "merged")
     merge_adapters(inputs, [0.9, 0.1], tmp_path / "merged", overwrite=True)
-    assert json.loads((tmp_path / "merged" / "xlt_merge.json").read_text())["weights"] == [0.9, 0.1]
+    info = json.loads((tmp_path / "merged" / "xlt_merge.json").read_text())
+    assert info["weights"] == [0.9, 0.1]
+    # xlt_merge.json goes with the adapter: inputs by name and weights' hash, no path of this machine
+    assert str(tmp_path) not in json.dumps(info)
+    assert info["inputs"] == [{"name": f"a{i}", "sha256": file_sha256(tmp_path / f"a{i}" / "adapter_model.safetensors")}
+                              for i in range(2)]
+    assert info["head_source"] is None and info["heads_dropped"] == []
 
 
 def _crash_in_swap(out: Path, crash_at: str) -> subprocess.CompletedProcess:
@@ -471,3 +480,78 @@ def test_spill_folders_of_killed_runs_are_removed_when_a_cache_starts(tmp_path):
     assert torch.equal(cache.get("row")[0], torch.ones(2, 3))
     (mine,) = [p for p in tmp_path.iterdir() if p != live]
     assert mine.name.startswith(f"xlt-source-states-{host_tag()}.{os.getpid()}.")
+
+
+CUSTOM_HEADER = "source_text,target_text,label\n"
+
+
+def _custom_rows(words: list[str], label: str | None = None) -> str:
+    """Rows alternating neg/pos (``label``: all of that label)."""
+    rows = [f"{'good' if i % 2 else 'bad'} {w},{'apik' if i % 2 else 'elek'} {w},"
+            f"{label or ('pos' if i % 2 else 'neg')}" for i, w in enumerate(words)]
+    return CUSTOM_HEADER + "\n".join(rows) + "\n"
+
+
+def test_evaluate_reads_the_data_the_run_was_trained_on_from_anywhere(tmp_path, capsys, monkeypatch):
+    """config.yaml names the data files by absolute path and metrics.json their content hash: evaluate from
+    another directory with its own data/test.csv reads the run's file, and refuses once it changed or is gone."""
+    words = [f"w{i}" for i in range(16)]
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    for root, label in ((home, None), (elsewhere, "pos")):
+        (root / "data").mkdir(parents=True)
+        (root / "data" / "train.csv").write_text(_custom_rows(words))
+        (root / "data" / "test.csv").write_text(_custom_rows(words, label))
+    run = tmp_path / "run"
+    monkeypatch.chdir(home)
+    assert main(_train_argv(run, "--task", "custom", "--train-file", "data/train.csv",
+                            "--test-file", "data/test.csv")) == 0
+    cfg = RunConfig.from_yaml(run / "config.yaml")
+    assert (cfg.train_file, cfg.test_file) == (str(home / "data" / "train.csv"), str(home / "data" / "test.csv"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["data_files"] == {name: {"path": str(home / "data" / f"{split}.csv"),
+                                            "sha256": file_sha256(home / "data" / f"{split}.csv")}
+                                     for name, split in (("train_file", "train"), ("test_file", "test"))}
+    card = (run / "adapter" / "README.md").read_text()
+    digest = metrics["data_files"]["test_file"]["sha256"][:12]
+    assert f"`test.csv` (sha256 `{digest}`)" in card and str(home) not in card
+
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["evaluate", "--run-dir", str(run)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["metrics"] == metrics["metrics"] and result["matches_stored"] is True
+
+    test_file = home / "data" / "test.csv"
+    test_file.write_text(_custom_rows(words, "neg"))
+    assert main(["evaluate", "--run-dir", str(run)]) == 2
+    assert cli_error(capsys) == (f"--test-file {test_file} changed since run {run} was trained (sha256 {digest}, "
+                                 f"now {file_sha256(test_file)[:12]}); evaluate reads the files the run was trained "
+                                 "and tested on")
+    test_file.unlink()
+    assert main(["evaluate", "--run-dir", str(run)]) == 2
+    assert cli_error(capsys) == (f"--test-file {test_file} of run {run} is missing; evaluate reads the files the "
+                                 "run was trained and tested on")
+
+
+def test_evaluate_refuses_a_test_set_that_is_not_the_one_the_run_was_tested_on(finished, tmp_path, capsys):
+    cfg = RunConfig.from_yaml(finished / "config.yaml")
+    assert cfg.data_dir is not None and Path(cfg.data_dir).is_absolute()  # the data directory it read, written out
+    _copy(finished, tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    recorded = metrics["test_data_digest"]
+    write_json(tmp_path / "run" / "metrics.json", {**metrics, "test_data_digest": "0" * 64})
+    assert main(["evaluate", "--run-dir", str(tmp_path / "run")]) == 2
+    assert cli_error(capsys) == ("the nusax test set read now differs from the one run "
+                                 f"{tmp_path / 'run'} was tested on (content digest 000000000000, now "
+                                 f"{recorded[:12]}); evaluate needs the same data")
+
+
+def test_a_card_names_a_local_model_folder_and_the_english_model_without_paths(tmp_path):
+    (tmp_path / "my-model").mkdir()
+    cfg = RunConfig(model=str(tmp_path / "my-model"), target_lang="su").to_dict()
+    metrics = {"method": "lora", "source_lang": "en", "target_lang": "su", "task": "nusax",
+               "stage1_dir": "/home/me/.cache/xlt/stage1/my-model/nusax/seed0-0123abcd", "metrics": {"accuracy": 0.5}}
+    card = model_card(cfg, metrics)
+    assert "| base model | the English task model of stage 1, fine-tuned from `my-model` (a local model folder) " \
+           "(stage-1 key `seed0-0123abcd`) |" in card
+    assert str(tmp_path) not in card and "/home/me" not in card

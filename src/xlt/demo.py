@@ -249,8 +249,8 @@ def _merged_run(out: Path, parts: list[tuple[dict, float]]) -> dict:
     metrics = {**json.loads(saved.read_text()), **result, "source_metrics": source, "demo_inputs": inputs,
                "fusion": None, "train_seconds": 0.0, "output_dir": str(out.resolve()), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                "gap": {k: gap_to_source(source[k], v) for k, v in result["metrics"].items() if source.get(k)}}
-    write_text_atomic(out / ADAPTER / CARD, model_card(RunConfig.from_yaml(out / "config.yaml").to_dict(), metrics,
-                                                       out.resolve()))  # the card now with the merge's scores
+    write_text_atomic(out / ADAPTER / CARD, model_card(RunConfig.from_yaml(out / "config.yaml").to_dict(),
+                                                       metrics))  # the card now with the merge's scores
     write_json(saved, metrics)  # last: metrics.json with "metrics" marks the evaluated merge
     return metrics
 

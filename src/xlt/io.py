@@ -10,6 +10,7 @@ for the instant of the swap; if its builder died there, the next build puts it b
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -90,6 +91,15 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 def write_yaml(path: str | Path, obj: Any) -> None:
     write_text_atomic(path, yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def append_jsonl(path: str | Path, obj: Any) -> None:

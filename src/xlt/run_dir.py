@@ -200,12 +200,17 @@ def _metric_rows(title: str, values: dict | None) -> list[str]:
     return [f"| {title}: {name} | {_number(value)} |" for name, value in values.items()]
 
 
-def model_card(config: dict, metrics: dict, run_dir: str | Path) -> str:
-    """The adapter's README.md: what it is, what it was trained and tested on, its scores, how to load it."""
+def model_card(config: dict, metrics: dict) -> str:
+    """The adapter's README.md: what it is, what it was trained and tested on, its scores, how to load it.
+
+    The card travels with the adapter, so it names things by name, never by this machine's paths: the
+    base model's id (a local model folder by its name), the task and languages, the data files by name and
+    content hash, the English model by its stage-1 key, merged runs by name, method and run id."""
     method, fusion = metrics.get("method", config.get("method")), metrics.get("fusion")
     source, target = metrics.get("source_lang", config.get("source_lang")), metrics.get("target_lang")
     title = f"{method} ({fusion})" if fusion else method
     merge = metrics.get("merge")
+    stage1 = metrics.get("stage1_dir")
     lines = ["---", "library_name: peft", "language:", f"- {source}", f"- {target}",
              "tags:", "- xlt", f"- {method}", "---", "",
              f"# xlt adapter: {title}, {source} → {target}, task {metrics.get('task', config.get('task'))}", "",
@@ -214,13 +219,17 @@ def model_card(config: dict, metrics: dict, run_dir: str | Path) -> str:
              f"| task / data | {config.get('task')}"
              + (f", {metrics['train_examples']} training and {metrics['test_examples']} test examples ({target})"
                 if "test_examples" in metrics else "") + " |",
-             f"| base model | the stage-1 English task model `{metrics.get('stage1_dir')}`, "
-             f"fine-tuned from `{config.get('model')}` |",
+             *_data_rows(metrics),
+             f"| base model | the English task model of stage 1, fine-tuned from {_model_name(config.get('model'))}"
+             + (f" (stage-1 key `{Path(stage1).name}`)" if stage1 else "") + " |",
              f"| adapter | LoRA r={config.get('lora_r')}, alpha={config.get('lora_alpha')}, "
              f"on {config.get('lora_targets')} projections |",
              f"| seed | {config.get('seed')} |"]
     if merge:
-        weights = ", ".join(f"{w} · `{run}`" for w, run in zip(merge["weights"], metrics.get("merged_from", [])))
+        runs = metrics.get("merged_runs") or [{} for _ in merge["weights"]]
+        weights = ", ".join(f"{w} · " + (f"`{run['name']}` ({run['method']}, run {run['run_id']})" if run
+                                          else f"input {i + 1}")
+                            for i, (w, run) in enumerate(zip(merge["weights"], runs)))
         lines.append(f"| merged from | {weights} ({merge['combination']}; head of the first) |")
     lines += ["", "## Test metrics", ""]
     scores = [*_metric_rows(target, metrics.get("metrics")),
@@ -230,10 +239,30 @@ def model_card(config: dict, metrics: dict, run_dir: str | Path) -> str:
         lines += ["| metric | value |", "|---|---:|", *scores]
     else:
         lines.append("Not evaluated when written; `xlt evaluate` below computes them.")
-    lines += ["", "## Load it", "", "```bash", f"xlt evaluate --run-dir {Path(run_dir)}", "```", "",
-              "rebuilds the model from this run directory alone (its config.yaml, the stage-1 model above and "
-              "this adapter) and evaluates it again on the same test set.", ""]
+    lines += ["", "## Load it", "", "```bash", "xlt evaluate --run-dir RUN_DIR", "```", "",
+              "with RUN_DIR the run directory that holds this `adapter/` folder: rebuilds the model from that "
+              "directory alone (its config.yaml, the stage-1 model above and this adapter) and evaluates it "
+              "again on the same test set.", ""]
     return "\n".join(lines)
+
+
+def _model_name(model: str | None) -> str:
+    """A model id as given; a local model folder by its name alone."""
+    if model is None:
+        return "`?`"
+    path = Path(model).expanduser()
+    if path.is_absolute() or model.startswith((".", "~")) or path.is_dir():
+        return f"`{path.resolve().name}` (a local model folder)"
+    return f"`{model}`"
+
+
+def _data_rows(metrics: dict) -> list[str]:
+    """The data files by name and SHA-256 (its first 12 hex digits), and the test set's content digest."""
+    files = metrics.get("data_files") or {}
+    rows = ["| data files | " + ", ".join(f"`{Path(f['path']).name}` (sha256 `{f['sha256'][:12]}`)"
+                                          for f in files.values()) + " |"] if files else []
+    digest = metrics.get("test_data_digest")
+    return rows + ([f"| test set | content digest `{digest[:12]}` |"] if digest else [])
 
 
 def same_value(stored: object, recomputed: object) -> bool:

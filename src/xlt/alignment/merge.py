@@ -18,10 +18,10 @@ from safetensors.torch import load_file, save_file
 
 from xlt.alignment.merge_names import COMBINATIONS
 from xlt.errors import XltError
-from xlt.io import apply_umask, make_temp_dir, replace_dir, write_json, write_text_atomic
+from xlt.io import apply_umask, file_sha256, make_temp_dir, replace_dir, write_json, write_text_atomic
 from xlt.methods import ADAPTER_INFO, ADAPTER_WEIGHTS
 from xlt.run_dir import (CARD, MARKER, check_replaceable, keep_folder_mode, missing_files, model_card, output_lock,
-                         write_marker, write_run)
+                         run_id, write_marker, write_run)
 
 ADAPTER_CONFIG = "adapter_config.json"
 MERGE_INFO = "xlt_merge.json"
@@ -176,6 +176,23 @@ def _merge(adapters: list[str | Path], weights: list[float], combination: str) -
     return tensors, config, summary
 
 
+def _input_name(folder: Path) -> str:
+    """An input adapter as xlt_merge.json names it: its folder's name (a run's ``adapter/`` with its run's)."""
+    folder = folder.resolve()
+    return f"{folder.parent.name}/{folder.name}" if folder.name == "adapter" else folder.name
+
+
+def shareable(summary: dict) -> dict:
+    """xlt_merge.json, which travels with the adapter: the merge summary with each input named and
+    identified by the SHA-256 of its weights, not located by this machine's paths."""
+    inputs = [Path(path) for path in summary["inputs"]]
+    names = {str(path): _input_name(path) for path in inputs}
+    return {**summary,
+            "inputs": [{"name": names[str(p)], "sha256": file_sha256(p / ADAPTER_WEIGHTS)} for p in inputs],
+            "head_source": names.get(summary["head_source"]) if summary["head_source"] else None,
+            "heads_dropped": [names.get(path, Path(path).name) for path in summary["heads_dropped"]]}
+
+
 def _write_adapter(folder: Path, tensors: dict, config: dict, summary: dict, card: str | None = None,
                    marker: bool = False) -> None:
     """The merged adapter folder, built in a temp sibling and swapped in whole (``marker``: an output
@@ -187,7 +204,7 @@ def _write_adapter(folder: Path, tensors: dict, config: dict, summary: dict, car
             write_marker(tmp)
         save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         write_json(tmp / ADAPTER_CONFIG, config)
-        write_json(tmp / MERGE_INFO, summary)
+        write_json(tmp / MERGE_INFO, shareable(summary))
         task_adapter = Path(summary["inputs"][0])  # its method and pooling go with the head that is kept
         if (task_adapter / ADAPTER_INFO).is_file():
             shutil.copyfile(task_adapter / ADAPTER_INFO, tmp / ADAPTER_INFO)
@@ -216,6 +233,14 @@ def merge_adapters(adapters: list[str | Path], weights: list[float], output: str
         tensors, config, summary = _merge(adapters, weights, combination)
         _write_adapter(Path(output), tensors, config, summary, marker=True)
     return summary
+
+
+def _run_name(run: Path) -> dict:
+    """A merged run as the model card names it: folder name, method and run id (no path)."""
+    from xlt.config import RunConfig
+
+    return {"name": run.resolve().name, "method": RunConfig.from_yaml(run / "config.yaml").method,
+            "run_id": run_id(run) or "?"}
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -249,9 +274,11 @@ def _merge_runs(run_dirs: list[str | Path], weights: list[float], out: Path, com
     tensors, adapter_config, summary = _merge(run_dirs, weights, combination)
     config = first.replace(lora_r=summary["rank"], lora_alpha=summary["rank"], output_dir=str(out)).to_dict()
     saved = json.loads((Path(run_dirs[0]) / "metrics.json").read_text())
-    keep = ("task", "method", "model", "source_lang", "target_lang", "seed", "stage1_dir", "stage1_examples")
+    keep = ("task", "method", "model", "source_lang", "target_lang", "seed", "stage1_dir", "stage1_examples",
+            "data_files", "test_data_digest")  # evaluate checks the data of the first run's config
     metrics = {**{k: saved[k] for k in keep if k in saved},
-               "merged_from": [str(Path(r).resolve()) for r in run_dirs], "merge": summary}
-    card = model_card(config, metrics, out.resolve())
+               "merged_from": [str(Path(r).resolve()) for r in run_dirs], "merge": summary,
+               "merged_runs": [_run_name(Path(r)) for r in run_dirs]}
+    card = model_card(config, metrics)
     write_run(out, config, metrics, lambda folder: _write_adapter(folder, tensors, adapter_config, summary, card))
     return summary
