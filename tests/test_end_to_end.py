@@ -60,7 +60,7 @@ def test_demo_reuses_finished_runs(tmp_path, monkeypatch):
     first = run_demo(tmp_path, plan, model="tiny-random/bert", show_progress=False)
     import xlt.demo
 
-    def fail(cfg):
+    def fail(cfg, **kwargs):
         raise AssertionError(f"re-ran {cfg.method}")
 
     monkeypatch.setattr(xlt.demo, "run_stage2", fail)
@@ -140,7 +140,7 @@ def test_the_demo_takes_bf16_only_where_the_hardware_has_it(tmp_path, monkeypatc
 
     seen = []
 
-    def record(cfg):
+    def record(cfg, **kwargs):
         seen.append(cfg.bf16)
         raise _Recorded
 
@@ -157,7 +157,7 @@ def test_train_warns_when_bf16_would_be_emulated(tmp_path, monkeypatch, capsys):
     import xlt.run
     import xlt.training.loop
 
-    def stop(cfg):
+    def stop(cfg, **kwargs):
         raise _Recorded
 
     monkeypatch.setattr(xlt.run, "run_stage2", stop)  # the warning comes before any training

@@ -160,9 +160,12 @@ def test_train_merge_evaluate(tmp_path, capsys):
     assert result["metrics"] == task_metrics["metrics"]
     assert result["matches_stored"] is None  # a merge stores no metrics until it is evaluated
     card = (out / "adapter" / "README.md").read_text()
-    assert f"| merged from | 1.0 · `{runs[0].resolve()}`, 0.0 · `{runs[1].resolve()}` (exact; head of the first) |" in card
+    ids = [json.loads((run / ".xlt-run").read_text())["run_id"] for run in runs]
+    assert f"| merged from | 1.0 · `task` (lora, run {ids[0]}), 0.0 · `align` (lora, run {ids[1]}) " \
+           "(exact; head of the first) |" in card
+    assert str(tmp_path) not in card  # the card names runs, not this machine's paths
     assert "Not evaluated when written" in card
-    merge_runs(runs, [0.9, 0.1], out)
+    merge_runs(runs, [0.9, 0.1], out, overwrite=True)  # an earlier merge is replaced only when asked
     assert set(evaluate_run(out)["metrics"]) == {"accuracy", "macro_f1"}
 
 

@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import tiny
+import torch
+from helpers import cli_error, tiny
 
 from xlt.cli import main
 from xlt.config import RunConfig
 from xlt.errors import XltError
-from xlt.io import STALE_SECONDS, current_umask, host_tag, write_json, write_yaml
+from xlt.io import STALE_SECONDS, current_umask, file_sha256, host_tag, write_json, write_yaml
 from xlt.methods import save_adapter
 from xlt.models.cache import COMPLETE_MARKER, build_once
 from xlt.run import finished_run, run_stage2
@@ -58,7 +59,7 @@ def test_a_crash_while_writing_a_run_leaves_the_old_run_whole(finished, tmp_path
     module, name = crash_point.rsplit(".", 1)
     monkeypatch.setattr(sys.modules[module], name, _raise)
     with pytest.raises(OSError, match="simulated crash"):
-        run_stage2(new_cfg)
+        run_stage2(new_cfg, overwrite=True)
     assert snapshot(tmp_path / "run") == before  # the old run, every byte, and nothing of the new one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temp dir left behind
     assert finished_run(old_cfg) == old_metrics
@@ -69,10 +70,10 @@ def test_a_new_run_replaces_the_old_one_whole(finished, tmp_path):
     old_cfg = _copy(finished, tmp_path / "run")
     (tmp_path / "run" / ".metrics.json.abcd1234").write_text("{")  # a temp file a killed old xlt left
     new_cfg = old_cfg.replace(lr=1e-3)
-    metrics = run_stage2(new_cfg)
+    metrics = run_stage2(new_cfg, overwrite=True)
     assert RunConfig.from_yaml(tmp_path / "run" / "config.yaml") == new_cfg
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == metrics == finished_run(new_cfg)
-    assert sorted(snapshot(tmp_path / "run")) == ["adapter/README.md", "adapter/adapter_config.json",
+    assert sorted(snapshot(tmp_path / "run")) == [".xlt-run", "adapter/README.md", "adapter/adapter_config.json",
                                                   "adapter/adapter_model.safetensors", "adapter/xlt_adapter.json",
                                                   "config.yaml", "metrics.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
@@ -101,7 +102,7 @@ def test_a_method_without_adapter_needs_no_adapter_folder(tmp_path):
     cfg = RunConfig(**{**SETTINGS, "method": "zero-shot"}, output_dir=str(tmp_path / "zs"))
     metrics = {"method": "zero-shot", "metrics": {"accuracy": 0.5, "macro_f1": 0.4}}
     write_run(tmp_path / "zs", cfg.to_dict(), metrics, None)
-    assert sorted(snapshot(tmp_path / "zs")) == ["config.yaml", "metrics.json"]
+    assert sorted(snapshot(tmp_path / "zs")) == [".xlt-run", "config.yaml", "metrics.json"]
     assert finished_run(cfg) == metrics
     assert finished_run(cfg.replace(seed=1)) is None  # another config
 
@@ -138,7 +139,7 @@ def test_evaluate_refuses_a_run_without_its_adapter(finished, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("folder with a note", "holds files that are not part of an xlt run (notes.txt)"),
+    ("folder with a note", "holds files xlt did not write (notes.txt)"),
     ("a file", "is an existing file, not a folder"),  # the up-front output check
 ])
 def test_train_refuses_an_output_dir_that_holds_other_files(tmp_path, capsys, content, message):
@@ -167,13 +168,16 @@ def test_the_adapter_card_describes_the_run(finished):
     assert "| method | lora |" in card and "| fusion | – |" in card
     assert "| languages | en (the English task model's language) → jv |" in card
     assert "| task / data | nusax, 24 training and 20 test examples (jv) |" in card
-    assert f"| base model | the stage-1 English task model `{metrics['stage1_dir']}`, " \
-           "fine-tuned from `tiny-random/bert` |" in card
+    assert "| base model | the English task model of stage 1, fine-tuned from `tiny-random/bert` " \
+           f"(stage-1 key `{Path(metrics['stage1_dir']).name}`) |" in card
     assert "| adapter | LoRA r=4, alpha=8, on attention projections |" in card
     assert f"| jv: accuracy | {metrics['metrics']['accuracy']:.4f} |" in card
     assert f"| jv: macro_f1 | {metrics['metrics']['macro_f1']:.4f} |" in card
     assert f"| en (stage-1 model): accuracy | {metrics['source_metrics']['accuracy']:.4f} |" in card
-    assert f"xlt evaluate --run-dir {finished.resolve()}\n" in card
+    assert f"| test set | content digest `{metrics['test_data_digest'][:12]}` |" in card
+    assert "xlt evaluate --run-dir RUN_DIR\n" in card
+    for path in (metrics["stage1_dir"], str(finished.resolve().parent)):  # the card goes with the adapter
+        assert path not in card
 
 
 def test_a_flare_card_names_its_fusion_and_the_zeroed_score():
@@ -181,7 +185,7 @@ def test_a_flare_card_names_its_fusion_and_the_zeroed_score():
     metrics = {"method": "flare", "fusion": "mul", "source_lang": "en", "target_lang": "su", "task": "nusax",
                "train_examples": 500, "test_examples": 400, "stage1_dir": "/cache/stage1/x",
                "metrics": {"accuracy": 0.8125}, "metrics_zero_source": {"accuracy": 0.5}}
-    card = model_card(cfg, metrics, "/runs/su")
+    card = model_card(cfg, metrics)
     assert "# xlt adapter: flare (mul), en → su, task nusax" in card and "| fusion | mul |" in card
     assert "| su: accuracy | 0.8125 |" in card and "| su, English zeroed: accuracy | 0.5000 |" in card
     assert "| adapter | LoRA r=64, alpha=128, on attention projections |" in card
@@ -245,7 +249,7 @@ def test_files_and_folders_follow_the_umask(tmp_path, umask):
     files, folders = 0o666 & ~umask, 0o777 & ~umask
     paths = [tmp_path / "a.json", *(tmp_path / "built").iterdir(), *(tmp_path / "adapter0").iterdir(),
              *(tmp_path / "merged").iterdir(), *(tmp_path / "run").rglob("*")]
-    assert len(paths) == 1 + 2 + 4 + 4 + 6
+    assert len(paths) == 1 + 2 + 4 + 5 + 7  # the merge and the run with their .xlt-run markers
     modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777 for p in paths}
     expected = {name: folders if (tmp_path / name).is_dir() else files for name in modes}
     assert modes == expected
@@ -260,5 +264,294 @@ def test_a_refused_write_run_error_is_one_line(tmp_path):
 
     with pytest.raises(XltError) as err:
         check_replaceable(tmp_path / "run")
-    assert str(err.value) == (f"output dir {tmp_path / 'run'} holds files that are not part of an xlt run "
-                              "(data.csv); choose an empty or new --output-dir")
+    assert str(err.value) == (f"--output-dir {tmp_path / 'run'} holds files xlt did not write (data.csv); "
+                              "choose a new or empty folder")
+
+
+# A user's folders and files are theirs (issue 22)
+
+def _train_argv(out: Path | None = None, *extra: str) -> list[str]:
+    """``xlt train`` with SETTINGS, then ``extra`` (which wins)."""
+    argv = ["train", *(["--output-dir", str(out)] if out is not None else [])]
+    for key, value in SETTINGS.items():
+        flag = "--" + key.replace("_", "-")
+        argv += [flag, str(value)] if value is not False else ["--no-" + key.replace("_", "-")]
+    return [*argv, *extra]
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o7777
+
+
+@pytest.mark.parametrize("content", ["config.yaml", "metrics.json", "adapter/", ".config.yaml.abcd1234"])
+def test_a_folder_of_files_xlt_did_not_write_is_refused_untouched(tmp_path, capsys, content):
+    out = tmp_path / "mine"
+    out.mkdir()
+    out.chmod(0o2770)
+    if content == "adapter/":
+        (out / "adapter").mkdir()
+        (out / "adapter" / "weights.bin").write_bytes(b"\0")
+    else:
+        (out / content).write_text("# my settings, with comments\nlr: 0.1\n")
+    before = snapshot(out)
+    assert main(_train_argv(out)) == 2
+    name = content.rstrip("/")
+    hint = " (a run of an xlt that wrote no .xlt-run marker is not replaced: move it away)" \
+        if name == "config.yaml" else ""
+    assert cli_error(capsys) == (f"--output-dir {out} holds files xlt did not write ({name}); "
+                                 f"choose a new or empty folder{hint}")
+    assert snapshot(out) == before and _mode(out) == 0o2770
+    with pytest.raises(XltError, match="holds files xlt did not write"):  # Python callers are refused too
+        run_stage2(RunConfig(**SETTINGS, output_dir=str(out)))
+    assert snapshot(out) == before
+
+
+def test_a_run_of_an_xlt_without_the_marker_is_refused(finished, tmp_path, capsys):
+    """Pre-marker runs are never replaced: nothing tells them from a user's own config.yaml and metrics.json."""
+    _copy(finished, tmp_path / "old")
+    (tmp_path / "old" / ".xlt-run").unlink()
+    before = snapshot(tmp_path / "old")
+    assert main(_train_argv(tmp_path / "old", "--overwrite")) == 2
+    assert cli_error(capsys) == (f"--output-dir {tmp_path / 'old'} holds files xlt did not write (adapter, "
+                                 "config.yaml, metrics.json); choose a new or empty folder (a run of an xlt that "
+                                 "wrote no .xlt-run marker is not replaced: move it away)")
+    assert snapshot(tmp_path / "old") == before
+
+
+def test_a_run_keeps_the_mode_and_setgid_bit_of_the_folder_it_replaces(tmp_path):
+    out = tmp_path / "shared"
+    out.mkdir()
+    out.chmod(0o2770)
+    write_run(out, {"method": "zero-shot"}, {"metrics": {}}, None)
+    assert _mode(out) == 0o2770 and (out / "config.yaml").is_file()
+    write_run(out, {"method": "zero-shot", "seed": 1}, {"metrics": {}}, None)  # an earlier run replaced
+    assert _mode(out) == 0o2770 and "seed: 1" in (out / "config.yaml").read_text()
+    write_run(tmp_path / "new", {"method": "zero-shot"}, {"metrics": {}}, None)
+    assert _mode(tmp_path / "new") == 0o777 & ~current_umask()
+
+
+def test_every_run_has_a_marker_with_the_version_and_a_random_id(finished, tmp_path):
+    import xlt
+    from xlt.run_dir import run_id
+
+    marker = json.loads((finished / ".xlt-run").read_text())
+    assert marker == {"xlt": xlt.__version__, "run_id": run_id(finished)} and len(marker["run_id"]) == 16
+    write_run(tmp_path / "other", {}, {"metrics": {}}, None)
+    assert run_id(tmp_path / "other") not in (None, marker["run_id"])
+
+
+def test_a_finished_run_is_replaced_only_with_overwrite(finished, tmp_path, capsys):
+    _copy(finished, tmp_path / "run")
+    before = snapshot(tmp_path / "run")
+    assert main(_train_argv(tmp_path / "run", "--lr", "0.001")) == 2
+    assert cli_error(capsys) == (f"--output-dir {tmp_path / 'run'} holds a finished xlt run; pass --overwrite to "
+                                 "replace it, or choose a new folder")
+    assert snapshot(tmp_path / "run") == before
+    assert main(_train_argv(tmp_path / "run", "--lr", "0.001", "--overwrite")) == 0
+    assert RunConfig.from_yaml(tmp_path / "run" / "config.yaml").lr == 0.001
+
+
+def test_runs_without_output_dir_go_to_new_folders_named_for_the_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    written = []
+    for _ in range(2):
+        assert main(_train_argv()) == 0
+        written.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_dir"])
+    assert written == ["runs/nusax-jv-lora-seed0", "runs/nusax-jv-lora-seed0-2"]
+    first, second = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in written)
+    assert first["metrics"] == second["metrics"]  # two whole runs, neither replaced
+
+
+def test_the_default_folder_names_method_fusion_and_seed(tmp_path):
+    from xlt.run_dir import default_output_dir
+
+    name = "xnli-sw-flare-add_relu-seed3"
+    assert default_output_dir("xnli", "sw", "flare", "add_relu", 3, tmp_path) == tmp_path / name
+    (tmp_path / name).mkdir()
+    (tmp_path / f"{name}-2").write_text("a file counts too")
+    assert default_output_dir("xnli", "sw", "flare", "add_relu", 3, tmp_path) == tmp_path / f"{name}-3"
+    assert default_output_dir("mlqa", "de", "lora", None, 0, tmp_path) == tmp_path / "mlqa-de-lora-seed0"
+
+
+_HOLD = ("import sys; from xlt.run_dir import output_lock\n"
+         "with output_lock(sys.argv[1]):\n    print('held', flush=True); sys.stdin.read()\n")
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert main(_train_argv(out)) == 2
+        assert cli_error(capsys) == f"--output-dir {out} is in use by another xlt run (pid {holder.pid})"
+        with pytest.raises(XltError, match=f"in use by another xlt run \\(pid {holder.pid}\\)"):
+            run_stage2(RunConfig(**SETTINGS, output_dir=str(out)))
+    finally:
+        holder.communicate("")
+    assert not out.exists()
+    assert main(_train_argv(out)) == 0  # free again once the holder is gone
+
+
+def test_merges_are_locked_and_marked_too(tmp_path):
+    from xlt.alignment.merge import merge_adapters
+    from xlt.run_dir import output_lock, run_id
+
+    for i in range(2):
+        save_adapter(tiny("bert", "lora", fusion=None, adapter_seed=i + 1)[0], tmp_path / f"a{i}")
+    inputs = [tmp_path / "a0", tmp_path / "a1"]
+    with output_lock(tmp_path / "merged"), pytest.raises(XltError, match="in use by another xlt run"):
+        merge_adapters(inputs, [0.5, 0.5], tmp_path / "merged")
+    merge_adapters(inputs, [0.5, 0.5], tmp_path / "merged")
+    assert run_id(tmp_path / "merged") is not None
+    with pytest.raises(XltError, match="holds a finished xlt run; pass --overwrite"):
+        merge_adapters(inputs, [0.9, 0.1], tmp_path / "merged")
+    merge_adapters(inputs, [0.9, 0.1], tmp_path / "merged", overwrite=True)
+    info = json.loads((tmp_path / "merged" / "xlt_merge.json").read_text())
+    assert info["weights"] == [0.9, 0.1]
+    # xlt_merge.json goes with the adapter: inputs by name and weights' hash, no path of this machine
+    assert str(tmp_path) not in json.dumps(info)
+    assert info["inputs"] == [{"name": f"a{i}", "sha256": file_sha256(tmp_path / f"a{i}" / "adapter_model.safetensors")}
+                              for i in range(2)]
+    assert info["head_source"] is None and info["heads_dropped"] == []
+
+
+def _crash_in_swap(out: Path, crash_at: str) -> subprocess.CompletedProcess:
+    """A process killed inside replace_dir (os._exit: nothing cleans up) while swapping a new run into ``out``:
+    between its two renames, or after them before the old folder is deleted."""
+    code = ("import os, shutil, sys\n"
+            "from xlt.run_dir import write_run\n"
+            "real = os.rename\n"
+            "calls = []\n"
+            "def rename(a, b):\n"
+            "    calls.append(a)\n"
+            "    if sys.argv[2] == 'between renames' and len(calls) == 2: os._exit(3)\n"
+            "    real(a, b)\n"
+            "os.rename = rename\n"
+            "if sys.argv[2] == 'before the old is deleted': shutil.rmtree = lambda *a, **k: os._exit(3)\n"
+            "write_run(sys.argv[1], {'method': 'zero-shot', 'seed': 2}, {'metrics': {'accuracy': 0.5}}, None)\n")
+    return subprocess.run([sys.executable, "-c", code, str(out), crash_at], env={**os.environ, "PYTHONPATH": str(SRC)})
+
+
+@pytest.mark.parametrize("crash_at", ["between renames", "before the old is deleted"])
+def test_a_kill_inside_the_swap_never_loses_the_previous_run(tmp_path, crash_at):
+    from xlt.io import remove_stale_temp_dirs
+
+    out = tmp_path / "run"
+    write_run(out, {"method": "zero-shot", "seed": 1}, {"metrics": {"accuracy": 0.25}}, None)
+    before = snapshot(out)
+    assert _crash_in_swap(out, crash_at).returncode == 3
+    (aside,) = [p.name for p in tmp_path.iterdir() if p.name.startswith(".run.xlt-old.")]
+    assert (not out.exists()) if crash_at == "between renames" else "seed: 2" in (out / "config.yaml").read_text()
+    remove_stale_temp_dirs(out)  # what the next run (make_temp_dir) does first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    if crash_at == "between renames":
+        assert snapshot(out) == before  # the previous run, put back whole
+    else:
+        assert "seed: 2" in (out / "config.yaml").read_text()  # the new run made it; the old one is gone
+
+
+def test_the_next_run_puts_a_run_hidden_by_a_killed_swap_back(tmp_path, capsys):
+    out = tmp_path / "run"
+    write_run(out, {"method": "zero-shot", "seed": 1}, {"metrics": {"accuracy": 0.25}}, None)
+    before = snapshot(out)
+    assert _crash_in_swap(out, "between renames").returncode == 3
+    assert not out.exists()
+    assert main(_train_argv(out)) == 2  # the next run finds the previous one in place, and will not replace it
+    assert "holds a finished xlt run" in cli_error(capsys)
+    assert snapshot(out) == before
+
+
+def test_spill_folders_of_killed_runs_are_removed_when_a_cache_starts(tmp_path):
+    from xlt.flare.source_cache import SourceStateCache
+
+    code = ("import os, sys, torch\nfrom xlt.flare.source_cache import SourceStateCache\n"
+            "cache = SourceStateCache(0, spill_dir=sys.argv[1])\n"
+            "cache.put('row', (torch.zeros(2, 3),))\nos._exit(3)\n")
+    killed = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert killed.returncode == 3
+    (left,) = tmp_path.iterdir()
+    assert left.name.startswith(f"xlt-source-states-{host_tag()}.") and (left / "states.bin").is_file()
+    live = tmp_path / f"xlt-source-states-{host_tag()}.{os.getpid()}.live1234"  # a running process's
+    live.mkdir()
+    cache = SourceStateCache(0, spill_dir=tmp_path)
+    assert sorted(tmp_path.iterdir()) == [live]
+    cache.put("row", (torch.ones(2, 3),))
+    assert torch.equal(cache.get("row")[0], torch.ones(2, 3))
+    (mine,) = [p for p in tmp_path.iterdir() if p != live]
+    assert mine.name.startswith(f"xlt-source-states-{host_tag()}.{os.getpid()}.")
+
+
+CUSTOM_HEADER = "source_text,target_text,label\n"
+
+
+def _custom_rows(words: list[str], label: str | None = None) -> str:
+    """Rows alternating neg/pos (``label``: all of that label)."""
+    rows = [f"{'good' if i % 2 else 'bad'} {w},{'apik' if i % 2 else 'elek'} {w},"
+            f"{label or ('pos' if i % 2 else 'neg')}" for i, w in enumerate(words)]
+    return CUSTOM_HEADER + "\n".join(rows) + "\n"
+
+
+def test_evaluate_reads_the_data_the_run_was_trained_on_from_anywhere(tmp_path, capsys, monkeypatch):
+    """config.yaml names the data files by absolute path and metrics.json their content hash: evaluate from
+    another directory with its own data/test.csv reads the run's file, and refuses once it changed or is gone."""
+    words = [f"w{i}" for i in range(16)]
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    for root, label in ((home, None), (elsewhere, "pos")):
+        (root / "data").mkdir(parents=True)
+        (root / "data" / "train.csv").write_text(_custom_rows(words))
+        (root / "data" / "test.csv").write_text(_custom_rows(words, label))
+    run = tmp_path / "run"
+    monkeypatch.chdir(home)
+    assert main(_train_argv(run, "--task", "custom", "--train-file", "data/train.csv",
+                            "--test-file", "data/test.csv")) == 0
+    cfg = RunConfig.from_yaml(run / "config.yaml")
+    assert (cfg.train_file, cfg.test_file) == (str(home / "data" / "train.csv"), str(home / "data" / "test.csv"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["data_files"] == {name: {"path": str(home / "data" / f"{split}.csv"),
+                                            "sha256": file_sha256(home / "data" / f"{split}.csv")}
+                                     for name, split in (("train_file", "train"), ("test_file", "test"))}
+    card = (run / "adapter" / "README.md").read_text()
+    digest = metrics["data_files"]["test_file"]["sha256"][:12]
+    assert f"`test.csv` (sha256 `{digest}`)" in card and str(home) not in card
+
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["evaluate", "--run-dir", str(run)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["metrics"] == metrics["metrics"] and result["matches_stored"] is True
+
+    test_file = home / "data" / "test.csv"
+    test_file.write_text(_custom_rows(words, "neg"))
+    assert main(["evaluate", "--run-dir", str(run)]) == 2
+    assert cli_error(capsys) == (f"--test-file {test_file} changed since run {run} was trained (sha256 {digest}, "
+                                 f"now {file_sha256(test_file)[:12]}); evaluate reads the files the run was trained "
+                                 "and tested on")
+    test_file.unlink()
+    assert main(["evaluate", "--run-dir", str(run)]) == 2
+    assert cli_error(capsys) == (f"--test-file {test_file} of run {run} is missing; evaluate reads the files the "
+                                 "run was trained and tested on")
+
+
+def test_evaluate_refuses_a_test_set_that_is_not_the_one_the_run_was_tested_on(finished, tmp_path, capsys):
+    cfg = RunConfig.from_yaml(finished / "config.yaml")
+    assert cfg.data_dir is not None and Path(cfg.data_dir).is_absolute()  # the data directory it read, written out
+    _copy(finished, tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    recorded = metrics["test_data_digest"]
+    write_json(tmp_path / "run" / "metrics.json", {**metrics, "test_data_digest": "0" * 64})
+    assert main(["evaluate", "--run-dir", str(tmp_path / "run")]) == 2
+    assert cli_error(capsys) == ("the nusax test set read now differs from the one run "
+                                 f"{tmp_path / 'run'} was tested on (content digest 000000000000, now "
+                                 f"{recorded[:12]}); evaluate needs the same data")
+
+
+def test_a_card_names_a_local_model_folder_and_the_english_model_without_paths(tmp_path):
+    (tmp_path / "my-model").mkdir()
+    cfg = RunConfig(model=str(tmp_path / "my-model"), target_lang="su").to_dict()
+    metrics = {"method": "lora", "source_lang": "en", "target_lang": "su", "task": "nusax",
+               "stage1_dir": "/home/me/.cache/xlt/stage1/my-model/nusax/seed0-0123abcd", "metrics": {"accuracy": 0.5}}
+    card = model_card(cfg, metrics)
+    assert "| base model | the English task model of stage 1, fine-tuned from `my-model` (a local model folder) " \
+           "(stage-1 key `seed0-0123abcd`) |" in card
+    assert str(tmp_path) not in card and "/home/me" not in card

@@ -52,6 +52,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
     S = argparse.SUPPRESS  # only flags given on the command line override --config
     add_option(p, "--config", help="YAML file with the same keys as the flags (flags win)", shown="none")
+    add_option(p, "--overwrite", action="store_true", default=S, shown="off",
+               help="replace the finished xlt run in --output-dir (without it, such a folder is refused)")
     for f in fields(RunConfig):
         kind, _ = FIELD_TYPES[f.name]
         flag = "--" + f.name.replace("_", "-")
@@ -109,9 +111,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from xlt.config import RunConfig
     from xlt.preflight import check_run
 
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    from xlt.run_dir import output_dir_for
+
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "config", "overwrite")}
     cfg = RunConfig.from_yaml(args.config, values) if args.config else RunConfig.from_dict(values)
-    check_run(cfg)
+    cfg = cfg.replace(output_dir=str(output_dir_for(cfg)))  # without --output-dir: a new folder under runs/
+    overwrite = getattr(args, "overwrite", False)
+    check_run(cfg, overwrite)
     from xlt.run import run_stage2
     from xlt.training.loop import bf16_is_native
 
@@ -119,8 +125,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print("xlt: warning: --bf16 on hardware without native bf16 (no CUDA bf16, no AVX512-BF16/AMX): "
               "PyTorch emulates it, many times slower than fp32", file=sys.stderr)
 
-    metrics = run_stage2(cfg)
-    print(json.dumps({k: metrics[k] for k in ("task", "method", "fusion", "target_lang", "seed", "metrics")}))
+    metrics = run_stage2(cfg, overwrite=overwrite)
+    print(json.dumps({**{k: metrics[k] for k in ("task", "method", "fusion", "target_lang", "seed", "metrics")},
+                      "run_dir": cfg.output_dir}))
     return 0
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from xlt.data.tasks import (NOT_PARALLEL, QA_TASKS, SENTENCE_TASKS, STAGE1_BUDGET, STAGE1_BUDGETS, STAGE1_LORA_LR,
-                            TASKS, TRANSLATION_TASKS, USER_FILE_TASKS, check_parallel)
+                            TASKS, TRANSLATION_TASKS, USER_FILE_TASKS, check_parallel, resolve_data_dir)
 from xlt.errors import XltError
 from xlt.flare.fusion_names import FUSIONS, check_fusion_name
 from xlt.languages import canonical_code
@@ -77,7 +77,9 @@ class RunConfig:
                                          "M2M100 or OPUS-MT: a Hugging Face id or folder)", shown="none")
     target_lang: str = setting("ace", "target language: ISO 639-1/3 code or the data set's name")
     seed: int = setting(0, "random seed (0 .. 2**32-1)")
-    output_dir: str = setting("runs/run", "run directory: config.yaml, adapter/, metrics.json")
+    output_dir: str | None = setting(None, "run directory: config.yaml, adapter/, metrics.json; a new or empty "
+                                           "folder, or one holding an earlier xlt run (with --overwrite)",
+                                     shown="a new folder runs/TASK-TARGET-METHOD[-FUSION]-seedSEED[-N]")
     data_dir: str | None = setting(None, "data set folder", shown="$XLT_DATA_DIR, else ../shared/datasets")
     train_file: str | None = setting(None, "task custom: training CSV/JSONL (source_text, target_text, label); "
                                            "custom-qa: JSONL (target_context, target_question, answers, source_*); "
@@ -338,11 +340,41 @@ class RunConfig:
             raise XltError(f"config file {path} must hold a mapping of keys to values")
         return cls.from_dict({**values, **(overrides or {})})
 
+    def with_absolute_paths(self) -> "RunConfig":
+        """The config with every data path absolute, and the data directory the run reads (``--data-dir``,
+        else $XLT_DATA_DIR or the one found from here) written out, so that the run directory's config.yaml
+        names the same files from any working directory (``xlt evaluate`` elsewhere reads the same data)."""
+        changes = {name: _absolute(getattr(self, name)) for name in PATH_FIELDS if getattr(self, name)}
+        if Path(self.align_data).suffix.lower() in (".csv", ".jsonl"):
+            changes["align_data"] = _absolute(self.align_data)
+        if self.data_dir is None and self.reads_data_dir:
+            try:
+                changes["data_dir"] = _absolute(resolve_data_dir(None))
+            except XltError:  # no data directory: loading says so (or, for NusaX, falls back to the Hub)
+                pass
+        return self.replace(**changes) if changes else self
+
+    @property
+    def reads_data_dir(self) -> bool:
+        """Whether the run reads the data directory: a built-in data set, a named parallel set (align
+        methods) or the NusaX lexicon."""
+        method = get_method(self.method)
+        return (self.task not in USER_FILE_TASKS
+                or (method.align and Path(self.align_data).suffix.lower() not in (".csv", ".jsonl"))
+                or "lexicon" in (self.translator, self.source_translator))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
+
+
+PATH_FIELDS = ("train_file", "test_file", "data_dir", "translation_cache", "stage1_dir")  # made absolute
+
+
+def _absolute(path: str | Path) -> str:
+    return os.path.abspath(Path(path).expanduser())
 
 
 _SCALARS = (bool, int, float, str)

@@ -242,15 +242,15 @@ def _merged_run(out: Path, parts: list[tuple[dict, float]]) -> dict:
         metrics = json.loads(saved.read_text())
         if metrics.get("demo_inputs") == inputs and "metrics" in metrics:
             return metrics
-    merge_runs([i["run"] for i in inputs], [w for _, w in parts], out)
+    merge_runs([i["run"] for i in inputs], [w for _, w in parts], out, overwrite=True)  # the demo's own folder
     first = parts[0][0]
     result = reevaluate_run(out)
     source = first["source_metrics"]
     metrics = {**json.loads(saved.read_text()), **result, "source_metrics": source, "demo_inputs": inputs,
                "fusion": None, "train_seconds": 0.0, "output_dir": str(out.resolve()), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                "gap": {k: gap_to_source(source[k], v) for k, v in result["metrics"].items() if source.get(k)}}
-    write_text_atomic(out / ADAPTER / CARD, model_card(RunConfig.from_yaml(out / "config.yaml").to_dict(), metrics,
-                                                       out.resolve()))  # the card now with the merge's scores
+    write_text_atomic(out / ADAPTER / CARD, model_card(RunConfig.from_yaml(out / "config.yaml").to_dict(),
+                                                       metrics))  # the card now with the merge's scores
     write_json(saved, metrics)  # last: metrics.json with "metrics" marks the evaluated merge
     return metrics
 
@@ -283,7 +283,8 @@ def run_demo(output_dir: str | Path, plan: DemoPlan, model: str = "e5-small", da
                         max_train_examples=plan.max_train_examples, max_eval_examples=plan.max_eval_examples,
                         bf16=bf16, show_progress=show_progress, **dict(method.settings),
                     )
-                    metrics = {**(finished_run(cfg) or run_stage2(cfg)), "output_dir": str(run_dir)}  # resumes
+                    # resumes; a run of other settings in the demo's own folder is replaced
+                    metrics = {**(finished_run(cfg) or run_stage2(cfg, overwrite=True)), "output_dir": str(run_dir)}
                 finished[method.name] = metrics
                 relabel = method.merge or method.epochs_factor != 1 or "source_from" in dict(method.settings)
                 rows.append({**metrics, "method": method.name} if relabel else metrics)

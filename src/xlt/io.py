@@ -1,18 +1,23 @@
 """Atomic writes: a result or checkpoint is either complete on disk or absent.
 
 Files and folders get the modes the user's umask gives any other tool (``tempfile`` alone would
-make them private), and folders are built in temporary siblings named after their builder
-(``.NAME.xlt-tmp.HOST.PID.RANDOM``), so the next build can remove the ones whose builder is gone.
+make them private; a folder keeps the setgid bit it inherits), and folders are built in temporary
+siblings named after their builder (``.NAME.xlt-tmp.HOST.PID.RANDOM``), so the next build can remove
+the ones whose builder is gone. A folder being replaced is moved aside as ``.NAME.xlt-old.HOST.PID.RANDOM``
+for the instant of the swap; if its builder died there, the next build puts it back.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -22,6 +27,7 @@ from typing import Any
 import yaml
 
 TEMP_TAG = "xlt-tmp"
+OLD_TAG = "xlt-old"  # the folder a swap moved aside (replace_dir)
 STALE_SECONDS = 24 * 3600  # a temp dir of another host (whose builder cannot be checked) is stale after this
 _umask_lock = threading.Lock()
 
@@ -52,11 +58,17 @@ def apply_umask(folder: str | Path) -> None:
     """Give every file and folder under ``folder`` the umask's mode; libraries that write privately
     (safetensors makes its files 0600) would otherwise leave finished folders others cannot read."""
     folder = Path(folder)
-    files, folders = file_mode(), dir_mode()
+    files = file_mode()
     for path in folder.rglob("*"):
         if not path.is_symlink():
-            path.chmod(folders if path.is_dir() else files)
-    folder.chmod(folders)
+            chmod_keeping_setgid(path) if path.is_dir() else path.chmod(files)
+    chmod_keeping_setgid(folder)
+
+
+def chmod_keeping_setgid(folder: Path, mode: int | None = None) -> None:
+    """``chmod`` a folder to ``mode`` (default: the umask's) without clearing the setgid bit it inherited
+    from a setgid parent (which makes files in it belong to the parent's group)."""
+    folder.chmod((dir_mode() if mode is None else mode) | (folder.stat().st_mode & stat.S_ISGID))
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -81,6 +93,15 @@ def write_yaml(path: str | Path, obj: Any) -> None:
     write_text_atomic(path, yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
 
 
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def append_jsonl(path: str | Path, obj: Any) -> None:
     """Append one line; each line is written whole with a single write call."""
     path = Path(path)
@@ -94,8 +115,13 @@ def host_tag() -> str:
     return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
 
 
-def _temp_prefix(target: Path) -> str:
-    return f".{target.name}.{TEMP_TAG}."
+def _temp_prefix(target: Path, tag: str = TEMP_TAG) -> str:
+    return f".{target.name}.{tag}."
+
+
+def process_tag() -> str:
+    """``HOST.PID`` of this process, as folders name their builder."""
+    return f"{host_tag()}.{os.getpid()}"
 
 
 def make_temp_dir(target: str | Path) -> Path:
@@ -103,8 +129,8 @@ def make_temp_dir(target: str | Path) -> Path:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_dirs(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(target)}{host_tag()}.{os.getpid()}.", dir=target.parent))
-    tmp.chmod(dir_mode())  # mkdtemp makes it 0700; the finished folder is an ordinary one
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(target)}{process_tag()}.", dir=target.parent))
+    chmod_keeping_setgid(tmp)  # mkdtemp makes it 0700; the finished folder is an ordinary one
     return tmp
 
 
@@ -118,39 +144,82 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temp_dirs(target: str | Path) -> list[Path]:
-    """Remove temp siblings of ``target`` left by builds that were killed; returns what was removed."""
-    target = Path(target)
-    if not target.parent.is_dir():
+def _builder_gone(entry: Path, host: str | None, pid: int | None, now: float) -> bool:
+    """Whether the process that named ``entry`` is gone: checked by PID on this host; elsewhere (or for
+    names without a PID) the folder is taken as abandoned once it is older than STALE_SECONDS."""
+    if host == host_tag() and pid is not None:
+        return not _process_alive(pid)
+    try:
+        return now - entry.stat().st_mtime > STALE_SECONDS
+    except OSError:
+        return False
+
+
+def _named_by(prefix: str) -> re.Pattern:
+    """Names ``PREFIX + HOST.PID.RANDOM``."""
+    return re.compile(re.escape(prefix) + r"(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+")
+
+
+def remove_stale_dirs(parent: str | Path, prefix: str) -> list[Path]:
+    """Remove the folders ``PREFIX + HOST.PID.RANDOM`` in ``parent`` whose process is gone (a scratch
+    folder a killed process could not clean up); returns what was removed."""
+    parent = Path(parent)
+    if not parent.is_dir():
         return []
-    ours = re.compile(re.escape(_temp_prefix(target)) + r"(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+")
-    legacy = re.compile(re.escape(f".{target.name}.") + r"[a-z0-9_]{8}")  # mkdtemp's name, before PIDs were recorded
-    now, removed = time.time(), []
-    for entry in target.parent.iterdir():
-        match = ours.fullmatch(entry.name)
-        if (match is None and not legacy.fullmatch(entry.name)) or entry.is_symlink() or not entry.is_dir():
-            continue
-        if match is not None and match["host"] == host_tag():
-            stale = not _process_alive(int(match["pid"]))
-        else:
-            try:
-                stale = now - entry.stat().st_mtime > STALE_SECONDS
-            except OSError:
-                continue
-        if stale:
+    named, now, removed = _named_by(prefix), time.time(), []
+    for entry in parent.iterdir():
+        match = named.fullmatch(entry.name)
+        if match and not entry.is_symlink() and entry.is_dir() and \
+                _builder_gone(entry, match["host"], int(match["pid"]), now):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
 
 
+def remove_stale_temp_dirs(target: str | Path) -> list[Path]:
+    """Clean up after builds of ``target`` that were killed: their temp siblings are removed, and a
+    folder a swap had moved aside is put back when ``target`` is missing (the kill came between the two
+    renames of :func:`replace_dir`) or removed when the new one made it. Returns what was removed."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    _restore_moved_aside(target)
+    legacy = re.compile(re.escape(f".{target.name}.") + r"[a-z0-9_]{8}")  # mkdtemp's name, before PIDs were recorded
+    removed = remove_stale_dirs(target.parent, _temp_prefix(target))
+    now = time.time()
+    for entry in target.parent.iterdir():
+        if legacy.fullmatch(entry.name) and not entry.is_symlink() and entry.is_dir() and \
+                _builder_gone(entry, None, None, now):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _restore_moved_aside(target: Path) -> None:
+    """The folders a killed swap moved aside: the newest goes back in place of a missing ``target``,
+    the others (their replacement made it) are removed."""
+    named, now = _named_by(_temp_prefix(target, OLD_TAG)), time.time()
+    aside = [entry for entry in target.parent.iterdir()
+             if (match := named.fullmatch(entry.name)) and not entry.is_symlink() and entry.is_dir()
+             and _builder_gone(entry, match["host"], int(match["pid"]), now)]
+    for entry in sorted(aside, key=lambda e: e.stat().st_mtime, reverse=True):
+        if target.exists() or target.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):  # another process put one back first: leave this one be
+                os.rename(entry, target)
+
+
 def replace_dir(complete: str | Path, target: str | Path) -> None:
     """Put the finished folder ``complete`` in place of ``target``; the old ``target`` is moved aside
     first (one rename) and deleted only once the new one is in place, so ``target`` is always either
-    the old folder whole, the new folder whole, or (for the instant between the two renames) absent."""
+    the old folder whole, the new folder whole, or (for the instant between the two renames) absent;
+    a process killed in that instant leaves the old folder aside, which the next build of ``target`` puts
+    back (:func:`remove_stale_temp_dirs`)."""
     complete, target = Path(complete), Path(target)
     aside = None
     if target.exists() or target.is_symlink():
-        aside = target.parent / f"{_temp_prefix(target)}{host_tag()}.{os.getpid()}.{secrets.token_hex(4)}"
+        aside = target.parent / f"{_temp_prefix(target, OLD_TAG)}{process_tag()}.{secrets.token_hex(4)}"
         os.rename(target, aside)
     try:
         os.rename(complete, target)

@@ -18,6 +18,7 @@ from xlt.data.qa import read_custom_qa
 from xlt.data.tasks import USER_FILE_TASKS
 from xlt.data.user_file import check_files, read_records
 from xlt.errors import XltError
+from xlt.io import file_sha256
 from xlt.method_table import get_method
 from xlt.models.cache import cache_root
 from xlt.models.loading import check_model, check_model_folder, check_safetensors, read_json_object
@@ -41,9 +42,14 @@ def check_output_dir(path: str | Path, what: str = "--output-dir") -> None:
         raise XltError(f"{what} {path}: no permission to write in {existing}")
 
 
-def check_run(cfg: RunConfig) -> None:
-    """Everything about one ``xlt train`` run that can be checked without loading data or a model."""
+def check_run(cfg: RunConfig, overwrite: bool = False) -> None:
+    """Everything about one ``xlt train`` run that can be checked without loading data or a model
+    (``cfg.output_dir`` set: :func:`xlt.run_dir.output_dir_for`)."""
+    from xlt.run_dir import check_replaceable, lock_folder
+
     check_output_dir(cfg.output_dir)
+    check_replaceable(cfg.output_dir, overwrite=overwrite)  # nothing of the user's, no finished run unasked
+    check_output_dir(lock_folder(), "the lock folder ($XLT_CACHE_DIR/locks)")
     if cfg.stage1_dir:
         check_output_dir(cfg.stage1_dir, "--stage1-dir")
     else:
@@ -83,9 +89,41 @@ def _check_alignment_data(cfg: RunConfig) -> None:
             raise XltError(f"{cfg.align_data}: no English column to align to (languages: {', '.join(sentences)})")
 
 
+def data_files(cfg: RunConfig) -> dict[str, str]:
+    """The user's data files a run reads, by setting: its train and test files, an align method's
+    parallel file."""
+    files = {name: getattr(cfg, name) for name in ("train_file", "test_file") if getattr(cfg, name)}
+    if get_method(cfg.method).align and Path(cfg.align_data).suffix.lower() in (".csv", ".jsonl"):
+        files["align_data"] = cfg.align_data
+    return files
+
+
+def data_file_record(cfg: RunConfig) -> dict[str, dict]:
+    """What metrics.json records of each data file (:func:`data_files`): its path and SHA-256."""
+    return {name: {"path": str(path), "sha256": file_sha256(path)} for name, path in data_files(cfg).items()}
+
+
+def check_data_files(run_dir: str | Path, cfg: RunConfig, recorded: dict) -> None:
+    """The run's data files are where config.yaml says, with the content they had when it was trained
+    (``recorded``: metrics.json's ``data_files``; runs that recorded none are not checked)."""
+    for name, path in data_files(cfg).items():
+        entry = recorded.get(name)
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if not Path(path).is_file():
+            raise XltError(f"{flag} {path} of run {run_dir} is missing; evaluate reads the files the run was "
+                           "trained and tested on")
+        now = file_sha256(path)
+        if now != entry["sha256"]:
+            raise XltError(f"{flag} {path} changed since run {run_dir} was trained (sha256 {entry['sha256'][:12]}, "
+                           f"now {now[:12]}); evaluate reads the files the run was trained and tested on")
+
+
 def check_run_dir(run_dir: str | Path) -> RunConfig:
     """A finished run that ``xlt evaluate`` can rebuild: its config, metrics.json (a JSON object naming
-    the English model), that model's folder and the adapter's header. Returns the run's config."""
+    the English model), that model's folder, the adapter's header and the data files it recorded (same
+    content). Returns the run's config."""
     from xlt.run_dir import missing_files
 
     run_dir = Path(run_dir)
@@ -95,7 +133,8 @@ def check_run_dir(run_dir: str | Path) -> RunConfig:
     missing = missing_files(run_dir, get_method(cfg.method).trains)
     if missing:
         raise XltError(f"{run_dir} is not a finished run: {missing[0]} is missing")
-    stage1 = read_json_object(run_dir / "metrics.json").get("stage1_dir")
+    metrics = read_json_object(run_dir / "metrics.json")
+    stage1 = metrics.get("stage1_dir")
     if not isinstance(stage1, str) or not stage1:
         raise XltError(f"{run_dir / 'metrics.json'} names no stage1_dir (the run's English model)")
     if not Path(stage1).is_dir():
@@ -103,4 +142,6 @@ def check_run_dir(run_dir: str | Path) -> RunConfig:
     check_model_folder(stage1)
     if get_method(cfg.method).trains:
         check_safetensors(run_dir / "adapter" / ADAPTER_WEIGHTS)
+    recorded = metrics.get("data_files")
+    check_data_files(run_dir, cfg, recorded if isinstance(recorded, dict) else {})
     return cfg

@@ -9,12 +9,13 @@ directory alone. Classification and generation share this code through :mod:`xlt
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 from xlt.config import RunConfig
-from xlt.data.examples import AnyTaskData, TagTaskData, TaskData
+from xlt.data.examples import AnyTaskData, TagTaskData, TaskData, content_digest
 from xlt.data.tasks import QA_TASKS
 from xlt.errors import XltError
 from xlt.languages import canonical_code
@@ -22,8 +23,9 @@ from xlt.methods import AdaptedModel, AdapterSettings, attach, get_method, load_
 from xlt.metrics import gap_to_source
 from xlt.models.classifier import resolve_pooling
 from xlt.models.loading import load_tokenizer, resolve_model
-from xlt.run_dir import (ADAPTER, CONFIG, METRICS, check_replaceable, missing_files, model_card, stored_differences,
-                         write_run)
+from xlt.preflight import data_file_record
+from xlt.run_dir import (ADAPTER, CONFIG, METRICS, check_replaceable, missing_files, model_card, output_dir_for,
+                         output_lock, stored_differences, write_run)
 from xlt.stage1 import (STAGE1_INFO, architecture_of, as_written_for, check_precision, ensure_stage1, load_data,
                         resolve_defaults, set_seed, train_settings)
 from xlt.tasks.kinds import kind_of, task_architecture
@@ -204,12 +206,44 @@ def alignment_retrieval(cfg: RunConfig, adapted: AdaptedModel, tokenizer, layers
     return result
 
 
-def run_stage2(cfg: RunConfig) -> dict:
-    """Train (if the method trains) and evaluate one method; writes the run directory."""
-    method = get_method(cfg.method)
+def run_stage2(cfg: RunConfig, overwrite: bool = False) -> dict:
+    """Train (if the method trains) and evaluate one method; writes the run directory (a new folder under
+    runs/ without ``output_dir``; a finished run there is replaced only with ``overwrite``)."""
+    cfg = cfg.with_absolute_paths()  # config.yaml names the data the same from any working directory
+    cfg = cfg.replace(output_dir=str(output_dir_for(cfg)))
     out = Path(cfg.output_dir)
-    check_replaceable(out)  # before any work: the finished run replaces the whole folder
+    check_replaceable(out, overwrite=overwrite)  # before any work: the finished run replaces the whole folder
+    with _claimed(out):
+        return _run_stage2(cfg, out)
+
+
+@contextlib.contextmanager
+def _claimed(out: Path):
+    """The output folder held (``run_dir.output_lock``) by the process that writes it, for the whole run;
+    under accelerate launch the others hear whether it was refused."""
+    processes = run_processes()
+    with contextlib.ExitStack() as stack:
+        refused = None
+        if processes.is_main_process:
+            try:
+                stack.enter_context(output_lock(out))
+            except XltError as err:
+                refused = str(err)
+        if processes.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            refused = broadcast_object_list([refused])[0]
+        if refused:
+            raise XltError(refused)
+        yield
+
+
+def _run_stage2(cfg: RunConfig, out: Path) -> dict:
+    method = get_method(cfg.method)
+    record = data_file_record(cfg)  # the content of the user's files, hashed before they are read
+    files = {"data_files": record} if record else {}
     data, text_info = stage2_data(cfg)  # the target-language task data (each example with its English side)
+    text_info = {**files, "test_data_digest": digest_of_test_set(data), **text_info}
     cfg = resolve_defaults(cfg, data)
     mt_input = mt_encoder_input(cfg)  # flare-mt: the MT model's tags for the target language, checked now
     stage1 = ensure_stage1(cfg)  # the English task model, trained once and cached
@@ -227,6 +261,12 @@ def run_stage2(cfg: RunConfig) -> dict:
         _write_run_dir(cfg, out, metrics, adapted if method.trains else None, state)
     processes.wait_for_everyone()
     return metrics
+
+
+def digest_of_test_set(data: AnyTaskData) -> str:
+    """SHA-256 of what an evaluation reads: the task, its label set and the test examples, in order."""
+    english = {"english": None} if hasattr(data, "english") else {}
+    return content_digest(dataclasses.replace(data, train=[], valid=[], **english))
 
 
 def train_adapter(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTaskData, aligner) -> dict:
@@ -287,14 +327,18 @@ def _write_run_dir(cfg: RunConfig, out: Path, metrics: dict, adapted: AdaptedMod
     """config.yaml, adapter/ (with its model card, from ``state`` where training gathered one) and metrics.json,
     swapped in whole (xlt.run_dir)."""
     config = cfg.to_dict()
-    card = model_card(config, metrics, out.resolve())
+    card = model_card(config, metrics)
     write_adapter = None if adapted is None else (lambda folder: save_adapter(adapted, folder, card, state))
     write_run(out, config, metrics, write_adapter)
 
 
 def finished_run(cfg: RunConfig) -> dict | None:
     """The metrics of a complete run of exactly this config in ``cfg.output_dir``, if there is one:
-    config.yaml equal to ``cfg``, metrics.json with metrics, and the adapter files if the method trains."""
+    config.yaml equal to ``cfg`` (its paths made absolute), metrics.json with metrics, and the adapter files
+    if the method trains."""
+    if cfg.output_dir is None:  # a new folder: nothing to reuse
+        return None
+    cfg = cfg.with_absolute_paths()
     out = Path(cfg.output_dir)
     if missing_files(out, get_method(cfg.method).trains):
         return None
@@ -310,7 +354,7 @@ def finished_run(cfg: RunConfig) -> dict | None:
         return None
     if saved.pooling is not None and cfg.pooling is None:  # the run recorded the family default it resolved
         cfg = cfg.replace(pooling=resolve_pooling(None, architecture_of(resolve_model(cfg.model)).family))
-    return metrics if saved.replace(show_progress=cfg.show_progress) == cfg else None
+    return metrics if saved.with_absolute_paths().replace(show_progress=cfg.show_progress) == cfg else None
 
 
 def _read_metrics(run_dir: Path) -> dict:
@@ -338,10 +382,21 @@ def reevaluate_run(run_dir: str | Path) -> dict:
     if "stage1_dir" not in saved or not (stage1 / STAGE1_INFO).is_file():
         raise XltError(f"the run's English model {saved.get('stage1_dir')} is missing")
     data, _ = stage2_data(cfg)
+    _check_test_data(run_dir, saved, data)
     adapted, tokenizer = build_model(cfg, stage1, data)
     if adapted.method.trains:
         load_adapter(adapted, run_dir / ADAPTER)
     return evaluate_adapted(cfg, adapted, tokenizer, data)
+
+
+def _check_test_data(run_dir: Path, saved: dict, data: AnyTaskData) -> None:
+    """The test set read now is the one the run was tested on (metrics.json's ``test_data_digest``; runs
+    that recorded none are not checked): another data directory or an edited file is refused."""
+    recorded = saved.get("test_data_digest")
+    now = digest_of_test_set(data)
+    if isinstance(recorded, str) and recorded != now:
+        raise XltError(f"the {data.task} test set read now differs from the one run {run_dir} was tested on "
+                       f"(content digest {recorded[:12]}, now {now[:12]}); evaluate needs the same data")
 
 
 def evaluate_run(run_dir: str | Path) -> dict:

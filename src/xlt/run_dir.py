@@ -1,27 +1,40 @@
 """The run directory of one stage-2 run (or merge), and what it must hold to count as finished.
 
 A run directory holds ``config.yaml``, ``adapter/`` (methods that train: safetensors, PEFT config and
-an xlt model card) and ``metrics.json``. It is built whole in a temporary sibling and swapped in at
-the end, so a run killed half-way leaves the previous run intact (or nothing), never new files next
-to old metrics.
+an xlt model card), ``metrics.json`` and ``.xlt-run`` (the marker only xlt writes: its version and a
+random run id). It is built whole in a temporary sibling and swapped in at the end, so a run killed
+half-way leaves the previous run intact (or nothing), never new files next to old metrics; the folder
+it replaces keeps its mode (setgid bit included). A folder is only ever replaced when it is empty or
+holds an xlt run (the marker, and nothing else), and a finished run only when the caller says so
+(``--overwrite``). Folders of an xlt that wrote no marker are refused like any other files: nothing
+tells them from a user's own ``config.yaml``. One run at a time writes a folder (:func:`output_lock`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import math
+import os
+import re
+import secrets
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from xlt.errors import XltError
-from xlt.io import make_temp_dir, replace_dir, write_json, write_yaml
+from xlt.io import (host_tag, make_temp_dir, remove_stale_temp_dirs, replace_dir, write_json, write_text_atomic,
+                    write_yaml)
 
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
 ADAPTER = "adapter"
 CARD = "README.md"
+MARKER = ".xlt-run"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", "xlt_adapter.json")
-RUN_ENTRIES = (CONFIG, METRICS, ADAPTER)
+RUN_ENTRIES = (CONFIG, METRICS, ADAPTER, MARKER)
+RUNS_ROOT = "runs"  # where runs go without --output-dir
 
 
 def _is_run_entry(name: str, entries: tuple[str, ...]) -> bool:
@@ -29,18 +42,117 @@ def _is_run_entry(name: str, entries: tuple[str, ...]) -> bool:
     return name in entries or any(name.startswith(f".{entry}.") for entry in entries)
 
 
-def check_replaceable(folder: str | Path, entries: tuple[str, ...] = RUN_ENTRIES, what: str = "an xlt run") -> None:
-    """Refuse, before any work, an output folder holding anything but ``entries``: writing the run
-    replaces the whole folder, which must never delete a user's other files."""
+def write_marker(folder: str | Path) -> str:
+    """Mark ``folder`` as written by xlt (the version and a new random run id); returns the id."""
+    from xlt import __version__
+
+    run_id = secrets.token_hex(8)
+    write_json(Path(folder) / MARKER, {"xlt": __version__, "run_id": run_id})
+    return run_id
+
+
+def run_id(folder: str | Path) -> str | None:
+    """The run id in ``folder``'s marker; None where there is no valid marker (not written by xlt)."""
+    try:
+        marker = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = marker.get("run_id") if isinstance(marker, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def check_replaceable(folder: str | Path, entries: tuple[str, ...] = RUN_ENTRIES, overwrite: bool = False) -> None:
+    """Refuse, before any work, an output folder that writing the run (which replaces the whole folder)
+    must not replace: one holding anything xlt did not write (no marker, or files besides ``entries``),
+    or a finished xlt run unless ``overwrite``. New and empty folders are fine."""
     folder = Path(folder)
+    remove_stale_temp_dirs(folder)  # first put back a run that a killed swap left aside
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-        raise XltError(f"output dir {folder} exists and is not a plain folder; choose a new --output-dir")
-    if not folder.exists():
+        raise XltError(f"--output-dir {folder} exists and is not a plain folder; choose a new or empty folder")
+    names = sorted(entry.name for entry in folder.iterdir()) if folder.exists() else []
+    if not names:
         return
-    others = sorted(e.name for e in folder.iterdir() if not _is_run_entry(e.name, entries))
+    ours = run_id(folder) is not None
+    others = [name for name in names if not (ours and _is_run_entry(name, entries))]
     if others:
-        raise XltError(f"output dir {folder} holds files that are not part of {what} ({', '.join(others[:3])}); "
-                       "choose an empty or new --output-dir")
+        older = " (a run of an xlt that wrote no .xlt-run marker is not replaced: move it away)" \
+            if not ours and CONFIG in names else ""
+        raise XltError(f"--output-dir {folder} holds files xlt did not write ({', '.join(others[:3])}); "
+                       f"choose a new or empty folder{older}")
+    if not overwrite:
+        raise XltError(f"--output-dir {folder} holds a finished xlt run; pass --overwrite to replace it, "
+                       "or choose a new folder")
+
+
+def lock_folder() -> Path:
+    """Where output-folder locks live ($XLT_CACHE_DIR/locks): not beside the user's folders."""
+    from xlt.models.cache import cache_root
+
+    return cache_root() / "locks"
+
+
+@contextlib.contextmanager
+def output_lock(folder: str | Path) -> Iterator[None]:
+    """Hold ``folder`` for one run: a second run that asks while it is held is refused in one line.
+
+    The lock (``filelock``: an OS lock the kernel drops when its holder dies) is a file named for the
+    folder's resolved path in :func:`lock_folder`, with a ``.pid`` file beside it saying who holds it;
+    both stay (deleting a lock file that another process has open would let two runs hold two locks)."""
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder)
+    resolved = folder.resolve()
+    key = hashlib.sha256(str(resolved).encode()).hexdigest()[:24]
+    lock_path = lock_folder() / f"{re.sub(r'[^A-Za-z0-9+_.-]', '_', resolved.name)[:64]}-{key}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    holder = lock_path.with_suffix(".pid")
+    lock = FileLock(str(lock_path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise XltError(f"--output-dir {folder} is in use by another xlt run ({_holder(holder)})") from None
+    try:
+        write_text_atomic(holder, f"{host_tag()} {os.getpid()}\n")
+        yield
+    finally:
+        lock.release()
+
+
+def _holder(holder: Path) -> str:
+    """``pid N`` (``on HOST`` when another machine's) from the lock's pid file."""
+    try:
+        host, pid = holder.read_text(encoding="utf-8").split()
+    except (OSError, ValueError):
+        return "pid unknown"
+    return f"pid {pid}" + ("" if host == host_tag() else f" on {host}")
+
+
+def output_dir_for(cfg) -> Path:
+    """The run's folder: ``cfg.output_dir``, else a new one named for the run (:func:`default_output_dir`)."""
+    if cfg.output_dir is not None:
+        return Path(cfg.output_dir)
+    from xlt.languages import canonical_code
+
+    try:
+        target = canonical_code(cfg.target_lang)
+    except XltError:  # the data loader names the problem
+        target = cfg.target_lang
+    return default_output_dir(cfg.task, target, cfg.method, cfg.fusion, cfg.seed)
+
+
+def default_output_dir(task: str, target_lang: str, method: str, fusion: str | None, seed: int,
+                       root: str | Path = RUNS_ROOT) -> Path:
+    """A new folder for a run without ``--output-dir``: ``runs/TASK-TARGET-METHOD[-FUSION]-seedSEED``,
+    with ``-2``, ``-3``, ... where that exists, so no run replaces another unasked. (Two runs of the same
+    settings started at the same instant pick the same name; the second is refused, the folder being in use or
+    finished.)"""
+    name = "-".join([task, target_lang, method, *([fusion] if fusion else []), f"seed{seed}"])
+    base = Path(root) / re.sub(r"[^A-Za-z0-9+_.-]", "_", name)
+    path, n = base, 1
+    while path.exists() or path.is_symlink():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def missing_files(run_dir: str | Path, trains: bool) -> list[str]:
@@ -50,11 +162,13 @@ def missing_files(run_dir: str | Path, trains: bool) -> list[str]:
 
 
 def write_run(out: str | Path, config: dict, metrics: dict, write_adapter: Callable[[Path], None] | None) -> None:
-    """Write config.yaml, the adapter (``write_adapter(folder)``) and metrics.json into a temp sibling
-    of ``out``, then swap it in whole; the previous run in ``out`` is removed only after that."""
+    """Write config.yaml, the adapter (``write_adapter(folder)``), metrics.json and the marker into a temp
+    sibling of ``out``, then swap it in whole; the previous run in ``out`` is removed only after that."""
     out = Path(out)
     tmp = make_temp_dir(out)
     try:
+        keep_folder_mode(out, tmp)
+        write_marker(tmp)
         write_yaml(tmp / CONFIG, config)
         if write_adapter is not None:
             write_adapter(tmp / ADAPTER)
@@ -62,6 +176,18 @@ def write_run(out: str | Path, config: dict, metrics: dict, write_adapter: Calla
         replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def keep_folder_mode(existing: Path, replacement: Path) -> None:
+    """Give ``replacement`` the group and mode (setgid bit included) of the folder it will replace (a
+    user's ``chmod 2770`` stays), set before anything is written in it so that its files take that group
+    too; a new folder keeps the umask's mode. A group this user may not give is left as it is."""
+    if not existing.is_dir() or existing.is_symlink():
+        return
+    status = existing.stat()
+    with contextlib.suppress(OSError):
+        os.chown(replacement, -1, status.st_gid)
+    replacement.chmod(status.st_mode & 0o7777)
 
 
 def _number(value: object) -> str:
@@ -74,12 +200,17 @@ def _metric_rows(title: str, values: dict | None) -> list[str]:
     return [f"| {title}: {name} | {_number(value)} |" for name, value in values.items()]
 
 
-def model_card(config: dict, metrics: dict, run_dir: str | Path) -> str:
-    """The adapter's README.md: what it is, what it was trained and tested on, its scores, how to load it."""
+def model_card(config: dict, metrics: dict) -> str:
+    """The adapter's README.md: what it is, what it was trained and tested on, its scores, how to load it.
+
+    The card travels with the adapter, so it names things by name, never by this machine's paths: the
+    base model's id (a local model folder by its name), the task and languages, the data files by name and
+    content hash, the English model by its stage-1 key, merged runs by name, method and run id."""
     method, fusion = metrics.get("method", config.get("method")), metrics.get("fusion")
     source, target = metrics.get("source_lang", config.get("source_lang")), metrics.get("target_lang")
     title = f"{method} ({fusion})" if fusion else method
     merge = metrics.get("merge")
+    stage1 = metrics.get("stage1_dir")
     lines = ["---", "library_name: peft", "language:", f"- {source}", f"- {target}",
              "tags:", "- xlt", f"- {method}", "---", "",
              f"# xlt adapter: {title}, {source} → {target}, task {metrics.get('task', config.get('task'))}", "",
@@ -88,13 +219,17 @@ def model_card(config: dict, metrics: dict, run_dir: str | Path) -> str:
              f"| task / data | {config.get('task')}"
              + (f", {metrics['train_examples']} training and {metrics['test_examples']} test examples ({target})"
                 if "test_examples" in metrics else "") + " |",
-             f"| base model | the stage-1 English task model `{metrics.get('stage1_dir')}`, "
-             f"fine-tuned from `{config.get('model')}` |",
+             *_data_rows(metrics),
+             f"| base model | the English task model of stage 1, fine-tuned from {_model_name(config.get('model'))}"
+             + (f" (stage-1 key `{Path(stage1).name}`)" if stage1 else "") + " |",
              f"| adapter | LoRA r={config.get('lora_r')}, alpha={config.get('lora_alpha')}, "
              f"on {config.get('lora_targets')} projections |",
              f"| seed | {config.get('seed')} |"]
     if merge:
-        weights = ", ".join(f"{w} · `{run}`" for w, run in zip(merge["weights"], metrics.get("merged_from", [])))
+        runs = metrics.get("merged_runs") or [{} for _ in merge["weights"]]
+        weights = ", ".join(f"{w} · " + (f"`{run['name']}` ({run['method']}, run {run['run_id']})" if run
+                                          else f"input {i + 1}")
+                            for i, (w, run) in enumerate(zip(merge["weights"], runs)))
         lines.append(f"| merged from | {weights} ({merge['combination']}; head of the first) |")
     lines += ["", "## Test metrics", ""]
     scores = [*_metric_rows(target, metrics.get("metrics")),
@@ -104,10 +239,30 @@ def model_card(config: dict, metrics: dict, run_dir: str | Path) -> str:
         lines += ["| metric | value |", "|---|---:|", *scores]
     else:
         lines.append("Not evaluated when written; `xlt evaluate` below computes them.")
-    lines += ["", "## Load it", "", "```bash", f"xlt evaluate --run-dir {Path(run_dir)}", "```", "",
-              "rebuilds the model from this run directory alone (its config.yaml, the stage-1 model above and "
-              "this adapter) and evaluates it again on the same test set.", ""]
+    lines += ["", "## Load it", "", "```bash", "xlt evaluate --run-dir RUN_DIR", "```", "",
+              "with RUN_DIR the run directory that holds this `adapter/` folder: rebuilds the model from that "
+              "directory alone (its config.yaml, the stage-1 model above and this adapter) and evaluates it "
+              "again on the same test set.", ""]
     return "\n".join(lines)
+
+
+def _model_name(model: str | None) -> str:
+    """A model id as given; a local model folder by its name alone."""
+    if model is None:
+        return "`?`"
+    path = Path(model).expanduser()
+    if path.is_absolute() or model.startswith((".", "~")) or path.is_dir():
+        return f"`{path.resolve().name}` (a local model folder)"
+    return f"`{model}`"
+
+
+def _data_rows(metrics: dict) -> list[str]:
+    """The data files by name and SHA-256 (its first 12 hex digits), and the test set's content digest."""
+    files = metrics.get("data_files") or {}
+    rows = ["| data files | " + ", ".join(f"`{Path(f['path']).name}` (sha256 `{f['sha256'][:12]}`)"
+                                          for f in files.values()) + " |"] if files else []
+    digest = metrics.get("test_data_digest")
+    return rows + ([f"| test set | content digest `{digest[:12]}` |"] if digest else [])
 
 
 def same_value(stored: object, recomputed: object) -> bool:

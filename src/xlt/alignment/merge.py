@@ -18,9 +18,10 @@ from safetensors.torch import load_file, save_file
 
 from xlt.alignment.merge_names import COMBINATIONS
 from xlt.errors import XltError
-from xlt.io import apply_umask, make_temp_dir, replace_dir, write_json, write_text_atomic
+from xlt.io import apply_umask, file_sha256, make_temp_dir, replace_dir, write_json, write_text_atomic
 from xlt.methods import ADAPTER_INFO, ADAPTER_WEIGHTS
-from xlt.run_dir import CARD, check_replaceable, missing_files, model_card, write_run
+from xlt.run_dir import (CARD, MARKER, check_replaceable, keep_folder_mode, missing_files, model_card, output_lock,
+                         run_id, write_marker, write_run)
 
 ADAPTER_CONFIG = "adapter_config.json"
 MERGE_INFO = "xlt_merge.json"
@@ -175,36 +176,71 @@ def _merge(adapters: list[str | Path], weights: list[float], combination: str) -
     return tensors, config, summary
 
 
-def _write_adapter(folder: Path, tensors: dict, config: dict, summary: dict, card: str | None = None) -> None:
-    """The merged adapter folder, built in a temp sibling and swapped in whole."""
+def _input_name(folder: Path) -> str:
+    """An input adapter as xlt_merge.json names it: its folder's name (a run's ``adapter/`` with its run's)."""
+    folder = folder.resolve()
+    return f"{folder.parent.name}/{folder.name}" if folder.name == "adapter" else folder.name
+
+
+def shareable(summary: dict) -> dict:
+    """xlt_merge.json, which travels with the adapter: the merge summary with each input named and
+    identified by the SHA-256 of its weights, not located by this machine's paths."""
+    inputs = [Path(path) for path in summary["inputs"]]
+    names = {str(path): _input_name(path) for path in inputs}
+    return {**summary,
+            "inputs": [{"name": names[str(p)], "sha256": file_sha256(p / ADAPTER_WEIGHTS)} for p in inputs],
+            "head_source": names.get(summary["head_source"]) if summary["head_source"] else None,
+            "heads_dropped": [names.get(path, Path(path).name) for path in summary["heads_dropped"]]}
+
+
+def _write_adapter(folder: Path, tensors: dict, config: dict, summary: dict, card: str | None = None,
+                   marker: bool = False) -> None:
+    """The merged adapter folder, built in a temp sibling and swapped in whole (``marker``: an output
+    folder of its own, marked as xlt's and keeping the mode of the folder it replaces)."""
     tmp = make_temp_dir(folder)
     try:
+        if marker:
+            keep_folder_mode(folder, tmp)
+            write_marker(tmp)
         save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         write_json(tmp / ADAPTER_CONFIG, config)
-        write_json(tmp / MERGE_INFO, summary)
+        write_json(tmp / MERGE_INFO, shareable(summary))
         task_adapter = Path(summary["inputs"][0])  # its method and pooling go with the head that is kept
         if (task_adapter / ADAPTER_INFO).is_file():
             shutil.copyfile(task_adapter / ADAPTER_INFO, tmp / ADAPTER_INFO)
         if card is not None:
             write_text_atomic(tmp / CARD, card)
+        mode = tmp.stat().st_mode & 0o7777
         apply_umask(tmp)
+        if marker:
+            tmp.chmod(mode)  # the replaced folder's, kept
         replace_dir(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def merge_adapters(adapters: list[str | Path], weights: list[float], output: str | Path,
-                   combination: str = "exact") -> dict:
+                   combination: str = "exact", overwrite: bool = False) -> dict:
     """Write the weighted merge of plain LoRA adapters to ``output`` (atomically); returns a summary.
 
     The task head (``modules_to_save`` tensors) comes from the FIRST adapter, the task adapter; the
-    others' heads are dropped, since the merged model can have only one head.
+    others' heads are dropped, since the merged model can have only one head. ``output`` must be new,
+    empty, or an earlier merge (``overwrite``).
     """
     check_output(adapters, output)
-    check_replaceable(output, (ADAPTER_WEIGHTS, ADAPTER_CONFIG, ADAPTER_INFO, MERGE_INFO, CARD), "a merged adapter")
-    tensors, config, summary = _merge(adapters, weights, combination)
-    _write_adapter(Path(output), tensors, config, summary)
+    check_replaceable(output, (ADAPTER_WEIGHTS, ADAPTER_CONFIG, ADAPTER_INFO, MERGE_INFO, CARD, MARKER), overwrite)
+    with output_lock(output):
+        tensors, config, summary = _merge(adapters, weights, combination)
+        _write_adapter(Path(output), tensors, config, summary, marker=True)
     return summary
+
+
+def _run_name(run: Path) -> dict:
+    """A merged run as the model card names it: folder name, method and run id (no path)."""
+    from xlt.config import RunConfig
+
+    return {"name": run.resolve().name, "method": RunConfig.from_yaml(run / "config.yaml").method,
+            "run_id": run_id(run) or "?"}
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -212,30 +248,37 @@ def is_run_dir(path: str | Path) -> bool:
 
 
 def merge_runs(run_dirs: list[str | Path], weights: list[float], output_dir: str | Path,
-               combination: str = "exact") -> dict:
+               combination: str = "exact", overwrite: bool = False) -> dict:
     """Merge finished runs' adapters into a run directory that ``xlt evaluate`` can load.
 
     The first run supplies config.yaml (with lora_r/lora_alpha set to the merged rank, which is what
-    ``attach`` reads back) and the English model (``stage1_dir``); the directory is swapped in whole.
+    ``attach`` reads back) and the English model (``stage1_dir``); the directory is swapped in whole
+    (new, empty, or an earlier xlt run with ``overwrite``).
     """
+    check_output(run_dirs, output_dir)
+    check_replaceable(output_dir, overwrite=overwrite)
+    with output_lock(output_dir):
+        return _merge_runs(run_dirs, weights, Path(output_dir), combination)
+
+
+def _merge_runs(run_dirs: list[str | Path], weights: list[float], out: Path, combination: str) -> dict:
     from xlt.config import RunConfig
     from xlt.methods import get_method
 
-    check_output(run_dirs, output_dir)
-    check_replaceable(output_dir)
     for run in run_dirs:
         if not is_run_dir(run):
             raise XltError(f"{run} is not a finished run with an adapter (config.yaml, metrics.json, adapter/)")
     first = RunConfig.from_yaml(Path(run_dirs[0]) / "config.yaml")
     if get_method(first.method).adapter != "lora":
         raise XltError(f"the first run uses method {first.method!r}; merge needs a plain LoRA run first")
-    out = Path(output_dir)
     tensors, adapter_config, summary = _merge(run_dirs, weights, combination)
     config = first.replace(lora_r=summary["rank"], lora_alpha=summary["rank"], output_dir=str(out)).to_dict()
     saved = json.loads((Path(run_dirs[0]) / "metrics.json").read_text())
-    keep = ("task", "method", "model", "source_lang", "target_lang", "seed", "stage1_dir", "stage1_examples")
+    keep = ("task", "method", "model", "source_lang", "target_lang", "seed", "stage1_dir", "stage1_examples",
+            "data_files", "test_data_digest")  # evaluate checks the data of the first run's config
     metrics = {**{k: saved[k] for k in keep if k in saved},
-               "merged_from": [str(Path(r).resolve()) for r in run_dirs], "merge": summary}
-    card = model_card(config, metrics, out.resolve())
+               "merged_from": [str(Path(r).resolve()) for r in run_dirs], "merge": summary,
+               "merged_runs": [_run_name(Path(r)) for r in run_dirs]}
+    card = model_card(config, metrics)
     write_run(out, config, metrics, lambda folder: _write_adapter(folder, tensors, adapter_config, summary, card))
     return summary

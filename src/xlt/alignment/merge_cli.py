@@ -19,6 +19,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_option(p, "--weights", nargs="+", type=float, required=True, help="one weight per adapter, e.g. 0.9 0.1")
     add_option(p, "--output-dir", required=True,
                help="a run directory for `xlt evaluate` when all inputs are runs, else an adapter folder")
+    add_option(p, "--overwrite", action="store_true",
+               help="replace the earlier merge or xlt run in --output-dir (without it, such a folder is refused)")
     add_option(p, "--combination", default="exact", metavar="{" + ",".join(COMBINATIONS) + "}",
                help="exact: the exact sum at rank Σr; the others are PEFT's add_weighted_adapter types")
     return p
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from xlt.alignment.merge import is_run_dir, merge_adapters, merge_runs
 
     merge = merge_runs if all(is_run_dir(a) for a in args.adapters) else merge_adapters
-    summary = merge(args.adapters, args.weights, args.output_dir, args.combination)
+    summary = merge(args.adapters, args.weights, args.output_dir, args.combination,
+                    overwrite=getattr(args, "overwrite", False))
     print(json.dumps({k: summary[k] for k in ("combination", "weights", "rank", "modules_merged", "head_source")}))
     return 0

@@ -18,7 +18,10 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from xlt.io import process_tag, remove_stale_dirs
+
 Row = tuple[torch.Tensor | None, ...]  # per stack: (states, length, d) of one example
+SPILL_PREFIX = "xlt-source-states-"  # + HOST.PID.RANDOM: the spill folders of killed runs are found and removed
 
 
 def row_keys(inputs: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> list[str]:
@@ -46,6 +49,7 @@ class SourceStateCache:
         self._spill_dir = spill_dir
         self._file: Path | None = None
         self._map: np.memmap | None = None
+        remove_stale_dirs(spill_dir or tempfile.gettempdir(), SPILL_PREFIX)
 
     def __len__(self) -> int:
         return len(self.memory) + len(self.spilled)
@@ -69,7 +73,7 @@ class SourceStateCache:
 
     def _write(self, tensor: torch.Tensor) -> tuple:
         if self._file is None:
-            folder = Path(tempfile.mkdtemp(prefix="xlt-source-states-", dir=self._spill_dir))
+            folder = Path(tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{process_tag()}.", dir=self._spill_dir))
             weakref.finalize(self, shutil.rmtree, folder, True)
             self._file = folder / "states.bin"
         raw = tensor.contiguous().view(torch.uint8).numpy().tobytes()
