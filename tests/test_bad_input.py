@@ -424,3 +424,28 @@ def test_csv_rows_longer_than_the_header_are_warned_about(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines() == [
         f"xlt: warning: {train}: 2 row(s) have more fields than the header (first: row 1); the extra fields are ignored"
     ]
+
+
+# --- issue 22: every error before compute, one line, never a traceback -----------------------------
+
+
+def test_negative_answer_start(tmp_path, capsys):
+    """Python slices from the end for a negative start: -11 found "Hauptstadt" in "Paris ist die Hauptstadt."."""
+    row = {"target_context": "Paris ist die Hauptstadt.", "target_question": "Was?",
+           "answers": [{"text": "Hauptstadt", "answer_start": -11}], "source_context": "Paris is the capital.",
+           "source_question": "What?", "source_answers": ["capital"]}
+    data = tmp_path / "qa.jsonl"
+    data.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    refused(capsys, train_args(tmp_path, "--task", "custom-qa", "--train-file", str(data), "--test-file", str(data)),
+            f"{data}: line 1: answers answer 'Hauptstadt' has answer_start -11; it must be the character where the "
+            "answer begins in the paragraph (>= 0)")
+    nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("task", ["custom", "custom-qa", "custom-ner", "custom-mt"])
+def test_a_directory_given_as_a_data_file(tmp_path, capsys, task):
+    folder = tmp_path / "train.jsonl"
+    folder.mkdir()
+    refused(capsys, train_args(tmp_path, "--task", task, "--train-file", str(folder), "--test-file", str(folder)),
+            f"{folder} is a directory, not a data file")
+
