@@ -449,3 +449,42 @@ def test_a_directory_given_as_a_data_file(tmp_path, capsys, task):
     refused(capsys, train_args(tmp_path, "--task", task, "--train-file", str(folder), "--test-file", str(folder)),
             f"{folder} is a directory, not a data file")
 
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--method", "align", "--align-layers", "2,99"], "--align-layers must be layers 1..2 of tiny-random/bert, "
+                                                      "got '2,99'"),
+    (["--method", "x-mixup", "--mixup-layers", "3"], "--mixup-layers must be layers 1..2 of tiny-random/bert, got '3'"),
+    (["--method", "x-mixup", "--mixup-layers", "1,1"], "--mixup-layers must be distinct layers 1..2 of "
+                                                       "tiny-random/bert, got '1,1'"),
+    (["--method", "align", "--align-layers", "9" * 5000], "--align-layers must be layers 1..2 of tiny-random/bert, "
+                                                          "got '99999"),
+    (["--lora-r", "100"], "--lora-r 100 is above the hidden size of tiny-random/bert (32), the highest rank"),
+    (["--stage1-lora-r", "1000"], "--stage1-lora-r 1,000 is above the hidden size of tiny-random/bert (32)"),
+])
+def test_layers_and_ranks_the_model_does_not_have(tmp_path, capsys, extra, message):
+    """Checked against the model's config.json before anything loads: these used to fail after stage 1
+    (layers) or allocating the adapter (ranks)."""
+    refused(capsys, train_args(tmp_path, *extra), message)
+    nothing_written(tmp_path)
+
+
+def test_output_dir_whose_parent_is_unwritable(tmp_path, capsys, monkeypatch):
+    """The run is built in a temp sibling of --output-dir: a writable folder in a locked parent used to
+    fail with a PermissionError after training."""
+    locked = tmp_path / "locked"
+    (locked / "run").mkdir(parents=True)
+    _deny_writes_in(monkeypatch, locked)
+    refused(capsys, ["train", *TRAIN, "--output-dir", str(locked / "run"), "--stage1-dir", str(tmp_path / "s1")],
+            f"--output-dir {locked / 'run'}: no permission to write in {locked}, where the finished folder is built")
+    assert list(locked.iterdir()) == [locked / "run"] and not (tmp_path / "s1").exists()
+
+
+@pytest.mark.parametrize("pickle", ["pytorch_model.bin", "pytorch_model.bin.index.json"])
+def test_pickle_only_model_folder(tmp_path, capsys, pickle):
+    folder = model_folder(tmp_path, {"model_type": "bert", "hidden_size": 8})
+    (folder / "model.safetensors").unlink()
+    (folder / pickle).write_bytes(b"\x80\x04K\x01.")  # a pickle: loading it runs whatever it says
+    refused(capsys, train_args(tmp_path, "--model", str(folder)),
+            f"model folder {folder} has only PyTorch pickle weights ({pickle}); xlt reads safetensors only")
+    nothing_written(tmp_path)
