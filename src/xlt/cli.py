@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from dataclasses import fields
 
-from xlt.errors import XltError
+from xlt.errors import ECHO_CHARS, XltError, echo
 
 EXIT_BAD_INPUT = 2
 
@@ -21,6 +22,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is an ``XltError`` like any other bad input: one line, exit code 2."""
 
     def error(self, message: str):
+        message = re.sub(r"'([^']{%d,})'" % ECHO_CHARS, lambda m: echo(m[1]), message)  # a value as given: cut
         raise XltError(f"{message} (see {self.prog} --help)".replace("\n", " "))
 
 
@@ -140,9 +142,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _check_demo(args: argparse.Namespace, output_dir: str) -> None:
     from xlt.models.loading import check_model
     from xlt.preflight import check_output_dir
+    from xlt.training.limits import MAX_OPTIMIZER_STEPS
 
     if args.epochs is not None and args.epochs < 1:
         raise XltError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.epochs is not None and args.epochs > MAX_OPTIMIZER_STEPS:  # each epoch is at least one step
+        raise XltError(f"--epochs must be at most {MAX_OPTIMIZER_STEPS:,} (optimizer steps a run plans), "
+                       f"got {args.epochs:,}")
     for flag in ("max_train_examples", "max_eval_examples"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise XltError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")

@@ -27,6 +27,7 @@ from xlt.run_dir import (ADAPTER, CONFIG, METRICS, check_replaceable, missing_fi
 from xlt.stage1 import (STAGE1_INFO, architecture_of, as_written_for, check_precision, ensure_stage1, load_data,
                         resolve_defaults, set_seed, train_settings)
 from xlt.tasks.kinds import kind_of, task_architecture
+from xlt.training.limits import check_steps
 from xlt.training.loop import enable_checkpointing, task_steps, train
 from xlt.training.processes import processes as run_processes
 
@@ -210,6 +211,8 @@ def run_stage2(cfg: RunConfig) -> dict:
     out = Path(cfg.output_dir)
     check_replaceable(out)  # before any work: the finished run replaces the whole folder
     data, text_info = stage2_data(cfg)  # the target-language task data (each example with its English side)
+    if method.task_loss:  # a plan too long to build is refused before stage 1 trains
+        check_steps(len(data.train), cfg.batch_size, cfg.epochs, "stage 2", "--epochs")
     cfg = resolve_defaults(cfg, data)
     mt_input = mt_encoder_input(cfg)  # flare-mt: the MT model's tags for the target language, checked now
     stage1 = ensure_stage1(cfg)  # the English task model, trained once and cached

@@ -29,6 +29,7 @@ from xlt.models.cache import build_once, cache_root
 from xlt.models.classifier import resolve_pooling
 from xlt.models.loading import load_tokenizer, model_slug, resolve_model
 from xlt.tasks.kinds import QA, Generation, Tagging, kind_of
+from xlt.training.limits import check_steps
 from xlt.training.loop import TrainSettings, task_steps, train
 
 STAGE1_INFO = "stage1.json"
@@ -190,6 +191,7 @@ def ensure_stage1(cfg: RunConfig) -> Path:
     """The English task model for (model, task, seed, settings, data): trained once, then reused by every
     stage-2 run. It trains and is tested on the source (English) side of the task's examples."""
     english = load_data(cfg, stage1=True)
+    check_steps(len(english.train), cfg.batch_size, cfg.stage1_epochs, "stage 1", "--stage1-epochs")
     cfg = resolve_defaults(cfg, english)
     folder = stage1_dir(cfg, english)
 
