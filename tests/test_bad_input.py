@@ -490,6 +490,69 @@ def test_pickle_only_model_folder(tmp_path, capsys, pickle):
     nothing_written(tmp_path)
 
 
+def _adapter(folder: Path, config: str, tensors: bytes) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "adapter_model.safetensors").write_bytes(tensors)
+    (folder / "adapter_config.json").write_text(config)
+    return folder
+
+
+LORA_CONFIG = {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}
+
+
+@pytest.mark.parametrize("config, words", [
+    ('{"peft_type": "LORA", ', ["adapter_config.json is not valid JSON"]),
+    ("[1, 2]", ["adapter_config.json is not a JSON object"]),
+    ("{}", ["is not a plain LoRA adapter", "says peft_type None"]),
+    (json.dumps({k: v for k, v in LORA_CONFIG.items() if k != "r"}),
+     ["adapter_config.json: r must be a positive integer (the LoRA rank), got None"]),
+    (json.dumps({**LORA_CONFIG, "r": "4"}), ["adapter_config.json: r must be a positive integer", "got '4'"]),
+    (json.dumps({**LORA_CONFIG, "lora_alpha": -1}), ["adapter_config.json: lora_alpha must be a positive number"]),
+    (json.dumps({k: v for k, v in LORA_CONFIG.items() if k != "target_modules"}),
+     ["adapter_config.json: target_modules must name the adapted modules", "got None"]),
+])
+def test_merge_an_invalid_adapter_config(tmp_path, capsys, config, words):
+    good = _adapter(tmp_path / "a", json.dumps(LORA_CONFIG), whole_safetensors(tmp_path))
+    bad = _adapter(tmp_path / "b", config, whole_safetensors(tmp_path))
+    line = refused(capsys, ["merge", "--adapters", str(good), str(bad), "--weights", "0.9", "0.1",
+                            "--output-dir", str(tmp_path / "out")], *words)
+    assert str(bad) in line
+    assert not (tmp_path / "out").exists()
+
+
+def _finished_run(folder: Path, stage1: str, tensors: bytes) -> Path:
+    _adapter(folder / "adapter", json.dumps(LORA_CONFIG), tensors)
+    (folder / "adapter" / "xlt_adapter.json").write_text('{"method": "lora", "pooling": "mean"}')
+    (folder / "config.yaml").write_text(yaml.safe_dump(RunConfig(method="lora").to_dict()))
+    (folder / "metrics.json").write_text(json.dumps({"task": "nusax", "stage1_dir": stage1}))
+    return folder
+
+
+@pytest.mark.parametrize("given", ["runs", "adapter folders"])
+def test_merge_adapters_of_different_english_models(tmp_path, capsys, given):
+    """PEFT's base_model_name_or_path is empty for xlt's classifiers; each run's metrics.json names its model."""
+    tensors = whole_safetensors(tmp_path)
+    runs = [_finished_run(tmp_path / "r1", "/cache/stage1/e5/nusax/seed0-aaaa", tensors),
+            _finished_run(tmp_path / "r2", "/cache/stage1/e5/nusax/seed1-bbbb", tensors)]
+    inputs = runs if given == "runs" else [run / "adapter" for run in runs]
+    refused(capsys, ["merge", "--adapters", *map(str, inputs), "--weights", "0.5", "0.5",
+                     "--output-dir", str(tmp_path / "out")],
+            f"{inputs[1]} was trained on the English model /cache/stage1/e5/nusax/seed1-bbbb, {inputs[0]} on "
+            "/cache/stage1/e5/nusax/seed0-aaaa: adapters of different stage-1 models cannot be merged")
+    assert not (tmp_path / "out").exists()
+
+
+def test_merge_output_whose_parent_is_unwritable(tmp_path, capsys, monkeypatch):
+    tensors = whole_safetensors(tmp_path)
+    a = _adapter(tmp_path / "a", json.dumps(LORA_CONFIG), tensors)
+    b = _adapter(tmp_path / "b", json.dumps(LORA_CONFIG), tensors)
+    locked = tmp_path / "locked"
+    (locked / "out").mkdir(parents=True)
+    _deny_writes_in(monkeypatch, locked)
+    refused(capsys, ["merge", "--adapters", str(a), str(b), "--weights", "0.5", "0.5", "--output-dir",
+                     str(locked / "out")], f"no permission to write in {locked}")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--epochs", str(10**9)], "epochs must be at most 1,000,000 (optimizer steps a run plans), got 1000000000"),
     (["--stage1-epochs", str(10**9)], "stage1_epochs must be at most 1,000,000"),
@@ -599,4 +662,3 @@ def test_a_directory_given_as_a_data_file(tmp_path, capsys, task):
     folder.mkdir()
     refused(capsys, train_args(tmp_path, "--task", task, "--train-file", str(folder), "--test-file", str(folder)),
             f"{folder} is a directory, not a data file")
-
