@@ -1,4 +1,5 @@
-"""The ``xlt`` command line. Bad input: one line on stderr and exit code 2, nothing half written.
+"""The ``xlt`` command line. Bad input: one line on stderr and exit code 2, nothing half written; so is a
+write that fails for want of room (disk full, file size limit). Ctrl-C: "xlt: interrupted", exit code 130.
 
 Every flag's help line ends with its default (or "required"); ``xlt train``'s flags are generated from
 ``RunConfig``'s fields. Parsing and ``--help`` import neither torch nor transformers.
@@ -16,6 +17,7 @@ from dataclasses import fields
 from xlt.errors import ECHO_CHARS, XltError, echo
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a process Ctrl-C ended
 
 
 class _Parser(argparse.ArgumentParser):
@@ -219,6 +221,17 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except XltError as err:
         print(f"xlt: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # Ctrl-C: what was being built sits in temp files and folders, removed on the way out
+        print("xlt: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:  # a full disk or a file size limit where no writer named its target
+        from xlt.io import WriteFailed, write_failure
+
+        code = write_failure(err)
+        if code is None:
+            raise
+        print(f"xlt: error: {WriteFailed(getattr(err, 'filename', None) or 'a file', code)}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

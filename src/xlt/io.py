@@ -7,6 +7,8 @@ make them private), and folders are built in temporary siblings named after thei
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from xlt.errors import XltError
 
 TEMP_TAG = "xlt-tmp"
 STALE_SECONDS = 24 * 3600  # a temp dir of another host (whose builder cannot be checked) is stale after this
@@ -59,8 +63,50 @@ def apply_umask(folder: str | Path) -> None:
     folder.chmod(folders)
 
 
+WRITE_FAILURES = {errno.ENOSPC: "ENOSPC", errno.EFBIG: "EFBIG", errno.EDQUOT: "EDQUOT"}  # disk full, size limit, quota
+
+
+class WriteFailed(XltError):
+    """A write that failed for want of room: one line naming what was being written and the OS error."""
+
+    def __init__(self, target: str | Path, code: int) -> None:
+        super().__init__(f"cannot write {target}: {os.strerror(code)} ({WRITE_FAILURES[code]}); nothing was "
+                         "written there")
+        self.code = code
+
+
+def write_failure(err: BaseException) -> int | None:
+    """The errno of a write that failed for want of room (``WRITE_FAILURES``), else None: an OSError's,
+    or the one a library's own error names (safetensors: "I/O error: File too large (os error 27)")."""
+    if isinstance(err, WriteFailed):
+        return err.code
+    code = err.errno if isinstance(err, OSError) else None
+    if code is None and not isinstance(err, XltError):
+        found = re.search(r"\(os error (\d+)\)", str(err))
+        code = int(found[1]) if found else None
+    return code if code in WRITE_FAILURES else None
+
+
+@contextlib.contextmanager
+def failed_writes_named(target: str | Path):
+    """Turn a write that fails for want of room (disk full, file size limit, quota) into :class:`WriteFailed`
+    naming ``target``, the file or the folder being built (the outermost one, where these nest). Whatever
+    was half written is in a temporary file or folder, which its writer removes: ``target`` stays as it was."""
+    try:
+        yield
+    except Exception as err:
+        code = write_failure(err)
+        if code is None:
+            raise
+        raise WriteFailed(target, code) from None
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
-    path = Path(path)
+    with failed_writes_named(path):
+        _write_text_atomic(Path(path), text)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

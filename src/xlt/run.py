@@ -17,6 +17,7 @@ from xlt.config import RunConfig
 from xlt.data.examples import AnyTaskData, TagTaskData, TaskData
 from xlt.data.tasks import QA_TASKS
 from xlt.errors import XltError
+from xlt.io import failed_writes_named
 from xlt.languages import canonical_code
 from xlt.methods import AdaptedModel, AdapterSettings, attach, get_method, load_adapter, save_adapter
 from xlt.metrics import gap_to_source
@@ -289,7 +290,8 @@ def _write_run_dir(cfg: RunConfig, out: Path, metrics: dict, adapted: AdaptedMod
     config = cfg.to_dict()
     card = model_card(config, metrics, out.resolve())
     write_adapter = None if adapted is None else (lambda folder: save_adapter(adapted, folder, card))
-    write_run(out, config, metrics, write_adapter)
+    with failed_writes_named(out):
+        write_run(out, config, metrics, write_adapter)
 
 
 def finished_run(cfg: RunConfig) -> dict | None:

@@ -22,7 +22,7 @@ from xlt.data.json_ner import as_generation as json_entities
 from xlt.data.qa_generation import as_generation, is_generated_qa
 from xlt.data.tasks import default_stage1_lr, load_task
 from xlt.errors import XltError
-from xlt.io import write_json
+from xlt.io import failed_writes_named, write_json
 from xlt.method_table import check_xmixup_family, get_method
 from xlt.models.architectures import Architecture, architecture_for
 from xlt.models.cache import build_once, cache_root
@@ -226,4 +226,5 @@ def ensure_stage1(cfg: RunConfig) -> Path:
                                        "test_examples": len(english.test), "train_seconds": seconds,
                                        "source_metrics": metrics})
 
-    return build_once(folder, build, collective=True)  # stage 1 trains: every process takes part
+    with failed_writes_named(folder):
+        return build_once(folder, build, collective=True)  # stage 1 trains: every process takes part

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from xlt.alignment.merge_names import COMBINATIONS
 from xlt.errors import XltError, echo
-from xlt.io import apply_umask, make_temp_dir, replace_dir, write_json, write_text_atomic
+from xlt.io import apply_umask, failed_writes_named, make_temp_dir, replace_dir, write_json, write_text_atomic
 from xlt.methods import ADAPTER_INFO, ADAPTER_WEIGHTS
 from xlt.models.loading import read_json_object
 from xlt.run_dir import CARD, check_replaceable, missing_files, model_card, write_run
@@ -218,6 +218,11 @@ def _merge(adapters: list[str | Path], weights: list[float], combination: str) -
 
 def _write_adapter(folder: Path, tensors: dict, config: dict, summary: dict, card: str | None = None) -> None:
     """The merged adapter folder, built in a temp sibling and swapped in whole."""
+    with failed_writes_named(folder):
+        _build_adapter(folder, tensors, config, summary, card)
+
+
+def _build_adapter(folder: Path, tensors: dict, config: dict, summary: dict, card: str | None) -> None:
     tmp = make_temp_dir(folder)
     try:
         save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
@@ -278,5 +283,6 @@ def merge_runs(run_dirs: list[str | Path], weights: list[float], output_dir: str
     metrics = {**{k: saved[k] for k in keep if k in saved},
                "merged_from": [str(Path(r).resolve()) for r in run_dirs], "merge": summary}
     card = model_card(config, metrics, out.resolve())
-    write_run(out, config, metrics, lambda folder: _write_adapter(folder, tensors, adapter_config, summary, card))
+    with failed_writes_named(out):
+        write_run(out, config, metrics, lambda folder: _write_adapter(folder, tensors, adapter_config, summary, card))
     return summary
