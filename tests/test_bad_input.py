@@ -24,6 +24,7 @@ from xlt.data.tasks import load_task
 from xlt.errors import XltError
 from xlt.models.loading import check_model_folder, check_safetensors, resolve_model
 from xlt.preflight import check_output_dir
+from xlt.run import run_stage2 as REAL_RUN_STAGE2  # before nothing_heavy_runs replaces it
 
 TRAIN = ["--model", "tiny-random/bert", "--task", "nusax", "--target-lang", "jv", "--epochs", "1",
          "--stage1-epochs", "1", "--no-show-progress"]
@@ -424,3 +425,240 @@ def test_csv_rows_longer_than_the_header_are_warned_about(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines() == [
         f"xlt: warning: {train}: 2 row(s) have more fields than the header (first: row 1); the extra fields are ignored"
     ]
+
+
+# --- issue 22: every error before compute, one line, never a traceback -----------------------------
+
+
+def _ner_rows(path: Path) -> Path:
+    path.write_text(json.dumps({"target_tokens": ["in", "Paris"], "target_tags": ["O", "B-LOC"],
+                                "source_tokens": ["in", "Paris"], "source_tags": ["O", "B-LOC"]}) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("task", ["custom", "custom-ner"])
+def test_unknown_source_lang_of_a_user_file_task(tmp_path, capsys, task):
+    """metrics.json records the source language's code: an unknown one used to fail after both stages ran."""
+    if task == "custom":
+        data = tmp_path / "data.csv"
+        data.write_text(CUSTOM_HEADER + "hello,halo,pos\nbye,dah,neg\n", encoding="utf-8")
+    else:
+        data = _ner_rows(tmp_path / "data.jsonl")
+    refused(capsys, train_args(tmp_path, "--task", task, "--train-file", str(data), "--test-file", str(data),
+                               "--source-lang", "xx"), "unknown language 'xx'; known: ace, af")
+    nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--method", "align", "--align-layers", "2,99"], "--align-layers must be layers 1..2 of tiny-random/bert, "
+                                                      "got '2,99'"),
+    (["--method", "x-mixup", "--mixup-layers", "3"], "--mixup-layers must be layers 1..2 of tiny-random/bert, got '3'"),
+    (["--method", "x-mixup", "--mixup-layers", "1,1"], "--mixup-layers must be distinct layers 1..2 of "
+                                                       "tiny-random/bert, got '1,1'"),
+    (["--method", "align", "--align-layers", "9" * 5000], "--align-layers must be layers 1..2 of tiny-random/bert, "
+                                                          "got '99999"),
+    (["--lora-r", "100"], "--lora-r 100 is above the hidden size of tiny-random/bert (32), the highest rank"),
+    (["--stage1-lora-r", "1000"], "--stage1-lora-r 1,000 is above the hidden size of tiny-random/bert (32)"),
+    (["--lora-r", str(10**12)], "lora_r must be at most 65,536 (above any model's hidden size), got 1000000000000"),
+])
+def test_layers_and_ranks_the_model_does_not_have(tmp_path, capsys, extra, message):
+    """Checked against the model's config.json before anything loads: these used to fail after stage 1
+    (layers) or allocating the adapter (ranks)."""
+    refused(capsys, train_args(tmp_path, *extra), message)
+    nothing_written(tmp_path)
+
+
+def test_output_dir_whose_parent_is_unwritable(tmp_path, capsys, monkeypatch):
+    """The run is built in a temp sibling of --output-dir: a writable folder in a locked parent used to
+    fail with a PermissionError after training."""
+    locked = tmp_path / "locked"
+    (locked / "run").mkdir(parents=True)
+    _deny_writes_in(monkeypatch, locked)
+    refused(capsys, ["train", *TRAIN, "--output-dir", str(locked / "run"), "--stage1-dir", str(tmp_path / "s1")],
+            f"--output-dir {locked / 'run'}: no permission to write in {locked}, where the finished folder is built")
+    assert list(locked.iterdir()) == [locked / "run"] and not (tmp_path / "s1").exists()
+
+
+@pytest.mark.parametrize("pickle", ["pytorch_model.bin", "pytorch_model.bin.index.json"])
+def test_pickle_only_model_folder(tmp_path, capsys, pickle):
+    folder = model_folder(tmp_path, {"model_type": "bert", "hidden_size": 8})
+    (folder / "model.safetensors").unlink()
+    (folder / pickle).write_bytes(b"\x80\x04K\x01.")  # a pickle: loading it runs whatever it says
+    refused(capsys, train_args(tmp_path, "--model", str(folder)),
+            f"model folder {folder} has only PyTorch pickle weights ({pickle}); xlt reads safetensors only")
+    nothing_written(tmp_path)
+
+
+def _adapter(folder: Path, config: str, tensors: bytes) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "adapter_model.safetensors").write_bytes(tensors)
+    (folder / "adapter_config.json").write_text(config)
+    return folder
+
+
+LORA_CONFIG = {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}
+
+
+@pytest.mark.parametrize("config, words", [
+    ('{"peft_type": "LORA", ', ["adapter_config.json is not valid JSON"]),
+    ("[1, 2]", ["adapter_config.json is not a JSON object"]),
+    ("{}", ["is not a plain LoRA adapter", "says peft_type None"]),
+    (json.dumps({k: v for k, v in LORA_CONFIG.items() if k != "r"}),
+     ["adapter_config.json: r must be a positive integer (the LoRA rank), got None"]),
+    (json.dumps({**LORA_CONFIG, "r": "4"}), ["adapter_config.json: r must be a positive integer", "got '4'"]),
+    (json.dumps({**LORA_CONFIG, "lora_alpha": -1}), ["adapter_config.json: lora_alpha must be a positive number"]),
+    (json.dumps({k: v for k, v in LORA_CONFIG.items() if k != "target_modules"}),
+     ["adapter_config.json: target_modules must name the adapted modules", "got None"]),
+])
+def test_merge_an_invalid_adapter_config(tmp_path, capsys, config, words):
+    good = _adapter(tmp_path / "a", json.dumps(LORA_CONFIG), whole_safetensors(tmp_path))
+    bad = _adapter(tmp_path / "b", config, whole_safetensors(tmp_path))
+    line = refused(capsys, ["merge", "--adapters", str(good), str(bad), "--weights", "0.9", "0.1",
+                            "--output-dir", str(tmp_path / "out")], *words)
+    assert str(bad) in line
+    assert not (tmp_path / "out").exists()
+
+
+def _finished_run(folder: Path, stage1: str, tensors: bytes) -> Path:
+    _adapter(folder / "adapter", json.dumps(LORA_CONFIG), tensors)
+    (folder / "adapter" / "xlt_adapter.json").write_text('{"method": "lora", "pooling": "mean"}')
+    (folder / "config.yaml").write_text(yaml.safe_dump(RunConfig(method="lora").to_dict()))
+    (folder / "metrics.json").write_text(json.dumps({"task": "nusax", "stage1_dir": stage1}))
+    return folder
+
+
+@pytest.mark.parametrize("given", ["runs", "adapter folders"])
+def test_merge_adapters_of_different_english_models(tmp_path, capsys, given):
+    """PEFT's base_model_name_or_path is empty for xlt's classifiers; each run's metrics.json names its model."""
+    tensors = whole_safetensors(tmp_path)
+    runs = [_finished_run(tmp_path / "r1", "/cache/stage1/e5/nusax/seed0-aaaa", tensors),
+            _finished_run(tmp_path / "r2", "/cache/stage1/e5/nusax/seed1-bbbb", tensors)]
+    inputs = runs if given == "runs" else [run / "adapter" for run in runs]
+    refused(capsys, ["merge", "--adapters", *map(str, inputs), "--weights", "0.5", "0.5",
+                     "--output-dir", str(tmp_path / "out")],
+            f"{inputs[1]} was trained on the English model /cache/stage1/e5/nusax/seed1-bbbb, {inputs[0]} on "
+            "/cache/stage1/e5/nusax/seed0-aaaa: adapters of different stage-1 models cannot be merged")
+    assert not (tmp_path / "out").exists()
+
+
+def test_merge_output_whose_parent_is_unwritable(tmp_path, capsys, monkeypatch):
+    tensors = whole_safetensors(tmp_path)
+    a = _adapter(tmp_path / "a", json.dumps(LORA_CONFIG), tensors)
+    b = _adapter(tmp_path / "b", json.dumps(LORA_CONFIG), tensors)
+    locked = tmp_path / "locked"
+    (locked / "out").mkdir(parents=True)
+    _deny_writes_in(monkeypatch, locked)
+    refused(capsys, ["merge", "--adapters", str(a), str(b), "--weights", "0.5", "0.5", "--output-dir",
+                     str(locked / "out")], f"no permission to write in {locked}")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", str(10**9)], "epochs must be at most 1,000,000 (optimizer steps a run plans), got 1000000000"),
+    (["--stage1-epochs", str(10**9)], "stage1_epochs must be at most 1,000,000"),
+])
+def test_epochs_past_the_step_bound(tmp_path, capsys, argv, message):
+    """The plan is one entry per optimizer step: a billion epochs used to grow it until memory ran out."""
+    refused(capsys, train_args(tmp_path, *argv), message)
+    nothing_written(tmp_path)
+
+
+def test_demo_epochs_past_the_step_bound(tmp_path, capsys):
+    refused(capsys, ["demo", "--epochs", str(10**9), "--output-dir", str(tmp_path / "demo")],
+            "--epochs must be at most 1,000,000 (optimizer steps a run plans), got 1,000,000,000")
+    assert not (tmp_path / "demo").exists()
+
+
+def test_a_plan_past_the_step_bound_is_refused_before_it_is_built():
+    from xlt.alignment.aligner import interleave
+    from xlt.alignment.contrastive import AlternatingSchedule
+    from xlt.data.examples import Example
+    from xlt.training.limits import MAX_OPTIMIZER_STEPS, check_steps
+    from xlt.training.loop import task_steps
+
+    examples = [Example(("kata",), None, 0)] * 100
+    assert check_steps(100, 10, MAX_OPTIMIZER_STEPS // 10) == MAX_OPTIMIZER_STEPS  # the bound itself is allowed
+    assert len(task_steps(examples, None, 10, 3, seed=0)) == 30
+    with pytest.raises(XltError, match=r"^training would take 1,000,010 optimizer steps \(100,001 epochs of 100 "
+                                       r"examples in batches of 10\); xlt plans at most 1,000,000: lower the epochs$"):
+        task_steps(examples, None, 10, MAX_OPTIMIZER_STEPS // 10 + 1, seed=0)
+    with pytest.raises(XltError, match="alignment training would take more than 1,000,000 optimizer steps"):
+        interleave([], "align", AlternatingSchedule(1, 1), MAX_OPTIMIZER_STEPS + 1)
+    with pytest.raises(XltError, match="training with alignment steps would take more than 1,000,000"):
+        interleave(["task"] * 3, "align", AlternatingSchedule(1, 10**7), 0)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "100000", "--max-train-examples", "64", "--batch-size", "1"],
+     "stage 2 would take 6,400,000 optimizer steps (100,000 epochs of 64 examples in batches of 1); xlt plans at "
+     "most 1,000,000: lower --epochs"),
+    (["--stage1-epochs", "100000", "--stage1-max-train-examples", "64", "--batch-size", "1"],
+     "stage 1 would take 6,400,000 optimizer steps (100,000 epochs of 64 examples in batches of 1); xlt plans at "
+     "most 1,000,000: lower --stage1-epochs"),
+])
+def test_steps_are_checked_once_the_data_is_read(tmp_path, capsys, monkeypatch, argv, message):
+    """The steps depend on the data: checked once it is read, before a model loads or stage 1 trains."""
+    import xlt.run as run
+    import xlt.stage1
+
+    monkeypatch.setattr(run, "run_stage2", REAL_RUN_STAGE2)
+    monkeypatch.setattr(xlt.stage1, "build_once", lambda *args, **kwargs: pytest.fail("stage 1 was built"))
+    refused(capsys, train_args(tmp_path, *argv), message)
+    nothing_written(tmp_path)
+
+
+BILLION_LAUGHS = "".join(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else ', '.join(['lol'] * 9)}]\n"
+                         for prev, name in zip([None, *"abcdefgh"], "abcdefghi")) + "lr: *i\n"
+
+
+def test_yaml_alias_bomb_in_config(tmp_path, capsys):
+    """3 KB of aliases expand to 9**9 values: refused at the first alias, before anything expands."""
+    config = tmp_path / "run.yaml"
+    config.write_text(BILLION_LAUGHS)
+    assert len(BILLION_LAUGHS) < 3_000
+    refused(capsys, ["train", "--config", str(config), "--output-dir", str(tmp_path / "run")],
+            f"config file {config}, line 2: YAML aliases (*a) are not read in config files; write the value out")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("lr: [" + ", ".join(["1"] * 200_000) + "]\n", "lr must be a number, got [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ...] (list)"),
+    ("task: " + "x" * 100_000 + "\n", "got '" + "x" * 78 + "…"),
+    ("seed: -" + "9" * 4_000 + "\n", "seed must be in 0 .. 2**32-1, got -999999"),
+    ("seed: " + "9" * 5_000 + "\n", "holds a value YAML cannot read: 'Exceeds the limit (4300 digits) for integer"),
+    ("a" * 1_000 + ": 1\n" + "".join(f"k{i}: 1\n" for i in range(10)),
+     "unknown config key(s): '" + "a" * 78 + "…, k0, k1, k2, k3 and 6 more"),
+    ("seed: 2001-13-45\n", "holds a value YAML cannot read: 'month must be in 1..12'"),
+])
+def test_values_echoed_in_errors_are_short(tmp_path, capsys, yaml_text, message):
+    """A 200,000-element list used to make a 1.5 MB "one line"; an error repeats at most 80 characters of a value."""
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml_text)
+    line = refused(capsys, ["train", "--config", str(config), "--output-dir", str(tmp_path / "run")], message)
+    assert len(line) < 400, len(line)
+
+
+def test_flag_values_echoed_in_errors_are_short(tmp_path, capsys):
+    line = refused(capsys, train_args(tmp_path, "--seed", "9" * 5_000), "argument --seed: invalid int value: '999")
+    assert len(line) < 200 and "9…" in line
+
+
+def test_negative_answer_start(tmp_path, capsys):
+    """Python slices from the end for a negative start: -11 found "Hauptstadt" in "Paris ist die Hauptstadt."."""
+    row = {"target_context": "Paris ist die Hauptstadt.", "target_question": "Was?",
+           "answers": [{"text": "Hauptstadt", "answer_start": -11}], "source_context": "Paris is the capital.",
+           "source_question": "What?", "source_answers": ["capital"]}
+    data = tmp_path / "qa.jsonl"
+    data.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    refused(capsys, train_args(tmp_path, "--task", "custom-qa", "--train-file", str(data), "--test-file", str(data)),
+            f"{data}: line 1: answers answer 'Hauptstadt' has answer_start -11; it must be the character where the "
+            "answer begins in the paragraph (>= 0)")
+    nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("task", ["custom", "custom-qa", "custom-ner", "custom-mt"])
+def test_a_directory_given_as_a_data_file(tmp_path, capsys, task):
+    folder = tmp_path / "train.jsonl"
+    folder.mkdir()
+    refused(capsys, train_args(tmp_path, "--task", task, "--train-file", str(folder), "--test-file", str(folder)),
+            f"{folder} is a directory, not a data file")

@@ -225,3 +225,87 @@ def test_the_demo_plan_caps_gemma_and_the_flags_override_it(tmp_path, capsys, mo
     assert main(["demo", "--max-train-examples", "0", "--output-dir", str(tmp_path / "e")]) == 2
     assert capsys.readouterr().err == "xlt: error: --max-train-examples must be >= 1, got 0\n"
     assert not (tmp_path / "e").exists()
+
+
+def _subprocess_env() -> dict:
+    src = str(Path(xlt.__file__).resolve().parents[1])  # this checkout's xlt, as in the test process
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (src, os.environ.get("PYTHONPATH")))),
+            "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _temp_dirs(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if ".xlt-tmp." in p.name or p.name.startswith(".config.yaml.")]
+
+
+def test_ctrl_c_is_one_line_exit_code_130_and_leaves_nothing_half_written(tmp_path):
+    """SIGINT while stage 1 trains: "xlt: interrupted", exit code 130, no traceback; the folder being built
+    is removed on the way out, so neither the stage-1 cache nor the run directory holds anything."""
+    import signal
+    import time
+
+    stage1, out = tmp_path / "s1", tmp_path / "run"
+    argv = [sys.executable, "-m", "xlt.cli", "train", *QUICK, "--stage1-epochs", "1000", "--output-dir", str(out),
+            "--stage1-dir", str(stage1)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_subprocess_env())
+    try:
+        deadline = time.monotonic() + 240
+        while not _temp_dirs(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _temp_dirs(tmp_path), "stage 1 never started building"
+        time.sleep(2)  # into the training loop
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert err == "xlt: interrupted\n"
+    assert _temp_dirs(tmp_path) == [] and not out.exists()
+    assert not [p for p in stage1.rglob("*") if p.is_file()]  # no stage-1 model, whole or half
+
+
+def test_a_full_disk_while_writing_the_run_is_one_line_and_keeps_the_old_run(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import xlt.run_dir
+
+    out = tmp_path / "run"
+    assert main(["train", *QUICK, "--method", "lora", "--output-dir", str(out)]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+
+    def full(path, obj):
+        Path(path).write_text('{"half": ')  # what a disk that fills up leaves: the start of the file
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(xlt.run_dir, "write_json", full)
+    assert main(["train", *QUICK, "--method", "lora", "--lr", "1e-3", "--output-dir", str(out)]) == 2
+    assert capsys.readouterr().err == (f"xlt: error: cannot write {out}: No space left on device (ENOSPC); nothing "
+                                       "was written there\n")
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert _temp_dirs(tmp_path) == []
+
+
+def test_a_file_size_limit_while_merging_is_one_line(tmp_path):
+    """RLIMIT_FSIZE makes the merged safetensors file fail with EFBIG (safetensors reports it as its own error):
+    one line naming the output, exit code 2, no output folder and no temp sibling."""
+    from helpers import tiny
+
+    from xlt.methods import save_adapter
+
+    adapters = []
+    for seed in (1, 2):
+        adapted, _ = tiny("bert", "lora", fusion=None, adapter_seed=seed)
+        save_adapter(adapted, tmp_path / f"a{seed}")
+        adapters.append(str(tmp_path / f"a{seed}"))
+    out = tmp_path / "merged"
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+            "from xlt.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    done = subprocess.run([sys.executable, "-c", code, "merge", "--adapters", *adapters, "--weights", "0.5", "0.5",
+                           "--output-dir", str(out)], capture_output=True, text=True, env=_subprocess_env(),
+                          timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"xlt: error: cannot write {out}: File too large (EFBIG); nothing was written there\n"
+    assert not out.exists() and _temp_dirs(tmp_path) == []

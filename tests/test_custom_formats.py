@@ -83,7 +83,7 @@ def test_custom_ner_reads_words_tags_the_label_set_and_the_english_side(tmp_path
     assert (data.task, data.source_lang, data.target_lang) == ("custom-ner", "en", "de")
     # O and B-/I- of every train type, types sorted: I-DATE too, though DATE is only ever one word long
     assert data.labels == ("O", "B-DATE", "I-DATE", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER")
-    assert [ex.id for ex in data.train] == ["s1", "train-2", "s3", "s4"] and len(data.test) == 2 and data.valid == []
+    assert [ex.id for ex in data.train] == ["s1", "line-2", "s3", "s4"] and len(data.test) == 2 and data.valid == []
     assert data.train[0].tokens == ("Angela", "Merkel", "besucht", "Paris")
     assert data.train[0].tags == ("B-PER", "I-PER", "O", "B-LOC")
     english = source_side(data)  # what stage 1 trains and is tested on: each line's source side
@@ -97,7 +97,7 @@ def test_custom_ner_reads_an_i_tag_after_o_as_iob_does_and_rows_without_english_
     train, test = _files(tmp_path, rows)
     data = load_task("custom-ner", "de", train_file=train, test_file=test)
     assert data.labels == ("O", "B-LOC", "I-LOC") and data.train[0].source_tokens is None
-    with pytest.raises(XltError, match="custom-ner: example train-1 has no source-language text"):
+    with pytest.raises(XltError, match="custom-ner: example line-1 has no source-language text"):
         source_side(data)
     with pytest.raises(XltError, match=r"train.jsonl: line 1 has no column 'source_tokens' \(stage 1"):
         read_custom_ner(train, english=True)

@@ -241,7 +241,7 @@ def test_custom_qa_reads_answer_objects_strings_and_the_source_side(tmp_path):
     rows = [GOOD, {"target_context": "Er kam 1890 an.", "target_question": "Wann?", "answers": "1890", "id": "q7"}]
     examples = read_custom_qa(_jsonl(tmp_path / "train.jsonl", rows))
     assert examples[0] == QAExample("Was ist die Hauptstadt?", "Paris ist die Hauptstadt.", ("Paris",), (0,),
-                                    "What is the capital?", "The capital is Paris.", ("Paris",), (15,), "train-1")
+                                    "What is the capital?", "The capital is Paris.", ("Paris",), (15,), "line-1")
     assert examples[1] == QAExample("Wann?", "Er kam 1890 an.", ("1890",), (7,), id="q7")
     data = load_task("custom-qa", "de", train_file=tmp_path / "train.jsonl", test_file=tmp_path / "train.jsonl")
     assert isinstance(data, QATaskData) and data.target_lang == "de" and len(data.test) == 2

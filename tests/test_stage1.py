@@ -102,6 +102,27 @@ def test_stage1_key_follows_the_english_content_not_the_path(tmp_path):
     assert _key(tmp_path, a) == _key(tmp_path, edited)
 
 
+@pytest.mark.parametrize("task, suffix", [("custom", ".csv"), ("custom-qa", ".jsonl"), ("custom-ner", ".jsonl")])
+def test_a_renamed_copy_of_a_file_finds_the_same_english_model(tmp_path, task, suffix):
+    """Rows without an id are numbered (row-N, line-N), never named after their file: a renamed copy is the
+    same English examples, so the same stage-1 key (README: the key is never a path)."""
+    rows = {".csv": "source_text,target_text,label\ngood,apik,pos\nbad,elek,neg\n",
+            ".jsonl": {"custom-qa": json.dumps({"target_context": "Paris ist gross.", "target_question": "Was?",
+                                                "answers": ["Paris"], "source_context": "Paris is big.",
+                                                "source_question": "What?", "source_answers": ["Paris"]}) + "\n",
+                       "custom-ner": json.dumps({"target_tokens": ["in", "Paris"], "target_tags": ["O", "B-LOC"],
+                                                 "source_tokens": ["in", "Paris"],
+                                                 "source_tags": ["O", "B-LOC"]}) + "\n"}.get(task)}[suffix]
+    keys = []
+    for name in ("train", "renamed"):
+        (tmp_path / f"{name}{suffix}").write_text(rows, encoding="utf-8")
+        cfg = RunConfig(task=task, train_file=str(tmp_path / f"{name}{suffix}"),
+                        test_file=str(tmp_path / f"{name}{suffix}"), target_lang="de", model="tiny-random/bert",
+                        stage1_dir=str(tmp_path / "cache"))
+        keys.append(stage1_dir(cfg))
+    assert keys[0] == keys[1]
+
+
 def test_stage1_key_holds_every_setting_that_changes_the_model(tmp_path):
     files = _custom(tmp_path, "a", ROWS)
     base = _key(tmp_path, files)

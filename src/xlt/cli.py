@@ -1,4 +1,5 @@
-"""The ``xlt`` command line. Bad input: one line on stderr and exit code 2, nothing half written.
+"""The ``xlt`` command line. Bad input: one line on stderr and exit code 2, nothing half written; so is a
+write that fails for want of room (disk full, file size limit). Ctrl-C: "xlt: interrupted", exit code 130.
 
 Every flag's help line ends with its default (or "required"); ``xlt train``'s flags are generated from
 ``RunConfig``'s fields. Parsing and ``--help`` import neither torch nor transformers.
@@ -9,18 +10,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from dataclasses import fields
 
-from xlt.errors import XltError
+from xlt.errors import ECHO_CHARS, XltError, echo
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a process Ctrl-C ended
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is an ``XltError`` like any other bad input: one line, exit code 2."""
 
     def error(self, message: str):
+        message = re.sub(r"'([^']{%d,})'" % ECHO_CHARS, lambda m: echo(m[1]), message)  # a value as given: cut
         raise XltError(f"{message} (see {self.prog} --help)".replace("\n", " "))
 
 
@@ -147,9 +151,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _check_demo(args: argparse.Namespace, output_dir: str) -> None:
     from xlt.models.loading import check_model
     from xlt.preflight import check_output_dir
+    from xlt.training.limits import MAX_OPTIMIZER_STEPS
 
     if args.epochs is not None and args.epochs < 1:
         raise XltError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.epochs is not None and args.epochs > MAX_OPTIMIZER_STEPS:  # each epoch is at least one step
+        raise XltError(f"--epochs must be at most {MAX_OPTIMIZER_STEPS:,} (optimizer steps a run plans), "
+                       f"got {args.epochs:,}")
     for flag in ("max_train_examples", "max_eval_examples"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise XltError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
@@ -220,6 +228,17 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except XltError as err:
         print(f"xlt: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # Ctrl-C: what was being built sits in temp files and folders, removed on the way out
+        print("xlt: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:  # a full disk or a file size limit where no writer named its target
+        from xlt.io import WriteFailed, write_failure
+
+        code = write_failure(err)
+        if code is None:
+            raise
+        print(f"xlt: error: {WriteFailed(getattr(err, 'filename', None) or 'a file', code)}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

@@ -20,13 +20,16 @@ import yaml
 
 from xlt.data.tasks import (NOT_PARALLEL, QA_TASKS, SENTENCE_TASKS, STAGE1_BUDGET, STAGE1_BUDGETS, STAGE1_LORA_LR,
                             TASKS, TRANSLATION_TASKS, USER_FILE_TASKS, check_parallel, resolve_data_dir)
-from xlt.errors import XltError
+from xlt.errors import XltError, clip, echo
 from xlt.flare.fusion_names import FUSIONS, check_fusion_name
 from xlt.languages import canonical_code
 from xlt.method_table import METHODS, get_method
 from xlt.tasks.templates import check_bleu_tokenizer
+from xlt.training.limits import MAX_OPTIMIZER_STEPS
 
 ALL = "all"  # how help lines show a None limit (no maximum)
+MAX_LORA_R = 65_536  # above any model's hidden size, the most a LoRA update's rank can use (xlt.preflight checks
+# the model's own hidden size once its config is read)
 
 
 def show_value(value: Any) -> str:
@@ -176,13 +179,15 @@ class RunConfig:
         if method.adapter == "flare" and self.lora_targets != "attention":
             raise XltError("FLARE adapts the attention query/value projections only; drop --lora-targets all-linear")
         if not re.fullmatch(r"\d+:\d+", self.align_ratio or "") or self.align_ratio == "0:0":
-            raise XltError(f"align_ratio must look like 1:1 (task steps:alignment steps), got {self.align_ratio!r}")
+            raise XltError(f"align_ratio must look like 1:1 (task steps:alignment steps), got {echo(self.align_ratio)}")
         if method.adapter == "flare":
             self.fusion = check_fusion_name(self.fusion or "add_relu")
         elif self.fusion is not None:
             raise XltError(f"--fusion is only for --method flare or flare-mt, not {self.method!r}")
         self._check_mixup()
         self._check_source_from()
+        if self.task in USER_FILE_TASKS:  # the other tasks' loaders check it against the data set's languages
+            canonical_code(self.source_lang)  # metrics.json records its code: unknown, refused after training
         check_parallel(self.task, self.method, method.view, method.reads_source)
         self._check_mt_model(method)
         if self.num_beams > 1 and method.needs_source_pass:
@@ -194,8 +199,8 @@ class RunConfig:
             for lang in (self.target_lang, self.source_lang):  # what stage 2 and (custom-mt) stage 1 translate into
                 check_bleu_tokenizer(lang)
         if self.task in QA_TASKS and self.source_from != "gold":
-            raise XltError(f"task {self.task} reads the gold English side only; --source-from {self.source_from} is "
-                           "not available for QA")
+            raise XltError(f"task {self.task} reads the gold English side only; --source-from {clip(self.source_from)} "
+                           "is not available for QA")
         if self.bf16 and self.fp16:
             raise XltError("choose one of bf16 and fp16")
         self._check_numbers()
@@ -222,9 +227,9 @@ class RunConfig:
         self.mixup_lambda = 0.5 if self.mixup_lambda is None else self.mixup_lambda
         self.mixup_schedule = self.mixup_schedule or "entropy"
         if not 0 <= self.mixup_lambda <= 1:  # also refuses nan
-            raise XltError(f"mixup_lambda must be in [0, 1], got {self.mixup_lambda}")
+            raise XltError(f"mixup_lambda must be in [0, 1], got {echo(self.mixup_lambda)}")
         if self.mixup_layers is not None and not re.fullmatch(r"\s*[1-9]\d*\s*(,\s*[1-9]\d*\s*)*", self.mixup_layers):
-            raise XltError(f"mixup_layers must be comma-separated layer numbers >= 1, got {self.mixup_layers!r}")
+            raise XltError(f"mixup_layers must be comma-separated layer numbers >= 1, got {echo(self.mixup_layers)}")
         if self.task not in SENTENCE_TASKS:
             raise XltError(f"x-mixup is for sentence classification tasks ({', '.join(sorted(SENTENCE_TASKS))}), "
                            f"not {self.task!r}")
@@ -242,7 +247,7 @@ class RunConfig:
                 self.source_from = made  # translate-test reads the translator's English
             elif method.name == "translate-test":
                 raise XltError(f"translate-test reads either --translator's English or --source-from "
-                               f"{self.source_from}, not both")
+                               f"{clip(self.source_from)}, not both")
             elif method.name != "translate-train":
                 raise XltError(f"--translator is for translate-test and translate-train, not {self.method!r} "
                                "(FLARE and input-fusion read machine translation with --source-from mt:MODEL)")
@@ -252,19 +257,19 @@ class RunConfig:
         if self.source_from == "gold":
             return
         if not method.reads_source:
-            raise XltError(f"--source-from {self.source_from} changes the source text, which {self.method!r} "
+            raise XltError(f"--source-from {clip(self.source_from)} changes the source text, which {self.method!r} "
                            "never reads")
         if self.source_from == "lexicon" or (kind == "mt" and value):
             return
         if kind != "pivot" or not value:
-            raise XltError(f"source_from must be gold, pivot:LANG, mt:MODEL or lexicon, got {self.source_from!r}")
+            raise XltError(f"source_from must be gold, pivot:LANG, mt:MODEL or lexicon, got {echo(self.source_from)}")
         if self.task in USER_FILE_TASKS:
             raise XltError("source_from pivot:LANG needs a parallel data set; a custom file has one source column")
         if self.task in NOT_PARALLEL:
             raise XltError(f"source_from pivot:LANG needs a parallel data set; task {self.task} is not parallel")
         pivot = canonical_code(value)
         if pivot in (canonical_code(self.target_lang), canonical_code(self.source_lang)):
-            raise XltError(f"source_from pivot:{value} must differ from the target and the source language")
+            raise XltError(f"source_from pivot:{clip(value)} must differ from the target and the source language")
         self.source_from = f"pivot:{pivot}"
 
     @property
@@ -281,45 +286,53 @@ class RunConfig:
 
     def _check_numbers(self) -> None:
         if self.doc_stride < 0:
-            raise XltError(f"doc_stride must be >= 0, got {self.doc_stride}")
+            raise XltError(f"doc_stride must be >= 0, got {echo(self.doc_stride)}")
         if self.qa_max_length < 8:
-            raise XltError(f"qa_max_length must be >= 8, got {self.qa_max_length}")
+            raise XltError(f"qa_max_length must be >= 8, got {echo(self.qa_max_length)}")
         for name in ("epochs", "batch_size", "max_length", "max_answer_length", "lora_r", "lora_alpha",
                      "stage1_epochs", "stage1_lora_r", "mt_beams", "mt_batch_size", "num_beams",
                      "qa_windows_per_pass"):
             if getattr(self, name) < 1:
-                raise XltError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise XltError(f"{name} must be >= 1, got {echo(getattr(self, name))}")
+        for name, most, why in (("epochs", MAX_OPTIMIZER_STEPS, "optimizer steps a run plans"),
+                                ("stage1_epochs", MAX_OPTIMIZER_STEPS, "optimizer steps a run plans"),
+                                ("lora_r", MAX_LORA_R, "above any model's hidden size"),
+                                ("stage1_lora_r", MAX_LORA_R, "above any model's hidden size")):
+            if getattr(self, name) > most:
+                raise XltError(f"{name} must be at most {most:,} ({why}), got {echo(getattr(self, name))}")
         for name in ("lr", "stage1_lr", "align_temperature"):
             value = getattr(self, name)
             if value is None:  # stage1_lr: the default for the stage-1 method
                 continue
             if not (math.isfinite(value) and value > 0):
-                raise XltError(f"{name} must be a finite number > 0, got {value}")
+                raise XltError(f"{name} must be a finite number > 0, got {echo(value)}")
         for name in ("source_cache_gb", "max_grad_norm"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise XltError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+                raise XltError(f"{name} must be a finite number >= 0, got {echo(getattr(self, name))}")
         if not 0 <= self.lora_dropout < 1:  # also refuses nan
-            raise XltError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+            raise XltError(f"lora_dropout must be in [0, 1), got {echo(self.lora_dropout)}")
         if not 0 <= self.stage1_lora_dropout < 1:
-            raise XltError(f"stage1_lora_dropout must be in [0, 1), got {self.stage1_lora_dropout}")
+            raise XltError(f"stage1_lora_dropout must be in [0, 1), got {echo(self.stage1_lora_dropout)}")
         if not 0 <= self.seed < 2**32:
-            raise XltError(f"seed must be in 0 .. 2**32-1, got {self.seed}")
+            raise XltError(f"seed must be in 0 .. 2**32-1, got {echo(self.seed)}")
         for name in ("max_train_examples", "max_eval_examples", "stage1_max_train_examples"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise XltError(f"{name} must be >= 1, got {value}")
+                raise XltError(f"{name} must be >= 1, got {echo(value)}")
         if self.align_max_pairs is not None and self.align_max_pairs < 2:
             raise XltError(f"align_max_pairs must be >= 2 (in-batch negatives need a second pair), "
-                           f"got {self.align_max_pairs}")
+                           f"got {echo(self.align_max_pairs)}")
         if self.align_layers is not None and not re.fullmatch(r"\s*[1-9]\d*\s*(,\s*[1-9]\d*\s*)*", self.align_layers):
-            raise XltError(f"align_layers must be comma-separated layer numbers >= 1, got {self.align_layers!r}")
+            raise XltError(f"align_layers must be comma-separated layer numbers >= 1, got {echo(self.align_layers)}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(set(values) - known, key=str)  # YAML keys may be numbers too
         if unknown:
-            raise XltError(f"unknown config key(s): {', '.join(unknown)}")
+            shown = ", ".join(echo(key) if not isinstance(key, str) or len(key) > 40 else key for key in unknown[:5])
+            more = f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
+            raise XltError(f"unknown config key(s): {shown}{more}")
         try:
             return cls(**values)
         except TypeError as err:
@@ -331,11 +344,16 @@ class RunConfig:
         if not path.is_file():
             raise XltError(f"config file not found: {path}")
         try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            values = yaml.load(path.read_text(encoding="utf-8"), Loader=_ConfigLoader) or {}
         except UnicodeDecodeError:
             raise XltError(f"config file {path} is not UTF-8 text") from None
+        except _AliasFound as err:
+            raise XltError(f"config file {path}, line {err.line}: YAML aliases ({echo('*' + err.anchor)[1:-1]}) are "
+                           "not read in config files; write the value out") from None
         except yaml.YAMLError as err:
             raise XltError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        except ValueError as err:  # a scalar YAML reads but Python refuses: 2001-13-45, an int of 5,000 digits
+            raise XltError(f"config file {path} holds a value YAML cannot read: {echo(str(err))}") from None
         if not isinstance(values, dict):
             raise XltError(f"config file {path} must hold a mapping of keys to values")
         return cls.from_dict({**values, **(overrides or {})})
@@ -377,6 +395,23 @@ def _absolute(path: str | Path) -> str:
     return os.path.abspath(Path(path).expanduser())
 
 
+class _AliasFound(yaml.YAMLError):
+    def __init__(self, anchor: str, line: int) -> None:
+        super().__init__(f"alias *{anchor} on line {line}")
+        self.anchor, self.line = anchor, line
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML's safe subset without aliases: a config file is a flat list of settings, and an alias
+    (``*name``) lets a 3 KB file expand into billions of values (a "billion laughs" file)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _AliasFound(str(event.anchor), event.start_mark.line + 1)
+        return super().compose_node(parent, index)
+
+
 _SCALARS = (bool, int, float, str)
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
@@ -413,13 +448,13 @@ def _typed(name: str, value: Any) -> Any:
         return value
     expected = _TYPE_WORDS[kind] + (" or null" if optional else "")
     quote = " (quote it in YAML)" if kind is str and isinstance(value, (bool, int, float)) else ""
-    raise XltError(f"{name} must be {expected}, got {value!r} ({type(value).__name__}){quote}")
+    raise XltError(f"{name} must be {expected}, got {echo(value)} ({type(value).__name__}){quote}")
 
 
 def _check_choice(f: Field, value: Any) -> None:
     choices = f.metadata.get("choices")
     if choices and value is not None and value not in choices:
-        raise XltError(f"{f.name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        raise XltError(f"{f.name} must be one of {', '.join(map(str, choices))}; got {echo(value)}")
 
 
 def shown_default(f: Field) -> str:

@@ -10,6 +10,7 @@ for the instant of the swap; if its builder died there, the next build puts it b
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from xlt.errors import XltError
 
 TEMP_TAG = "xlt-tmp"
 OLD_TAG = "xlt-old"  # the folder a swap moved aside (replace_dir)
@@ -71,8 +74,50 @@ def chmod_keeping_setgid(folder: Path, mode: int | None = None) -> None:
     folder.chmod((dir_mode() if mode is None else mode) | (folder.stat().st_mode & stat.S_ISGID))
 
 
+WRITE_FAILURES = {errno.ENOSPC: "ENOSPC", errno.EFBIG: "EFBIG", errno.EDQUOT: "EDQUOT"}  # disk full, size limit, quota
+
+
+class WriteFailed(XltError):
+    """A write that failed for want of room: one line naming what was being written and the OS error."""
+
+    def __init__(self, target: str | Path, code: int) -> None:
+        super().__init__(f"cannot write {target}: {os.strerror(code)} ({WRITE_FAILURES[code]}); nothing was "
+                         "written there")
+        self.code = code
+
+
+def write_failure(err: BaseException) -> int | None:
+    """The errno of a write that failed for want of room (``WRITE_FAILURES``), else None: an OSError's,
+    or the one a library's own error names (safetensors: "I/O error: File too large (os error 27)")."""
+    if isinstance(err, WriteFailed):
+        return err.code
+    code = err.errno if isinstance(err, OSError) else None
+    if code is None and not isinstance(err, XltError):
+        found = re.search(r"\(os error (\d+)\)", str(err))
+        code = int(found[1]) if found else None
+    return code if code in WRITE_FAILURES else None
+
+
+@contextlib.contextmanager
+def failed_writes_named(target: str | Path):
+    """Turn a write that fails for want of room (disk full, file size limit, quota) into :class:`WriteFailed`
+    naming ``target``, the file or the folder being built (the outermost one, where these nest). Whatever
+    was half written is in a temporary file or folder, which its writer removes: ``target`` stays as it was."""
+    try:
+        yield
+    except Exception as err:
+        code = write_failure(err)
+        if code is None:
+            raise
+        raise WriteFailed(target, code) from None
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
-    path = Path(path)
+    with failed_writes_named(path):
+        _write_text_atomic(Path(path), text)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

@@ -17,14 +17,15 @@ from xlt.data.custom_ner import read_custom_ner
 from xlt.data.qa import read_custom_qa
 from xlt.data.tasks import USER_FILE_TASKS
 from xlt.data.user_file import check_files, read_records
-from xlt.errors import XltError
+from xlt.errors import XltError, echo
 from xlt.io import file_sha256
 from xlt.method_table import get_method
 from xlt.models.cache import cache_root
-from xlt.models.loading import check_model, check_model_folder, check_safetensors, read_json_object
+from xlt.models.loading import check_model, check_model_folder, check_safetensors, read_json_object, resolve_model
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"  # PEFT's file name, as xlt.methods.ADAPTER_WEIGHTS
 ENGLISH = ("en", "english")
+DEFAULT_LORA_R = 64  # the default ranks (the FLARE paper's): accepted on any model, the tiny test ones too
 
 
 def check_output_dir(path: str | Path, what: str = "--output-dir") -> None:
@@ -42,12 +43,22 @@ def check_output_dir(path: str | Path, what: str = "--output-dir") -> None:
         raise XltError(f"{what} {path}: no permission to write in {existing}")
 
 
+def check_sibling_writable(path: str | Path, what: str = "--output-dir") -> None:
+    """A finished folder is built in a temporary sibling and renamed into place (xlt.io.make_temp_dir), so an
+    existing ``path`` also needs a writable parent: its own permissions alone would fail only at the end."""
+    path = Path(path)
+    if path.is_dir() and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise XltError(f"{what} {path}: no permission to write in {path.parent}, where the finished folder is "
+                       "built before it replaces the old one")
+
+
 def check_run(cfg: RunConfig, overwrite: bool = False) -> None:
     """Everything about one ``xlt train`` run that can be checked without loading data or a model
     (``cfg.output_dir`` set: :func:`xlt.run_dir.output_dir_for`)."""
     from xlt.run_dir import check_replaceable, lock_folder
 
     check_output_dir(cfg.output_dir)
+    check_sibling_writable(cfg.output_dir)
     check_replaceable(cfg.output_dir, overwrite=overwrite)  # nothing of the user's, no finished run unasked
     check_output_dir(lock_folder(), "the lock folder ($XLT_CACHE_DIR/locks)")
     if cfg.stage1_dir:
@@ -60,8 +71,52 @@ def check_run(cfg: RunConfig, overwrite: bool = False) -> None:
         read(cfg.train_file)
         read(cfg.test_file)
     check_model(cfg.model)
+    _check_model_sizes(cfg)
     if get_method(cfg.method).align:
         _check_alignment_data(cfg)
+
+
+def _check_model_sizes(cfg: RunConfig) -> None:
+    """Layer numbers and LoRA ranks against the model's config (its config.json; no weight is read):
+    otherwise ``--align-layers 99`` fails after stage 1 has trained and a huge rank fails allocating.
+    Only read when a setting needs it; a Hub model whose config cannot be fetched is checked when it loads."""
+    ranks = {name: getattr(cfg, name) for name in ("lora_r", "stage1_lora_r")
+             if getattr(cfg, name) > DEFAULT_LORA_R}
+    if not (cfg.align_layers or cfg.mixup_layers or ranks):
+        return
+    sizes = model_sizes(cfg.model)
+    if sizes is None:
+        return
+    layers, hidden = sizes
+    for name in ("align_layers", "mixup_layers"):  # RunConfig checked their form: numbers >= 1
+        value = getattr(cfg, name)
+        numbers = _layer_numbers(value) if value else []
+        twice = name == "mixup_layers" and len(set(numbers)) != len(numbers)  # one mixing module per layer
+        if any(n > layers for n in numbers) or twice:
+            raise XltError(f"--{name.replace('_', '-')} must be {'distinct ' if twice else ''}layers 1..{layers} of "
+                           f"{cfg.model}, got {echo(value)}")
+    for name, rank in ranks.items():
+        if rank > hidden:
+            raise XltError(f"--{name.replace('_', '-')} {rank:,} is above the hidden size of {cfg.model} ({hidden}), "
+                           "the highest rank a LoRA update of it can have")
+
+
+def _layer_numbers(value: str) -> list[int]:
+    """The numbers of a checked comma-separated list; one too long for ``int`` (4,300 digits) counts as 10**9."""
+    return [int(x) if len(x.strip()) <= 9 else 10**9 for x in value.split(",")]
+
+
+def model_sizes(name: str) -> tuple[int, int] | None:
+    """(transformer layers, hidden size) from the model's config alone (an encoder-decoder's encoder
+    layers: the stack alignment and X-Mixup read); None when the config cannot be had without loading."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model(name), trust_remote_code=False)
+    except (OSError, ValueError):  # a Hub id offline, or unknown there: its loading says so
+        return None
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(config.num_hidden_layers), int(config.hidden_size)
 
 
 def _file_reader(task: str):

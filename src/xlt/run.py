@@ -18,6 +18,7 @@ from xlt.config import RunConfig
 from xlt.data.examples import AnyTaskData, TagTaskData, TaskData, content_digest
 from xlt.data.tasks import QA_TASKS
 from xlt.errors import XltError
+from xlt.io import failed_writes_named
 from xlt.languages import canonical_code
 from xlt.methods import AdaptedModel, AdapterSettings, attach, get_method, load_adapter, save_adapter
 from xlt.metrics import gap_to_source
@@ -29,6 +30,7 @@ from xlt.run_dir import (ADAPTER, CONFIG, METRICS, check_replaceable, missing_fi
 from xlt.stage1 import (STAGE1_INFO, architecture_of, as_written_for, check_precision, ensure_stage1, load_data,
                         resolve_defaults, set_seed, train_settings)
 from xlt.tasks.kinds import kind_of, task_architecture
+from xlt.training.limits import check_steps
 from xlt.training.loop import enable_checkpointing, task_steps, train
 from xlt.training.processes import processes as run_processes
 
@@ -244,6 +246,8 @@ def _run_stage2(cfg: RunConfig, out: Path) -> dict:
     files = {"data_files": record} if record else {}
     data, text_info = stage2_data(cfg)  # the target-language task data (each example with its English side)
     text_info = {**files, "test_data_digest": digest_of_test_set(data), **text_info}
+    if method.task_loss:  # a plan too long to build is refused before stage 1 trains
+        check_steps(len(data.train), cfg.batch_size, cfg.epochs, "stage 2", "--epochs")
     cfg = resolve_defaults(cfg, data)
     mt_input = mt_encoder_input(cfg)  # flare-mt: the MT model's tags for the target language, checked now
     stage1 = ensure_stage1(cfg)  # the English task model, trained once and cached
@@ -329,7 +333,8 @@ def _write_run_dir(cfg: RunConfig, out: Path, metrics: dict, adapted: AdaptedMod
     config = cfg.to_dict()
     card = model_card(config, metrics)
     write_adapter = None if adapted is None else (lambda folder: save_adapter(adapted, folder, card, state))
-    write_run(out, config, metrics, write_adapter)
+    with failed_writes_named(out):
+        write_run(out, config, metrics, write_adapter)
 
 
 def finished_run(cfg: RunConfig) -> dict | None:

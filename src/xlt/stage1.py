@@ -22,13 +22,14 @@ from xlt.data.json_ner import as_generation as json_entities
 from xlt.data.qa_generation import as_generation, is_generated_qa
 from xlt.data.tasks import default_stage1_lr, load_task
 from xlt.errors import XltError
-from xlt.io import write_json
+from xlt.io import failed_writes_named, write_json
 from xlt.method_table import check_xmixup_family, get_method
 from xlt.models.architectures import Architecture, architecture_for
 from xlt.models.cache import build_once, cache_root
 from xlt.models.classifier import resolve_pooling
 from xlt.models.loading import load_tokenizer, model_slug, resolve_model
 from xlt.tasks.kinds import QA, Generation, Tagging, kind_of
+from xlt.training.limits import check_steps
 from xlt.training.loop import TrainSettings, task_steps, train
 
 STAGE1_INFO = "stage1.json"
@@ -191,6 +192,7 @@ def ensure_stage1(cfg: RunConfig) -> Path:
     """The English task model for (model, task, seed, settings, data): trained once, then reused by every
     stage-2 run. It trains and is tested on the source (English) side of the task's examples."""
     english = load_data(cfg, stage1=True)
+    check_steps(len(english.train), cfg.batch_size, cfg.stage1_epochs, "stage 1", "--stage1-epochs")
     cfg = resolve_defaults(cfg, english)
     folder = stage1_dir(cfg, english)
 
@@ -230,4 +232,5 @@ def ensure_stage1(cfg: RunConfig) -> Path:
                                        "test_examples": len(english.test), "train_seconds": seconds,
                                        "source_metrics": metrics})
 
-    return build_once(folder, build, collective=True)  # stage 1 trains: every process takes part
+    with failed_writes_named(folder):
+        return build_once(folder, build, collective=True)  # stage 1 trains: every process takes part

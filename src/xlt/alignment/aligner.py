@@ -14,17 +14,20 @@ import torch
 
 from xlt.alignment.contrastive import AlternatingSchedule, pooled_alignment_loss, uniform_language_sampler
 from xlt.training.batches import encode
+from xlt.training.limits import check_plan_length
 
 
 def interleave(task_plan: list, align_step, schedule: AlternatingSchedule, align_only_steps: int) -> list:
     """With task steps, the schedule puts alignment steps between them (the task's epochs end the run);
     without (alignment-only training), ``align_only_steps`` alignment steps."""
     if not task_plan:
+        check_plan_length(align_only_steps, "alignment training")
         return [align_step] * align_only_steps
     plan, task = [], iter(task_plan)
     for kind in schedule:
         if kind == "align":
             plan.append(align_step)
+            check_plan_length(len(plan), "training with alignment steps")
             continue
         step = next(task, None)
         if step is None:

@@ -17,9 +17,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from xlt.alignment.merge_names import COMBINATIONS
-from xlt.errors import XltError
-from xlt.io import apply_umask, file_sha256, make_temp_dir, replace_dir, write_json, write_text_atomic
+from xlt.errors import XltError, echo
+from xlt.io import (apply_umask, failed_writes_named, file_sha256, make_temp_dir, replace_dir, write_json,
+                    write_text_atomic)
 from xlt.methods import ADAPTER_INFO, ADAPTER_WEIGHTS
+from xlt.models.loading import read_json_object
 from xlt.run_dir import (CARD, MARKER, check_replaceable, keep_folder_mode, missing_files, model_card, output_lock,
                          run_id, write_marker, write_run)
 
@@ -37,15 +39,31 @@ def adapter_folder(path: str | Path) -> Path:
     raise XltError(f"no LoRA adapter at {path} (expected {ADAPTER_WEIGHTS} and {ADAPTER_CONFIG})")
 
 
-def _read(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    config = json.loads((folder / ADAPTER_CONFIG).read_text())
+def read_adapter_config(folder: Path) -> dict:
+    """The adapter's PEFT config, checked for what a merge reads: a JSON object of a plain LoRA adapter
+    with its rank, alpha and target modules (a broken or hand-edited file is one line naming it)."""
+    path = folder / ADAPTER_CONFIG
+    config = read_json_object(path)
     if "fusion" in config:
         raise XltError(f"{folder} is a FLARE adapter: its update depends on the source input and cannot be merged")
     if config.get("peft_type") != "LORA" or config.get("use_dora") or config.get("lora_bias"):
-        raise XltError(f"{folder} is not a plain LoRA adapter; only plain LoRA can be merged")
+        raise XltError(f"{folder} is not a plain LoRA adapter (peft_type LORA, no DoRA, no LoRA bias; {path} says "
+                       f"peft_type {echo(config.get('peft_type'))}); only plain LoRA can be merged")
     if config.get("rank_pattern") or config.get("alpha_pattern"):
         raise XltError(f"{folder} uses per-module ranks (rank_pattern/alpha_pattern), which merge does not support")
-    return config, load_file(str(folder / ADAPTER_WEIGHTS))
+    r, alpha, targets = config.get("r"), config.get("lora_alpha"), config.get("target_modules")
+    if type(r) is not int or r < 1:
+        raise XltError(f"{path}: r must be a positive integer (the LoRA rank), got {echo(r)}")
+    if type(alpha) not in (int, float) or not (math.isfinite(alpha) and alpha > 0):
+        raise XltError(f"{path}: lora_alpha must be a positive number, got {echo(alpha)}")
+    if not (isinstance(targets, str) and targets) and not (
+            isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets)):
+        raise XltError(f"{path}: target_modules must name the adapted modules (a list of names), got {echo(targets)}")
+    return config
+
+
+def _read(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    return read_adapter_config(folder), load_file(str(folder / ADAPTER_WEIGHTS))
 
 
 def _split(state: dict[str, torch.Tensor], folder: Path) -> tuple[dict[str, tuple], dict[str, torch.Tensor]]:
@@ -137,6 +155,29 @@ def _with_peft(configs: list[dict], loras: list[dict], weights: list[float], com
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}, peft_model.peft_config["merged"].r
 
 
+def english_model_of(adapter: str | Path) -> str | None:
+    """The stage-1 model (``stage1_dir`` in metrics.json) an adapter was trained on, when it sits in a run
+    directory (given as the run or as its ``adapter/``); None for a bare adapter folder. PEFT's
+    ``base_model_name_or_path`` cannot tell: xlt's pooled classifiers leave it empty."""
+    folder = adapter_folder(adapter)
+    run = folder.parent if folder.name == "adapter" else None
+    if run is None or not (run / "metrics.json").is_file():
+        return None
+    stage1 = read_json_object(run / "metrics.json").get("stage1_dir")
+    return stage1 if isinstance(stage1, str) and stage1 else None
+
+
+def check_same_english_model(adapters: list[str | Path]) -> None:
+    """Refuse adapters trained on different stage-1 (English task) models: each is a change to its own
+    model's weights, and their sum fits neither (the runs differ in model, task, seed or stage-1 settings)."""
+    known = [(adapter, english_model_of(adapter)) for adapter in adapters]
+    known = [(adapter, stage1) for adapter, stage1 in known if stage1 is not None]
+    for adapter, stage1 in known[1:]:
+        if Path(stage1).resolve() != Path(known[0][1]).resolve():
+            raise XltError(f"{adapter} was trained on the English model {stage1}, {known[0][0]} on {known[0][1]}: "
+                           "adapters of different stage-1 models cannot be merged")
+
+
 def check_output(inputs: list[str | Path], output: str | Path) -> None:
     """Refuse an output that is one of the inputs, lies inside one, or contains one: writing it would
     overwrite what is being merged. Compared as resolved paths, before anything is written."""
@@ -154,6 +195,7 @@ def _merge(adapters: list[str | Path], weights: list[float], combination: str) -
     if len(adapters) < 2 or len(adapters) != len(weights):
         raise XltError(f"merge needs at least 2 adapters and one weight each, got {len(adapters)} and {len(weights)}")
     folders = [adapter_folder(a) for a in adapters]
+    check_same_english_model(adapters)
     read = [_read(f) for f in folders]
     configs = [c for c, _ in read]
     split = [_split(state, f) for (_, state), f in zip(read, folders)]
@@ -197,6 +239,11 @@ def _write_adapter(folder: Path, tensors: dict, config: dict, summary: dict, car
                    marker: bool = False) -> None:
     """The merged adapter folder, built in a temp sibling and swapped in whole (``marker``: an output
     folder of its own, marked as xlt's and keeping the mode of the folder it replaces)."""
+    with failed_writes_named(folder):
+        _build_adapter(folder, tensors, config, summary, card, marker)
+
+
+def _build_adapter(folder: Path, tensors: dict, config: dict, summary: dict, card: str | None, marker: bool) -> None:
     tmp = make_temp_dir(folder)
     try:
         if marker:
@@ -280,5 +327,6 @@ def _merge_runs(run_dirs: list[str | Path], weights: list[float], out: Path, com
                "merged_from": [str(Path(r).resolve()) for r in run_dirs], "merge": summary,
                "merged_runs": [_run_name(Path(r)) for r in run_dirs]}
     card = model_card(config, metrics)
-    write_run(out, config, metrics, lambda folder: _write_adapter(folder, tensors, adapter_config, summary, card))
+    with failed_writes_named(out):
+        write_run(out, config, metrics, lambda folder: _write_adapter(folder, tensors, adapter_config, summary, card))
     return summary

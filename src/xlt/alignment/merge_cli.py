@@ -28,9 +28,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def check(args: argparse.Namespace) -> None:
     """Before any tensor is read: counts, weights, the combination, the output folder (never one of the
-    inputs, which merging would delete) and the inputs' safetensors headers."""
+    inputs, which merging would delete), the inputs' safetensors headers and adapter configs, and that
+    the runs among them share their English (stage-1) model."""
     from xlt.models.loading import check_safetensors
-    from xlt.preflight import ADAPTER_WEIGHTS, check_output_dir
+    from xlt.preflight import ADAPTER_WEIGHTS, check_output_dir, check_sibling_writable
 
     if len(args.adapters) < 2:
         raise XltError(f"--adapters needs at least 2 adapters, got {len(args.adapters)}")
@@ -41,12 +42,16 @@ def check(args: argparse.Namespace) -> None:
     if args.combination not in COMBINATIONS:  # here, not argparse choices: any caller of run() gets an XltError
         raise XltError(f"unknown --combination {args.combination!r}; choose one of: {', '.join(COMBINATIONS)}")
     check_output_dir(args.output_dir)
-    from xlt.alignment.merge import adapter_folder, check_output
+    check_sibling_writable(args.output_dir)
+    from xlt.alignment.merge import adapter_folder, check_output, check_same_english_model, read_adapter_config
 
     check_output(args.adapters, args.output_dir)
 
     for adapter in args.adapters:
         check_safetensors(adapter_folder(adapter) / ADAPTER_WEIGHTS)
+    for adapter in args.adapters:
+        read_adapter_config(adapter_folder(adapter))
+    check_same_english_model(args.adapters)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ def read_custom_mt(path: str | Path) -> list[dict[str, str]]:
 def _examples(path, source: str, target: str) -> list[GenExample]:
     """source -> target (what stage 2 learns and is scored on) and target -> source (stage 1) of each pair."""
     return [GenExample(prompt(r["source_text"], source, target), prompt(r["target_text"], target, source),
-                       r["target_text"], r["source_text"], row_id(r.get("id"), path, row_no))
+                       r["target_text"], r["source_text"], row_id(r.get("id"), row_no))
             for row_no, r in enumerate(read_custom_mt(path), 1)]
 
 

@@ -64,7 +64,8 @@ def _lines(path: Path, english: bool) -> list[tuple[int, TagExample]]:
             raise XltError(f"{where} has no column {SOURCE[0]!r} (stage 1, the English task model, trains and is "
                            "tested on every line's source side)")
         source = _side(obj, where, *SOURCE) if given else (None, None)
-        rows.append((line_no, TagExample(*_side(obj, where, *REQUIRED), *source, row_id(obj.get("id"), path, line_no))))
+        example = TagExample(*_side(obj, where, *REQUIRED), *source, row_id(obj.get("id"), line_no, "line"))
+        rows.append((line_no, example))
     if not rows:
         raise XltError(f"{path}: no rows")
     return rows

@@ -39,8 +39,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from xlt.data.examples import QAExample, QATaskData
-from xlt.data.user_file import _lang, _read_text, check_files, read_jsonl, row_id
-from xlt.errors import XltError
+from xlt.data.user_file import _lang, _read_text, check_files, check_is_file, read_jsonl, row_id
+from xlt.errors import XltError, echo
 from xlt.languages import canonical_code, dataset_name
 
 TEST_FRACTION = 0.5
@@ -58,8 +58,7 @@ def in_test(paragraph: str, fraction: float = TEST_FRACTION, seed: int = SPLIT_S
 
 def read_squad(path: Path) -> list[QAExample]:
     """The questions of one SQuAD v1.1 JSON file, checked: every answer non-empty and where it says it is."""
-    if not path.is_file():
-        raise XltError(f"file not found: {path}")
+    check_is_file(path)
     try:
         articles = json.loads(_read_text(path))["data"]
         examples, empty = [], 0
@@ -72,7 +71,7 @@ def read_squad(path: Path) -> list[QAExample]:
                         empty += 1
                         continue
                     for text, start in answers:
-                        if context[start : start + len(text)] != text:
+                        if start < 0 or context[start : start + len(text)] != text:  # -3 would slice from the end
                             raise XltError(f"{path}: question {qa['id']}: answer {text!r} is not at character "
                                            f"{start} of its paragraph")
                     examples.append(QAExample(qa["question"], context, tuple(t for t, _ in answers),
@@ -175,7 +174,10 @@ def _answers(value, context: str, where: str, column: str) -> tuple[tuple[str, .
             start = context.find(text)
             if start < 0:
                 raise XltError(f"{where}: {column} answer {text!r} is not in the paragraph")
-        elif not isinstance(start, int) or isinstance(start, bool) or context[start : start + len(text)] != text:
+        elif not isinstance(start, int) or isinstance(start, bool) or start < 0:  # -3 would slice from the end
+            raise XltError(f"{where}: {column} answer {echo(text)} has answer_start {echo(start)}; it must be the "
+                           "character where the answer begins in the paragraph (>= 0)")
+        elif context[start : start + len(text)] != text:
             raise XltError(f"{where}: {column} answer {text!r} is not at character {start!r} of the paragraph")
         texts.append(text)
         starts.append(start)
@@ -202,7 +204,7 @@ def read_custom_qa(path: str | Path) -> list[QAExample]:
                                                      "source_answers")
         examples.append(QAExample(obj["target_question"], obj["target_context"], answers, starts,
                                   obj.get("source_question"), obj.get("source_context"), source_answers,
-                                  source_starts, row_id(obj.get("id"), path, line_no)))
+                                  source_starts, row_id(obj.get("id"), line_no, "line")))
     if not examples:
         raise XltError(f"{path}: no rows")
     return examples

@@ -25,11 +25,19 @@ COLUMNS = ("source_text", "target_text", "label")
 MAX_FIELD_CHARS = 2**24  # longest CSV field read (16,777,216 characters; Python's csv default stops at 131,072)
 
 
-def read_table(path: str | Path, required: tuple[str, ...]) -> list[dict[str, str]]:
-    """Records of a .csv or .jsonl file as str -> str dicts; names the file/column/row on errors."""
+def check_is_file(path: str | Path) -> Path:
+    """``path``, if it is a file; a folder or nothing there is one line saying which."""
     path = Path(path)
+    if path.is_dir():
+        raise XltError(f"{path} is a directory, not a data file")
     if not path.is_file():
         raise XltError(f"file not found: {path}")
+    return path
+
+
+def read_table(path: str | Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    """Records of a .csv or .jsonl file as str -> str dicts; names the file/column/row on errors."""
+    path = check_is_file(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return _csv_records(path, _read_text(path), required)
@@ -98,9 +106,7 @@ def read_jsonl(path: str | Path, task: str, required: tuple[str, ...]) -> Iterat
     """(line number, object) of each line of a JSON Lines file of task ``task`` (custom-qa, custom-ner: their
     values are lists and objects, which a CSV cell cannot hold); a missing file, another suffix or a line
     without one of the ``required`` columns is an error."""
-    path = Path(path)
-    if not path.is_file():
-        raise XltError(f"file not found: {path}")
+    path = check_is_file(path)
     if path.suffix.lower() != ".jsonl":
         raise XltError(f"{path}: task {task} reads JSON Lines (.jsonl), not {path.suffix or '(no suffix)'!r}")
     for line_no, obj in jsonl_objects(path, _read_text(path)):
@@ -171,9 +177,11 @@ def check_files(task: str, train_file, test_file) -> None:
         raise XltError(f"task {task} needs both a train file and a test file (--train-file, --test-file)")
 
 
-def row_id(given, path: str | Path, row_no: int) -> str:
-    """An example's id: the row's own ``id``, else ``<file stem>-<row number>``."""
-    return str(given or f"{Path(path).stem}-{row_no}")
+def row_id(given, number: int, unit: str = "row") -> str:
+    """An example's id: the row's own ``id``, else ``row-N`` (``line-N`` for readers that count lines). Never
+    the file's name: ids are part of the examples the stage-1 cache key digests, and a renamed copy of a file
+    must find the same English model."""
+    return str(given or f"{unit}-{number}")
 
 
 def _label_order(labels: set[str]) -> tuple[str, ...]:
@@ -200,7 +208,7 @@ def load(train_file, test_file, target_lang: str, source_lang: str = "en") -> Ta
                     f"{train_file} ({', '.join(labels)})"
                 )
             out.append(Example((r["target_text"],), (r["source_text"],), index[r["label"]],
-                               row_id(r.get("id"), path, row_no)))
+                               row_id(r.get("id"), row_no)))
         return out
 
     return TaskData(

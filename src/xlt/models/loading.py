@@ -82,8 +82,8 @@ def load_classifier(path: str, labels: tuple[str, ...], pad_token_id: int | None
 
 
 SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors format's own bound on the JSON header
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")  # refused: torch.load of a pickle
 
 
 def check_model(name: str) -> str | None:
@@ -147,7 +147,10 @@ def _check_weights(folder: Path) -> None:
             check_safetensors(folder / shard)
     elif (folder / "model.safetensors").is_file():
         check_safetensors(folder / "model.safetensors")
-    elif not any((folder / name).is_file() for name in WEIGHT_FILES):
+    elif pickles := [name for name in PICKLE_FILES if (folder / name).is_file()]:
+        raise XltError(f"model folder {folder} has only PyTorch pickle weights ({pickles[0]}); xlt reads "
+                       "safetensors only (a pickle can run code when loaded): convert it to model.safetensors")
+    else:
         raise XltError(f"model folder {folder} has no weights ({', '.join(WEIGHT_FILES)})")
 
 

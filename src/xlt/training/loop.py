@@ -19,6 +19,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from xlt.data.examples import Example, GenQAExample, QAExample, TagExample
 from xlt.training.batches import Batch
+from xlt.training.limits import check_steps
 from xlt.training.processes import cpu_processes
 
 
@@ -136,7 +137,9 @@ def _weighted_loss(model: torch.nn.Module, batch: Batch, weight: float) -> torch
 def task_steps(examples: Sequence, to_batch: Callable[[list], Batch], batch_size: int, epochs: int,
                seed: int, max_rows: int | None = None) -> list[TaskStep]:
     """``epochs`` passes over ``examples`` in length-grouped shuffled batches, one step per batch, each
-    run in model calls of at most ``max_rows`` rows where its batches split (QA windows)."""
+    run in model calls of at most ``max_rows`` rows where its batches split (QA windows). A plan beyond
+    ``MAX_OPTIMIZER_STEPS`` is refused before it is built (xlt.training.limits)."""
+    check_steps(len(examples), batch_size, epochs)
     generator = torch.Generator().manual_seed(seed)
     return [TaskStep(rows, examples, to_batch, max_rows) for _ in range(epochs)
             for rows in length_grouped_batches(examples, batch_size, generator)]
