@@ -279,7 +279,7 @@ def test_a_full_disk_while_writing_the_run_is_one_line_and_keeps_the_old_run(tmp
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(xlt.run_dir, "write_json", full)
-    assert main(["train", *QUICK, "--method", "lora", "--lr", "1e-3", "--output-dir", str(out)]) == 2
+    assert main(["train", *QUICK, "--method", "lora", "--lr", "1e-3", "--overwrite", "--output-dir", str(out)]) == 2
     assert capsys.readouterr().err == (f"xlt: error: cannot write {out}: No space left on device (ENOSPC); nothing "
                                        "was written there\n")
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
