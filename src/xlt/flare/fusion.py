@@ -42,6 +42,12 @@ POSITIONWISE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = 
 }
 
 
+def check_rows(target: torch.Tensor, source: torch.Tensor) -> None:
+    """One source row per target row: a 1-row source would otherwise broadcast over every target row."""
+    if target.shape[0] != source.shape[0]:
+        raise ValueError(f"FLARE fusion: {target.shape[0]} target rows but {source.shape[0]} source rows")
+
+
 def relative_positions(mask: torch.Tensor) -> torch.Tensor:
     """Index of each real token among the real tokens of its row (-1 at padding), for any padding side."""
     mask = mask.long()
@@ -78,6 +84,7 @@ class PositionwiseFusion(nn.Module):
 
     def forward(self, target: torch.Tensor, source: torch.Tensor, source_mask: torch.Tensor,
                 target_positions: torch.Tensor | None = None) -> torch.Tensor:
+        check_rows(target, source)
         positions = default_positions(target) if target_positions is None else target_positions
         return self.fn(target, align_to_target(source, source_mask, positions).to(target.dtype))
 
@@ -104,6 +111,7 @@ class CrossAttentionFusion(nn.Module):
 
     def forward(self, target: torch.Tensor, source: torch.Tensor, source_mask: torch.Tensor,
                 target_positions: torch.Tensor | None = None) -> torch.Tensor:
+        check_rows(target, source)
         source = source.to(target.dtype)
         visible = source_mask.bool().unsqueeze(1).expand(-1, target.shape[1], -1)
         if self.causal:
