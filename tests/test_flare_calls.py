@@ -304,3 +304,16 @@ def test_the_down_projected_source_is_computed_once_while_the_source_is_unchange
     adapted.model(**inputs)  # with grad: every call projects (A trains, each forward has its own graph)
     adapted.model(**inputs)
     assert projected.count(True) == 4
+
+
+def test_the_alignment_kept_for_the_layers_of_a_stack_follows_in_place_edits():
+    from xlt.flare.fusion import align_to_target
+
+    source = torch.arange(12.0).reshape(1, 6, 2)
+    mask, positions = torch.tensor([[0, 0, 1, 1, 1, 1]]), torch.tensor([[0, 1, 2]])
+    assert align_to_target(source, mask, positions)[0, :, 0].tolist() == [4.0, 6.0, 8.0]
+    assert align_to_target(source * 2, mask, positions)[0, :, 0].tolist() == [8.0, 12.0, 16.0]  # the next layer
+    mask[0, :2] = 1  # the same tensors, edited: aligned again
+    assert align_to_target(source, mask, positions)[0, :, 0].tolist() == [0.0, 2.0, 4.0]
+    positions[0, 2] = 9  # past the source's end: zeros
+    assert align_to_target(source, mask, positions)[0, :, 0].tolist() == [0.0, 2.0, 0.0]
