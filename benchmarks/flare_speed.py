@@ -4,7 +4,8 @@ Training (default e5-small, batch 32 x 128 random tokens, 4 distinct batches, fp
 median step time of LoRA, FLARE with the source-state cache from its second epoch (the first fills
 the cache), FLARE without the cache, and input-level fusion (English + target: 256 tokens).
 Decoding (tiny random Llama, 128 prompts, 64 new tokens, KV cache): greedy decoding time of FLARE
-and LoRA, median of 7 runs of each in alternation (ratio: the median of the pairs' ratios). Targets: FLARE/LoRA <= 1.10 with the cache, <= 1.35 without; input-fusion/FLARE >= 2.0;
+and LoRA, median of 7 runs of each in alternation (ratio: the median of the pairs' ratios).
+Targets: FLARE/LoRA <= 1.10 with the cache, <= 1.35 without; input-fusion/FLARE >= 2.0;
 decoding FLARE/LoRA <= 1.5. Run it on an idle machine: a parallel job distorts every ratio.
 
     python benchmarks/flare_speed.py [--model e5-small] [--precisions fp32 bf16] [--steps 4] [--runs 7]

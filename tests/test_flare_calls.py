@@ -98,6 +98,11 @@ def test_a_source_input_without_its_mask_is_one_line_naming_it():
     adapted.flare.enable_source_cache(2**30)  # the cached path reads the masks too
     with pytest.raises(ValueError, match=r"^source_input_ids needs source_attention_mask"):
         adapted.model(**inputs)
+    mask_only = {**_batch(tok)}
+    del mask_only["source_input_ids"]
+    with pytest.raises(ValueError, match=r"^FLARE's source inputs need source_input_ids, got "
+                                         r"source_attention_mask$"):
+        adapted.model(**mask_only)
 
 
 def test_zero_source_together_with_a_source_is_refused():

@@ -229,11 +229,13 @@ class FlareTuner(LoraModel):
     def _check_source(self, source: dict[str, torch.Tensor], rows: int) -> None:
         """Every source input with its padding mask, one source row per target row (one line each)."""
         if "input_ids" not in source:
-            raise ValueError(f"FLARE's source inputs need source_input_ids, got {', '.join(SOURCE_PREFIX + k for k in source)}")
+            given = ", ".join(SOURCE_PREFIX + k for k in source)
+            raise ValueError(f"FLARE's source inputs need source_input_ids, got {given}")
         for name in source:
             mask = self._mask_name(name)
             if mask not in source:
-                raise ValueError(f"{SOURCE_PREFIX}{name} needs {SOURCE_PREFIX}{mask} (its padding mask) in the same call")
+                raise ValueError(f"{SOURCE_PREFIX}{name} needs {SOURCE_PREFIX}{mask} (its padding mask) "
+                                 "in the same call")
         if len(source["input_ids"]) != rows:
             raise ValueError(f"the source batch has {len(source['input_ids'])} rows but the target batch has {rows}: "
                              "FLARE fuses each example's own source, one source row per target row")
