@@ -2,7 +2,8 @@
 
 Each body runs on the CPU here (proving the test code itself) and, marked ``cuda``, on a GPU where there is
 one (``pytest -m cuda``; ``benchmarks/gpu_check.sh``). The GPU runs are what catch a tensor left on the
-wrong device: the source-state cache keeps its rows on the CPU, the batches live on the GPU.
+wrong device: the source-state cache keeps its rows on the CPU, the batches live on the GPU. FLARE under
+gradient checkpointing is checked too: on a GPU its re-forward runs on autograd's own thread.
 """
 
 from __future__ import annotations
@@ -89,6 +90,29 @@ def test_flare_with_the_cache_spilled_to_disk_on_the_device(device, precision, t
     if precision == "fp32":  # the spilled rows are the cached rows, bit for bit
         cached, to_batch = _flare(2**30)
         assert train_and_evaluate(cached, to_batch, device, precision, epochs=2) == spilled
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("device", DEVICES)
+def test_flare_under_gradient_checkpointing_on_the_device(device, precision):
+    """The checkpointed layers re-forward in backward, on autograd's own thread on a GPU: they still fuse."""
+    from xlt.training.loop import enable_checkpointing
+
+    grads = []
+    for checkpointing in (False, True):
+        adapted, to_batch = _flare(None)
+        if checkpointing:
+            enable_checkpointing(adapted.model.get_base_model())
+        model = adapted.model.to(device).train()
+        batch = to_batch(EXAMPLES).to(device)
+        with _autocast(device, precision):
+            loss = model(**batch.inputs, labels=batch.labels).loss
+        loss.backward()
+        grads.append({n: p.grad.float() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and any("lora_A" in n for n in grads[0])
+    tolerance = dict(rtol=1e-3, atol=1e-5) if precision == "fp32" else dict(rtol=2e-2, atol=1e-3)
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], msg=name, **tolerance)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
