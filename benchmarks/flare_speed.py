@@ -3,11 +3,12 @@
 Training (default e5-small, batch 32 x 128 random tokens, 4 distinct batches, fp32 and bf16 autocast):
 median step time of LoRA, FLARE with the source-state cache from its second epoch (the first fills
 the cache), FLARE without the cache, and input-level fusion (English + target: 256 tokens).
-Decoding (tiny random Llama, 32 prompts, 32 new tokens, KV cache): greedy decoding time of FLARE
-and LoRA. Targets: FLARE/LoRA <= 1.10 with the cache, <= 1.35 without; input-fusion/FLARE >= 2.0;
+Decoding (tiny random Llama, 128 prompts, 64 new tokens, KV cache): greedy decoding time of FLARE
+and LoRA, median of 7 runs of each in alternation (ratio: the median of the pairs' ratios).
+Targets: FLARE/LoRA <= 1.10 with the cache, <= 1.35 without; input-fusion/FLARE >= 2.0;
 decoding FLARE/LoRA <= 1.5. Run it on an idle machine: a parallel job distorts every ratio.
 
-    python benchmarks/flare_speed.py [--model e5-small] [--precisions fp32 bf16] [--steps 4]
+    python benchmarks/flare_speed.py [--model e5-small] [--precisions fp32 bf16] [--steps 4] [--runs 7]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import statistics
 import sys
 import time
+from functools import partial
 
 import torch
 
@@ -105,7 +107,9 @@ class _NeverEnding:
         return getattr(self._tokenizer, name)
 
 
-def bench_decoding(prompts: int, new_tokens: int) -> dict[str, float]:
+def bench_decoding(prompts: int, new_tokens: int, runs: int) -> dict[str, float]:
+    """Greedy decoding of LoRA and FLARE, timed in alternation (each pair of runs shares the machine's load):
+    the median time of each and the median of the pairs' FLARE/LoRA ratios."""
     from transformers import AutoModelForCausalLM
 
     path = resolve_model("tiny-random/llama")
@@ -113,23 +117,23 @@ def bench_decoding(prompts: int, new_tokens: int) -> dict[str, float]:
     words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
     examples = [GenExample(" ".join(words[: 3 + i % 7]), " ".join(words[i % 5 :]), "x", "x") for i in range(prompts)]
     batcher = GenBatcher(_NeverEnding(tok), False, 64, new_tokens, "intent")
-    times = {}
+    decoders = {}
     for method, fusion in (("lora", None), ("flare", "add_relu")):
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_pretrained(path)
         adapted = attach(model, get_method(method), architecture_for("llama"), AdapterSettings(r=8, alpha=16,
                                                                                               fusion=fusion))
-        source = "text" if fusion else None
-        run = lambda: decode_answers(adapted.model, batcher, examples, "target", source,  # noqa: E731
-                                      max_new_tokens=new_tokens, show_progress=False)
-        run()  # warm-up
-        runs = []
-        for _ in range(3):
+        decoders[method] = partial(decode_answers, adapted.model, batcher, examples, "target",
+                                   "text" if fusion else None, max_new_tokens=new_tokens, show_progress=False)
+        decoders[method]()  # warm-up
+    times: dict[str, list[float]] = {method: [] for method in decoders}
+    for _ in range(runs):
+        for method, run in decoders.items():
             start = time.perf_counter()
             run()
-            runs.append(time.perf_counter() - start)
-        times[method] = statistics.median(runs)
-    return times
+            times[method].append(time.perf_counter() - start)
+    ratio = statistics.median(f / lo for f, lo in zip(times["flare"], times["lora"]))
+    return {**{method: statistics.median(t) for method, t in times.items()}, "ratio": ratio}
 
 
 def main() -> int:
@@ -139,6 +143,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=4, help="distinct batches per epoch (timed: the last epoch)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--prompts", type=int, default=128, help="decoding: prompts (batches of 32)")
+    parser.add_argument("--new-tokens", type=int, default=64, help="decoding: tokens generated per prompt")
+    parser.add_argument("--runs", type=int, default=7, help="decoding: timed runs of each method (median)")
     args = parser.parse_args()
     import warnings
 
@@ -156,9 +163,10 @@ def main() -> int:
         ratios[f"FLARE/LoRA, cached ({precision})"] = t["flare, cached"] / t["lora"]
         ratios[f"FLARE/LoRA, uncached ({precision})"] = t["flare, uncached"] / t["lora"]
         ratios[f"input-fusion/FLARE ({precision})"] = t["input-fusion"] / t["flare, cached"]
-    d = bench_decoding(prompts=32, new_tokens=32)
-    print("\ndecoding (tiny llama, 32 prompts x 32 tokens): " + ", ".join(f"{k} {v:.3f} s" for k, v in d.items()))
-    ratios["decoding FLARE/LoRA"] = d["flare"] / d["lora"]
+    d = bench_decoding(args.prompts, args.new_tokens, args.runs)
+    print(f"\ndecoding (tiny llama, {args.prompts} prompts x {args.new_tokens} tokens, median of {args.runs} "
+          f"alternating runs): lora {d['lora']:.3f} s, flare {d['flare']:.3f} s")
+    ratios["decoding FLARE/LoRA"] = d["ratio"]
     missed = 0
     print()
     for name, value in ratios.items():

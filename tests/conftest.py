@@ -14,6 +14,16 @@ import torch  # noqa: E402
 from xlt.data.examples import Example  # noqa: E402
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` (registered in pyproject.toml) need a CUDA GPU: without one they are skipped."""
+    if torch.cuda.is_available():
+        return
+    no_gpu = pytest.mark.skip(reason="no CUDA GPU")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(no_gpu)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def xlt_cache(tmp_path_factory):
     """Tiny models, stage-1 models and e5 conversions go to a fresh cache for the whole session."""

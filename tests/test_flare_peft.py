@@ -203,12 +203,16 @@ def test_the_cache_runs_the_source_pass_once_per_example_and_trains_alike(tmp_pa
 
 def test_cached_states_equal_the_frozen_pass_for_any_padding_width():
     adapted, tok = tiny("llama")  # left padding
-    adapted.flare.enable_source_cache(2**30)
-    adapted.model.eval()
+    cache = adapted.flare.enable_source_cache(2**30)
     alone = _batch(tok, examples=EXAMPLES[:1]).inputs
     with torch.no_grad():
+        adapted.model.train()  # training-mode calls store rows (evaluation only reads them)
         adapted.model(**_batch(tok).inputs)  # fills the cache inside a wider, padded batch
+        assert len(cache) == 3
+        adapted.model.eval()
+        computed = adapted.flare.source_rows_computed
         cached = adapted.model(**alone).logits
+        assert adapted.flare.source_rows_computed == computed  # read from the cache
         adapted.flare.source_cache = None
         fresh = adapted.model(**alone).logits
     torch.testing.assert_close(cached, fresh, rtol=1e-5, atol=1e-6)

@@ -274,8 +274,8 @@ def digest_of_test_set(data: AnyTaskData) -> str:
 
 
 def train_adapter(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTaskData, aligner) -> dict:
-    """Stage-2 training; returns its seconds and, for FLARE, the frozen English passes per training example
-    (1.0 with the source-state cache, the number of epochs without)."""
+    """Stage-2 training; returns its seconds and, for FLARE, the frozen English passes per distinct English text
+    of the training set (1.0 with the source-state cache, the number of epochs without)."""
     if adapted.flare is not None and cfg.source_cache_gb > 0:
         adapted.flare.enable_source_cache(int(cfg.source_cache_gb * 2**30))
     method = adapted.method
@@ -288,7 +288,7 @@ def train_adapter(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTas
     trained = {"train_seconds": round(fit.seconds, 2), "state_dict": fit.state_dict()}  # gathered in every process
     if adapted.flare is not None:  # FLARE: frozen English passes; FLARE-MT: MT encoder passes
         name = "mt_encoder_passes_per_example" if method.mt_encoder else "source_passes_per_example"
-        trained[name] = round(adapted.flare.source_rows_computed / len(data.train), 3)
+        trained[name] = adapted.flare.source_passes_per_source()  # per distinct source text, not per example
     return trained
 
 

@@ -42,6 +42,12 @@ POSITIONWISE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = 
 }
 
 
+def check_rows(target: torch.Tensor, source: torch.Tensor) -> None:
+    """One source row per target row: a 1-row source would otherwise broadcast over every target row."""
+    if target.shape[0] != source.shape[0]:
+        raise ValueError(f"FLARE fusion: {target.shape[0]} target rows but {source.shape[0]} source rows")
+
+
 def relative_positions(mask: torch.Tensor) -> torch.Tensor:
     """Index of each real token among the real tokens of its row (-1 at padding), for any padding side."""
     mask = mask.long()
@@ -60,12 +66,29 @@ def align_to_target(source: torch.Tensor, source_mask: torch.Tensor, target_posi
     and right padding align alike; a padded source position, a target position past the source's
     end and a padded target position (position -1) all get zeros, never a pad token's state.
     """
+    index, valid = _alignment(source_mask, target_positions)
+    gathered = torch.gather(source, 1, index.unsqueeze(-1).expand(-1, -1, source.shape[-1]))
+    return gathered * valid.unsqueeze(-1).to(source.dtype)
+
+
+_last_alignment: tuple | None = None  # (mask, positions, their versions, index, valid) of the last alignment
+
+
+def _alignment(source_mask: torch.Tensor, target_positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which source position each target token reads, and whether it has one. Every fused layer of a stack
+    gets the same mask and positions tensors in one call, so the last alignment is kept and reused while
+    the same (unedited) tensors come back: once per stack and call instead of once per layer."""
+    global _last_alignment
+    kept = _last_alignment  # one read: another thread replacing it costs a recomputation, never a wrong index
+    versions = (source_mask._version, target_positions._version)
+    if kept is not None and kept[0] is source_mask and kept[1] is target_positions and kept[2] == versions:
+        return kept[3], kept[4]
     start = source_mask.long().argmax(-1, keepdim=True)  # first real source token
     count = source_mask.long().sum(-1, keepdim=True)
     valid = (target_positions >= 0) & (target_positions < count)
-    index = (start + target_positions.clamp(min=0)).clamp(max=source.shape[1] - 1)
-    gathered = torch.gather(source, 1, index.unsqueeze(-1).expand(-1, -1, source.shape[-1]))
-    return gathered * valid.unsqueeze(-1).to(source.dtype)
+    index = (start + target_positions.clamp(min=0)).clamp(max=source_mask.shape[1] - 1)
+    _last_alignment = (source_mask, target_positions, versions, index, valid)
+    return index, valid
 
 
 class PositionwiseFusion(nn.Module):
@@ -78,6 +101,7 @@ class PositionwiseFusion(nn.Module):
 
     def forward(self, target: torch.Tensor, source: torch.Tensor, source_mask: torch.Tensor,
                 target_positions: torch.Tensor | None = None) -> torch.Tensor:
+        check_rows(target, source)
         positions = default_positions(target) if target_positions is None else target_positions
         return self.fn(target, align_to_target(source, source_mask, positions).to(target.dtype))
 
@@ -104,6 +128,7 @@ class CrossAttentionFusion(nn.Module):
 
     def forward(self, target: torch.Tensor, source: torch.Tensor, source_mask: torch.Tensor,
                 target_positions: torch.Tensor | None = None) -> torch.Tensor:
+        check_rows(target, source)
         source = source.to(target.dtype)
         visible = source_mask.bool().unsqueeze(1).expand(-1, target.shape[1], -1)
         if self.causal:

@@ -4,6 +4,10 @@ The states never change in stage 2 (the base model is frozen and the pass runs i
 so they are keyed by the content of the example's source inputs (its real tokens, which is
 what the example id stands for) inside one model's tuner. Rows live in memory up to
 ``max_bytes`` and spill beyond it into a file read back through a memory map.
+
+One device rule: rows are stored on the CPU (host memory or the spill file, whatever device computed
+them), and :meth:`SourceStateCache.get` returns them on the device the caller asks for, the device of
+the batch that reads them. No row ever leaves the cache on another device than the batch's.
 """
 
 from __future__ import annotations
@@ -22,6 +26,14 @@ from xlt.io import process_tag, remove_stale_dirs
 
 Row = tuple[torch.Tensor | None, ...]  # per stack: (states, length, d) of one example
 SPILL_PREFIX = "xlt-source-states-"  # + HOST.PID.RANDOM: the spill folders of killed runs are found and removed
+
+
+def precision_tag(device: torch.device, weights: torch.dtype) -> str:
+    """What a frozen pass's numbers depend on besides the text: the device type, the autocast dtype in force
+    there (None: autocast off) and the weights' dtype. Part of every cache key, so states cached under
+    bf16 autocast are never read by an fp32 evaluation (or the other way round)."""
+    autocast = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+    return f"{device.type}|{autocast}|{weights}"
 
 
 def row_keys(inputs: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> list[str]:
@@ -54,14 +66,18 @@ class SourceStateCache:
     def __len__(self) -> int:
         return len(self.memory) + len(self.spilled)
 
-    def get(self, key: str) -> Row | None:
+    def get(self, key: str, device: torch.device | str) -> Row | None:
+        """The row of ``key`` on ``device`` (the batch's), or None when it is not cached."""
         if key in self.memory:
-            return self.memory[key]
-        if key in self.spilled:
-            return tuple(None if part is None else self._read(*part) for part in self.spilled[key])
-        return None
+            row = self.memory[key]
+        elif key in self.spilled:
+            row = tuple(None if part is None else self._read(*part) for part in self.spilled[key])
+        else:
+            return None
+        return tuple(None if t is None else t.to(device) for t in row)
 
     def put(self, key: str, row: Row) -> None:
+        """Store ``row`` on the CPU (a row computed on a GPU is copied off it)."""
         row = tuple(None if t is None else t.detach().to("cpu") for t in row)
         size = sum(t.numel() * t.element_size() for t in row if t is not None)
         if self.memory_bytes + size <= self.max_bytes:

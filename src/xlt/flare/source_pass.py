@@ -13,6 +13,7 @@ and padded back into a batch by :meth:`SourceWiring.join_rows`.
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 from typing import Iterator, Mapping
 
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from xlt.flare.fusion import relative_positions
-from xlt.flare.layer import FlareLinear, SourceStates
+from xlt.flare.layer import CallWindow, FlareLinear, SourceStates
 from xlt.models.architectures import Architecture, Stack
 
 SourceKey = tuple[int, int, str]  # (stack index, layer index, projection path inside the layer)
@@ -56,6 +57,7 @@ class SourceWiring:
         self.backbone = task_model.base_model
         self.layers: dict[FlareLinear, SourceKey] = {}  # fused layers → the key of the state they fuse
         self.all_layers: list[FlareLinear] = []
+        self.window = CallWindow()  # the model call the layers' states belong to
         self._by_key: dict[SourceKey, nn.Module] = {}
         for s, stack in enumerate(architecture.stacks):
             stack_layers = self.backbone.get_submodule(stack.layers)
@@ -64,6 +66,7 @@ class SourceWiring:
                     if not isinstance(module, FlareLinear):
                         continue
                     module.flare_name = f"{stack.layers}.{i}.{rel}"
+                    module.window = self.window
                     module.fuse = not any(part in rel for part in architecture.unfused)
                     self.all_layers.append(module)
                     self._by_key[(s, i, rel)] = module
@@ -75,6 +78,11 @@ class SourceWiring:
             raise ValueError("no FLARE layers found in the model's layer stacks: check target_modules")
         self.keys = sorted(set(self.layers.values()), key=str)  # the distinct states, in a fixed order
         self.same_as: dict[SourceKey, SourceKey] | None = None  # key → the key capturing the same tensor
+        self._takes_use_cache = "use_cache" in inspect.signature(self.backbone.forward).parameters
+
+    @property
+    def in_source_pass(self) -> bool:
+        return self.all_layers[0].in_source_pass
 
     def stack_masks(self, inputs: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
         return [inputs[stack.mask_key] for stack in self.architecture.stacks]
@@ -100,7 +108,8 @@ class SourceWiring:
 
     @torch.no_grad()
     def run(self, inputs: Mapping[str, torch.Tensor]) -> dict[SourceKey, torch.Tensor]:
-        """The frozen pass over a completed source batch: each distinct state, (B, Ts, d)."""
+        """The frozen pass over a completed source batch: each distinct state, (B, Ts, d). Without a KV
+        cache where the backbone builds one (decoders, mT5): nothing would read it."""
         captured: dict[SourceKey, torch.Tensor] = {}
         hooks = []
         for key in self.keys:
@@ -114,7 +123,7 @@ class SourceWiring:
             layer.in_source_pass = True
         try:
             with eval_mode(self.task_model):
-                self.backbone(**inputs)
+                self.backbone(**inputs, **({"use_cache": False} if self._takes_use_cache else {}))
         finally:
             for hook in hooks:
                 hook.remove()
@@ -146,7 +155,8 @@ class SourceWiring:
 
     def join_rows(self, rows: list[tuple[torch.Tensor, ...]], inputs: Mapping[str, torch.Tensor]
                   ) -> dict[FlareLinear, SourceStates]:
-        """Rows back into padded (B, Ts, d) states laid out like ``inputs``' masks."""
+        """Rows back into padded (B, Ts, d) states laid out like ``inputs``' masks, on the masks' device
+        (the batch's) whatever device a row comes from."""
         masks = self.stack_masks(inputs)
         captured = {}
         for s, keys in enumerate(self.stack_keys):
@@ -154,10 +164,10 @@ class SourceWiring:
                 continue
             mask = masks[s].bool()
             first = rows[0][s]
-            padded = first.new_zeros(mask.shape[0], first.shape[0], mask.shape[1], first.shape[-1])
+            padded = torch.zeros(mask.shape[0], first.shape[0], mask.shape[1], first.shape[-1], dtype=first.dtype,
+                                 device=mask.device)
             for b, row in enumerate(rows):
-                padded[b][:, mask[b]] = row[s].to(padded.dtype)
-            padded = padded.to(mask.device, non_blocking=True)
+                padded[b][:, mask[b]] = row[s].to(padded)
             captured.update({key: padded[:, k] for k, key in enumerate(keys)})
         return self.states(captured, inputs)
 
@@ -178,6 +188,8 @@ class SourceWiring:
 
     def set(self, states: Mapping[FlareLinear, SourceStates], positions: Mapping[int, torch.Tensor]) -> None:
         for layer, (stack, _, _) in self.layers.items():
+            if layer.source is not states[layer]:
+                layer.drop_kept()
             layer.source = states[layer]
             layer.target_positions = positions.get(stack)
 

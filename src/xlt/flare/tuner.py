@@ -51,6 +51,7 @@ def register_flare() -> None:
     mapping.PEFT_TYPE_TO_PREFIX_MAPPING[peft_type] = tuner_class.prefix
 
 
+import threading  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
@@ -63,7 +64,7 @@ from torch import nn  # noqa: E402
 # the config module may be half-built here (see register_flare): its names are read at call time; the
 # layer and source-pass modules (which import PEFT themselves) are imported where they are used
 from xlt.flare import config as flare_config  # noqa: E402
-from xlt.flare.source_cache import SourceStateCache, row_keys  # noqa: E402
+from xlt.flare.source_cache import SourceStateCache, precision_tag, row_keys  # noqa: E402
 from xlt.models.architectures import architecture_for  # noqa: E402
 
 if TYPE_CHECKING:
@@ -82,10 +83,14 @@ class FlareTuner(LoraModel):
         self.wiring: SourceWiring | None = None
         self.source_cache: SourceStateCache | None = None
         self.source_rows_computed = 0  # examples that went through the frozen pass (cache misses)
-        self._reused: tuple[tuple, object] | None = None  # the last call's source tensors (held), frozen states
+        self.training_rows_computed = 0  # the same, in training-mode calls only
+        self.training_sources: set[str] = set()  # content digests of the source rows training-mode calls read
+        # the last call's source tensors (held), their versions and precision, and their frozen states
+        self._reused: tuple[tuple, tuple, object] | None = None
         object.__setattr__(self, "_mt_encoder", None)  # FLARE-MT: held aside, never a submodule (see mt_encoder)
         super().__init__(model, config, adapter_name, **kwargs)
         self.model.register_forward_pre_hook(self._take_source_inputs, with_kwargs=True)
+        self.model.register_forward_hook(self._end_call, with_kwargs=True, always_call=True)
 
     # --- building ---------------------------------------------------------------------------
 
@@ -149,16 +154,36 @@ class FlareTuner(LoraModel):
     # --- the source pass --------------------------------------------------------------------
 
     def enable_source_cache(self, max_bytes: int, spill_dir: str | Path | None = None) -> SourceStateCache:
-        """Keep each example's source states for the rest of the run (memory up to ``max_bytes``, then disk)."""
+        """Keep each training example's source states for the rest of the run (memory up to ``max_bytes``,
+        then disk).
+
+        Rows are stored only by calls in training mode (``model.train()``, as the training loop runs):
+        those are the training set's, read again every epoch. Evaluation and decoding (eval mode) read
+        rows already there but store none, so the test set never fills the budget meant for the
+        training set (and mT5's decoding, whose source changes with every generated token, never
+        floods it). Keys hold the precision of the pass (:func:`precision_tag`).
+        """
         self.source_cache = SourceStateCache(max_bytes, spill_dir)
         return self.source_cache
+
+    def source_passes_per_source(self) -> float:
+        """Source rows computed in training-mode calls (frozen passes; FLARE-MT: MT encoder passes) per
+        distinct source row those calls read (by token content): 1.0 when each distinct English text ran
+        once (the cache), the number of epochs without the cache (each copy of a text repeated within a
+        batch runs, and counts, apart). Reported as ``source_passes_per_example`` in ``metrics.json``."""
+        return round(self.training_rows_computed / max(1, len(self.training_sources)), 3)
 
     def _fusing(self) -> bool:
         return any(not layer.disable_adapters for layer in self.wiring.layers)
 
+    def _in_own_source_pass(self) -> bool:
+        """The frozen pass of this thread's call (mT5's backbone is the task model, so it calls the hooks too)."""
+        return self.wiring.in_source_pass and self.wiring.window.owner == threading.get_ident()
+
     def _take_source_inputs(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        if self.wiring.all_layers[0].in_source_pass:
-            return args, kwargs  # the frozen pass itself: mT5's backbone is the task model, so it calls this hook too
+        if self._in_own_source_pass():
+            return args, kwargs
+        self.wiring.window.open()  # closed by _end_call, also when this hook or the forward raises
         source = {k[len(SOURCE_PREFIX):]: kwargs.pop(k) for k in list(kwargs) if k.startswith(SOURCE_PREFIX)}
         zero = bool(kwargs.pop(ZERO_SOURCE, False))
         if not self._fusing():
@@ -167,10 +192,14 @@ class FlareTuner(LoraModel):
         if args:
             target.setdefault("input_ids", args[0])
         rows, lengths = self._target_shape(target)
+        if zero and source:
+            raise ValueError(f"zero_source=True fuses zeros instead of the source text: drop it or the source inputs "
+                             f"({', '.join(SOURCE_PREFIX + k for k in source)})")
         if zero:
             device = next(iter(self.wiring.layers)).lora_A[self.active_adapters[0]].weight.device
             states = self.wiring.zero_states(rows, device)
         elif source:
+            self._check_source(source, rows)
             states = self._source_states(source)
         else:
             raise ValueError("a FLARE model needs the source text of the batch: pass source_input_ids and "
@@ -178,64 +207,117 @@ class FlareTuner(LoraModel):
         self.wiring.set(states, self.wiring.target_positions(target, lengths))
         return args, kwargs
 
+    def _end_call(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        if not self._in_own_source_pass():
+            self.wiring.window.close()
+
     def _target_shape(self, target: dict) -> tuple[int, dict[int, int]]:
-        """Rows of the call and, per stack, how many positions it reads (fewer than the mask with a KV cache)."""
-        first = target.get("input_ids", target.get("inputs_embeds"))
-        lengths = {0: first.shape[1]}
-        decoder = target.get("decoder_input_ids", target.get("decoder_inputs_embeds"))
+        """Rows of the call and, per stack, how many positions it reads (fewer than the mask with a KV cache).
+        The encoder's length comes from its input or, where the call hands over ``encoder_outputs`` (mT5
+        decoding), from their states; a call with decoder inputs alone has rows from those."""
+        encoder = _first(target, "input_ids", "inputs_embeds")
+        if encoder is None and target.get("encoder_outputs") is not None:
+            encoder = target["encoder_outputs"][0]  # last_hidden_state, (B, T, d)
+        decoder = _first(target, "decoder_input_ids", "decoder_inputs_embeds")
+        if encoder is None and decoder is None:
+            raise ValueError("a FLARE model call needs its target text: input_ids, inputs_embeds or encoder_outputs")
+        lengths = {} if encoder is None else {0: encoder.shape[1]}
         if decoder is not None:
             lengths[1] = decoder.shape[1]
-        return first.shape[0], lengths
+        return (encoder if encoder is not None else decoder).shape[0], lengths
+
+    def _check_source(self, source: dict[str, torch.Tensor], rows: int) -> None:
+        """Every source input with its padding mask, one source row per target row (one line each)."""
+        if "input_ids" not in source:
+            given = ", ".join(SOURCE_PREFIX + k for k in source)
+            raise ValueError(f"FLARE's source inputs need source_input_ids, got {given}")
+        for name in source:
+            mask = self._mask_name(name)
+            if mask not in source:
+                raise ValueError(f"{SOURCE_PREFIX}{name} needs {SOURCE_PREFIX}{mask} (its padding mask) "
+                                 "in the same call")
+        if len(source["input_ids"]) != rows:
+            raise ValueError(f"the source batch has {len(source['input_ids'])} rows but the target batch has {rows}: "
+                             "FLARE fuses each example's own source, one source row per target row")
 
     def _source_states(self, source: dict[str, torch.Tensor]) -> dict:
         tensors = tuple(source.values())  # held in _reused, so a freed tensor's id can never match a new one
-        if self._reused is not None and len(self._reused[0]) == len(tensors) and all(
-                a is b for a, b in zip(self._reused[0], tensors)):
-            frozen = self._reused[1]  # the next decoding step of the same batch
-        elif self.mt_encoder is not None:
-            frozen = self._mt_states(source)
+        device = source["input_ids"].device
+        signature = (tuple(t._version for t in tensors), precision_tag(device, self._weights_dtype()))
+        reused = self._reused
+        if reused is not None and reused[1] == signature and len(reused[0]) == len(tensors) and all(
+                a is b for a, b in zip(reused[0], tensors)):
+            frozen = reused[2]  # the next decoding step of the same batch (no tensor edited in place since)
         else:
-            frozen = self._frozen_pass_states(self.wiring.complete(source))
-        self._reused = (tensors, frozen)
+            keys = self._row_keys(source) if self.model.training or self.source_cache is not None else None
+            if self.mt_encoder is not None:
+                frozen = self._mt_states(source, keys)
+            else:
+                frozen = self._frozen_pass_states(self.wiring.complete(source), keys)
+        self._reused = (tensors, signature, frozen)
         return self._project(*frozen) if self.mt_encoder is not None else frozen
 
-    def _frozen_pass_states(self, source: dict[str, torch.Tensor]) -> dict:
+    def _weights_dtype(self) -> torch.dtype:
+        return next(self.wiring.backbone.parameters()).dtype
+
+    def _row_keys(self, source: dict[str, torch.Tensor]) -> list[str]:
+        """Each row's content digest; in training mode the distinct ones are counted (source_passes_per_source)."""
+        if self.mt_encoder is not None:
+            masks = {name: source["attention_mask"] for name in source}
+        else:
+            masks = {name: source[self._mask_name(name)] for name in source}
+        keys = row_keys(source, masks)
+        if self.model.training:
+            self.training_sources.update(keys)
+        return keys
+
+    def _count_computed(self, rows: int) -> None:
+        self.source_rows_computed += rows
+        if self.model.training:
+            self.training_rows_computed += rows
+
+    def _frozen_pass_states(self, source: dict[str, torch.Tensor], keys: list[str] | None) -> dict:
         if self.source_cache is None:
-            self.source_rows_computed += len(source["input_ids"])
+            self._count_computed(len(source["input_ids"]))
             return self.wiring.states(self.wiring.run(source), source)
-        masks = {name: source[self._mask_name(name)] for name in source}
-        rows = self._cached_rows(source, masks, lambda subset: self.wiring.split_rows(self.wiring.run(subset), subset))
+        rows = self._cached_rows(source, keys, lambda subset: self.wiring.split_rows(self.wiring.run(subset), subset))
         return self.wiring.join_rows(rows, source)
 
-    def _cached_rows(self, source: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], compute) -> list:
-        """Each example's cached row; the missing ones (each distinct text once) come from ``compute(subset)``."""
-        keys = row_keys(source, masks)
-        rows = [self.source_cache.get(key) for key in keys]
-        first_missing = {keys[b]: b for b in reversed(range(len(keys))) if rows[b] is None}  # repeats run once
+    def _cached_rows(self, source: dict[str, torch.Tensor], keys: list[str], compute) -> list:
+        """Each example's row on the batch's device: cached, or from ``compute(subset)`` for the missing ones
+        (each distinct text once), stored only in training mode (see :meth:`enable_source_cache`)."""
+        device = source["input_ids"].device
+        tag = precision_tag(device, self._weights_dtype())
+        cache_keys = [f"{tag}:{key}" for key in keys]
+        rows = [self.source_cache.get(key, device) for key in cache_keys]
+        first_missing = {cache_keys[b]: b for b in reversed(range(len(keys))) if rows[b] is None}  # repeats run once
         if first_missing:
-            index = torch.tensor(sorted(first_missing.values()), device=source["input_ids"].device)
+            index = torch.tensor(sorted(first_missing.values()), device=device)
             subset = {name: value.index_select(0, index) for name, value in source.items()}
-            for b, row in zip(index.tolist(), compute(subset)):
-                self.source_cache.put(keys[b], row)
-            self.source_rows_computed += len(first_missing)
-            rows = [self.source_cache.get(key) if row is None else row for key, row in zip(keys, rows)]
+            computed = dict(zip(index.tolist(), compute(subset)))
+            self._count_computed(len(first_missing))
+            for key, b in first_missing.items():
+                if self.model.training:
+                    self.source_cache.put(key, computed[b])
+            rows = [computed[first_missing[key]] if row is None else row for key, row in zip(cache_keys, rows)]
         return rows
 
     # --- FLARE-MT ---------------------------------------------------------------------------
 
-    def _mt_states(self, source: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _mt_states(self, source: dict[str, torch.Tensor], keys: list[str] | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The MT encoder's states of the batch, (B, Ts, d_mt), and their mask: frozen, so cached like FLARE's."""
         mask = source["attention_mask"]
         if self.source_cache is None:
-            self.source_rows_computed += len(mask)
+            self._count_computed(len(mask))
             return self._run_mt_encoder(source), mask
-        rows = self._cached_rows(source, {name: mask for name in source}, lambda subset: [
+        rows = self._cached_rows(source, keys, lambda subset: [
             (states[m.bool()].unsqueeze(0),) for states, m in zip(self._run_mt_encoder(subset),
                                                                   subset["attention_mask"])])
-        padded = rows[0][0].new_zeros(mask.shape[0], mask.shape[1], rows[0][0].shape[-1])
+        real = mask.bool()
+        padded = torch.zeros(*mask.shape, rows[0][0].shape[-1], dtype=rows[0][0].dtype, device=mask.device)
         for b, row in enumerate(rows):
-            padded[b][mask[b].bool()] = row[0][0].to(padded.dtype)
-        return padded.to(mask.device, non_blocking=True), mask
+            padded[b][real[b]] = row[0][0].to(padded)
+        return padded, mask
 
     @torch.no_grad()
     def _run_mt_encoder(self, source: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -263,6 +345,11 @@ class FlareTuner(LoraModel):
         decoder = input_name.startswith("decoder_")
         stacks = self.wiring.architecture.stacks
         return stacks[1].mask_key if decoder and len(stacks) > 1 else "attention_mask"
+
+
+def _first(inputs: dict, *names: str) -> torch.Tensor | None:
+    """The first of ``names`` the call has a tensor for (a keyword passed as None counts as absent)."""
+    return next((inputs[n] for n in names if inputs.get(n) is not None), None)
 
 
 register_flare()
