@@ -477,7 +477,7 @@ def test_spill_folders_of_killed_runs_are_removed_when_a_cache_starts(tmp_path):
     cache = SourceStateCache(0, spill_dir=tmp_path)
     assert sorted(tmp_path.iterdir()) == [live]
     cache.put("row", (torch.ones(2, 3),))
-    assert torch.equal(cache.get("row")[0], torch.ones(2, 3))
+    assert torch.equal(cache.get("row", torch.device("cpu"))[0], torch.ones(2, 3))
     (mine,) = [p for p in tmp_path.iterdir() if p != live]
     assert mine.name.startswith(f"xlt-source-states-{host_tag()}.{os.getpid()}.")
 
