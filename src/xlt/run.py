@@ -254,8 +254,9 @@ def _run_stage2(cfg: RunConfig, out: Path) -> dict:
     set_seed(cfg.seed)
     adapted, tokenizer = build_model(cfg, stage1, data, mt_input)
     aligner = make_aligner(cfg, tokenizer, adapted.model) if method.align else None
-    trained = train_adapter(cfg, adapted, tokenizer, data, aligner) if method.trains else {"train_seconds": 0.0}
-    state = trained.pop("state_dict", None)  # the adapter's tensors as the accelerator gathered them
+    # state: the model's tensors as the accelerator gathered them (every process), which the adapter is saved from
+    trained, state = train_adapter(cfg, adapted, tokenizer, data, aligner) if method.trains else (
+        {"train_seconds": 0.0}, None)
     result = evaluate_adapted(cfg, adapted, tokenizer, data)
     if aligner is not None:
         result["alignment_retrieval"] = alignment_retrieval(cfg, adapted, tokenizer, aligner.layers)
@@ -273,9 +274,10 @@ def digest_of_test_set(data: AnyTaskData) -> str:
     return content_digest(dataclasses.replace(data, train=[], valid=[], **english))
 
 
-def train_adapter(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTaskData, aligner) -> dict:
-    """Stage-2 training; returns its seconds and, for FLARE, the frozen English passes per distinct English text
-    of the training set (1.0 with the source-state cache, the number of epochs without)."""
+def train_adapter(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTaskData, aligner) -> tuple[dict, dict]:
+    """Stage-2 training; returns what metrics.json records (its seconds and, for FLARE, the frozen English passes
+    per distinct English text of the training set: 1.0 with the source-state cache, the number of epochs without)
+    and the trained state (``Trained.state_dict``)."""
     if adapted.flare is not None and cfg.source_cache_gb > 0:
         adapted.flare.enable_source_cache(int(cfg.source_cache_gb * 2**30))
     method = adapted.method
@@ -285,11 +287,11 @@ def train_adapter(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTas
     if aligner is not None:
         plan = aligner.plan(plan, cfg.epochs)
     fit = train(adapted.model, plan, train_settings(cfg, cfg.epochs, cfg.lr), f"{cfg.method} ({cfg.target_lang})")
-    trained = {"train_seconds": round(fit.seconds, 2), "state_dict": fit.state_dict()}  # gathered in every process
+    trained = {"train_seconds": round(fit.seconds, 2)}
     if adapted.flare is not None:  # FLARE: frozen English passes; FLARE-MT: MT encoder passes
         name = "mt_encoder_passes_per_example" if method.mt_encoder else "source_passes_per_example"
         trained[name] = adapted.flare.source_passes_per_source()  # per distinct source text, not per example
-    return trained
+    return trained, fit.state_dict()
 
 
 def run_metrics(cfg: RunConfig, adapted: AdaptedModel, data: AnyTaskData, stage1: Path, trained: dict,
