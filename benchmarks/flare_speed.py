@@ -23,12 +23,12 @@ from functools import partial
 import torch
 
 from xlt.data.examples import GenExample
-from xlt.methods import AdapterSettings, attach, get_method
+from xlt.methods.adapters import AdapterSettings, attach, get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.classifier import PooledClassifier, resolve_pooling
 from xlt.models.loading import load_tokenizer, resolve_model
-from xlt.stage1 import architecture_of
-from xlt.tasks.generation import GenBatcher, decode_answers
+from xlt.runs.stage1 import architecture_of
+from xlt.kinds.generation import GenBatcher, decode_answers
 
 LABELS = ("negative", "neutral", "positive")
 TARGETS = {  # ratio: (comparison, bound)

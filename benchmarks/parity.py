@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from xlt.config import RunConfig
-from xlt.data.tasks import resolve_data_dir
+from xlt.data.paths import resolve_data_dir
 from xlt.languages import dataset_name
 from xlt.models.loading import load_tokenizer, resolve_model
 
@@ -72,7 +72,7 @@ def build_set(folder: Path, target: str, topics, min_words: int, n_train: int, n
 
 def build_nusax(folder: Path, target: str) -> tuple[Path, Path]:
     """NusaX sentiment as custom CSV files: the English side and ``target``'s, parallel by id (500 train, 400 test)."""
-    from xlt.data.nusax import load
+    from xlt.data.sets.nusax import load
 
     data = load(resolve_data_dir(), target, "en")
     paths = []
@@ -178,7 +178,7 @@ def plain_stage2(stage1: str, train, test, labels, seed: int) -> float:
 
 
 def xlt_run(train_file: Path, test_file: Path, target: str, seed: int, folder: Path, method: str) -> dict:
-    from xlt.run import run_stage2
+    from xlt.runs.stage2 import run_stage2
 
     cfg = RunConfig(task="custom", method=method, target_lang=target, train_file=str(train_file),
                     test_file=str(test_file), seed=seed, output_dir=str(folder / f"{method}-{seed}"),

@@ -19,12 +19,12 @@ from safetensors.numpy import save_file
 
 from xlt.cli import main
 from xlt.config import RunConfig
-from xlt.data import user_file
-from xlt.data.tasks import load_task
+from xlt.data.formats import user_file
+from xlt.data.registry import load_task
 from xlt.errors import XltError
 from xlt.models.loading import check_model_folder, check_safetensors, resolve_model
-from xlt.preflight import check_output_dir
-from xlt.run import run_stage2 as REAL_RUN_STAGE2  # before nothing_heavy_runs replaces it
+from xlt.runs.preflight import check_output_dir
+from xlt.runs.stage2 import run_stage2 as REAL_RUN_STAGE2  # before nothing_heavy_runs replaces it
 
 TRAIN = ["--model", "tiny-random/bert", "--task", "nusax", "--target-lang", "jv", "--epochs", "1",
          "--stage1-epochs", "1", "--no-show-progress"]
@@ -36,7 +36,7 @@ def nothing_heavy_runs(monkeypatch):
     """Reaching a run, an evaluation, a retrieval or a merge means a check was missing."""
     import xlt.alignment.merge as merge
     import xlt.alignment.retrieval as retrieval
-    import xlt.run as run
+    import xlt.runs.stage2 as run
 
     def fail(*args, **kwargs):
         raise AssertionError("bad input reached the heavy code path")
@@ -598,11 +598,11 @@ def test_a_plan_past_the_step_bound_is_refused_before_it_is_built():
 ])
 def test_steps_are_checked_once_the_data_is_read(tmp_path, capsys, monkeypatch, argv, message):
     """The steps depend on the data: checked once it is read, before a model loads or stage 1 trains."""
-    import xlt.run as run
-    import xlt.stage1
+    import xlt.runs.stage2 as run
+    import xlt.runs.stage1
 
     monkeypatch.setattr(run, "run_stage2", REAL_RUN_STAGE2)
-    monkeypatch.setattr(xlt.stage1, "build_once", lambda *args, **kwargs: pytest.fail("stage 1 was built"))
+    monkeypatch.setattr(xlt.runs.stage1, "build_once", lambda *args, **kwargs: pytest.fail("stage 1 was built"))
     refused(capsys, train_args(tmp_path, *argv), message)
     nothing_written(tmp_path)
 

@@ -22,11 +22,11 @@ from xlt.flare.config import FlareConfig
 from xlt.flare.fusion import FUSIONS, CrossAttentionFusion
 from xlt.flare.source_pass import SourceWiring
 from xlt.flare.tuner import FlareTuner
-from xlt.methods import AdaptedModel, get_method, load_adapter, save_adapter
+from xlt.methods.adapters import AdaptedModel, get_method, load_adapter, save_adapter
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import resolve_model
 from xlt.training.batches import make_batch
-from xlt.tasks.generation import GenBatcher
+from xlt.kinds.generation import GenBatcher
 
 ENCODERS = ("bert", "xlm-roberta")
 DECODERS = ("llama", "qwen2", "gemma2", "gemma3_text")

@@ -181,7 +181,9 @@ def test_train_flags_come_from_run_config():
 
 
 def test_name_tables_match_the_torch_modules():
-    from xlt import method_table, methods, preflight
+    from xlt.methods.adapters import table as method_table
+    from xlt.methods.adapters import adapters as methods
+    from xlt.runs import preflight
     from xlt.alignment import merge, merge_names
     from xlt.flare import fusion, fusion_names
 
@@ -209,15 +211,15 @@ def test_help_imports_neither_torch_nor_transformers():
 
 
 def test_the_demo_plan_caps_gemma_and_the_flags_override_it(tmp_path, capsys, monkeypatch):
-    import xlt.demo
-    from xlt.demo import FULL, QUICK, demo_plan
+    import xlt.runs.demo
+    from xlt.runs.demo import FULL, QUICK, demo_plan
 
     assert demo_plan("e5-small") == FULL and demo_plan("gemma3-270m", quick=True) == QUICK
     gemma = demo_plan("gemma3-270m")
     # stage 1's learning rate is left to the LoRA default every decoder gets (test_stage1)
     assert (gemma.max_train_examples, gemma.max_eval_examples, gemma.stage1_epochs, gemma.stage1_lr) == (256, None, 3, None)
     plans = []
-    monkeypatch.setattr(xlt.demo, "run_demo", lambda out, plan, **kwargs: plans.append(plan) or "table")
+    monkeypatch.setattr(xlt.runs.demo, "run_demo", lambda out, plan, **kwargs: plans.append(plan) or "table")
     assert main(["demo", "--model", "tiny-random/bert", "--max-train-examples", "32", "--max-eval-examples", "16",
                  "--output-dir", str(tmp_path / "d")]) == 0
     assert (plans[0].max_train_examples, plans[0].max_eval_examples) == (32, 16)
@@ -291,7 +293,7 @@ def test_a_file_size_limit_while_merging_is_one_line(tmp_path):
     one line naming the output, exit code 2, no output folder and no temp sibling."""
     from helpers import tiny
 
-    from xlt.methods import save_adapter
+    from xlt.methods.adapters import save_adapter
 
     adapters = []
     for seed in (1, 2):

@@ -15,12 +15,12 @@ from xlt.alignment.contrastive import (
     alignment_pairs,
     info_nce,
     layer_states,
-    middle_layer,
     pooled_alignment_loss,
     uniform_language_sampler,
 )
 from xlt.alignment.retrieval import mean_pool
-from xlt.data.tasks import resolve_data_dir
+from xlt.models.architectures import middle_layer
+from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError
 from xlt.models.tiny import TINY_FAMILIES
 

@@ -7,8 +7,9 @@ import pytest
 
 from xlt.data import tasks
 from xlt.data.examples import heldout_split
-from xlt.data.lines import read_lines
-from xlt.data.tasks import load_task, resolve_data_dir
+from xlt.data.formats.lines import read_lines
+from xlt.data.registry import load_task
+from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError
 from xlt.languages import canonical_code, dataset_name
 

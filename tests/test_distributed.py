@@ -34,7 +34,7 @@ def test_two_processes_give_the_metrics_and_adapter_of_one(method, tmp_path, cap
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
               "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
               "-m", "xlt.cli", *args, "--stage1-dir", str(tmp_path / "s2"), "--output-dir", str(tmp_path / "two")]
-    # --multi_gpu starts torchrun's processes; without CUDA they join over gloo (xlt.training.processes)
+    # --multi_gpu starts torchrun's processes; without CUDA they join over gloo (xlt.processes)
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     result = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

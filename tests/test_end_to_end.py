@@ -6,9 +6,9 @@ import json
 import pytest
 
 from xlt.cli import main
-from xlt.demo import ALIGNMENT_SUITE, FLARE_SUITE, DemoPlan, run_demo
-from xlt.run import evaluate_run
-from xlt.stage1 import stage1_dir
+from xlt.runs.demo import ALIGNMENT_SUITE, FLARE_SUITE, DemoPlan, run_demo
+from xlt.runs.stage2 import evaluate_run
+from xlt.runs.stage1 import stage1_dir
 
 
 def test_flare_run_with_the_embedded_model_on_nusax(tmp_path, capsys):
@@ -58,12 +58,12 @@ def test_demo_reuses_finished_runs(tmp_path, monkeypatch):
     plan = DemoPlan(languages=("jv",), max_train_examples=8, max_eval_examples=8, epochs=1, stage1_epochs=1,
                     bf16=False)
     first = run_demo(tmp_path, plan, model="tiny-random/bert", show_progress=False)
-    import xlt.demo
+    import xlt.runs.demo
 
     def fail(cfg, **kwargs):
         raise AssertionError(f"re-ran {cfg.method}")
 
-    monkeypatch.setattr(xlt.demo, "run_stage2", fail)
+    monkeypatch.setattr(xlt.runs.demo, "run_stage2", fail)
     assert run_demo(tmp_path, plan, model="tiny-random/bert", show_progress=False) == first
 
 
@@ -88,12 +88,12 @@ def test_alignment_demo_compares_lora_alignment_and_their_merge(tmp_path, monkey
     assert len(list((tmp_path / "stage1").rglob("stage1.json"))) == 1  # r=8 rows share one English model
 
     import xlt.alignment.merge
-    import xlt.demo
+    import xlt.runs.demo
 
     def fail(*args):
         raise AssertionError("re-ran a finished row")
 
-    monkeypatch.setattr(xlt.demo, "run_stage2", fail)
+    monkeypatch.setattr(xlt.runs.demo, "run_stage2", fail)
     monkeypatch.setattr(xlt.alignment.merge, "merge_runs", fail)
     assert run_demo(tmp_path, plan, model="tiny-random/bert", show_progress=False, suite="alignment") == table
 
@@ -114,7 +114,7 @@ def test_every_stage2_method_and_rank_reads_one_english_model(tmp_path):
 
 
 def test_demo_cli_ends_with_where_it_wrote(tmp_path, capsys, monkeypatch):
-    import xlt.demo
+    import xlt.runs.demo
 
     plans = []
 
@@ -122,7 +122,7 @@ def test_demo_cli_ends_with_where_it_wrote(tmp_path, capsys, monkeypatch):
         plans.append(plan)
         return "TABLE"
 
-    monkeypatch.setattr(xlt.demo, "run_demo", fake_demo)
+    monkeypatch.setattr(xlt.runs.demo, "run_demo", fake_demo)
     assert main(["demo", "--quick", "--seeds", "0", "1", "--output-dir", str(tmp_path / "d")]) == 0
     assert capsys.readouterr().out == (f"TABLE\nwrote {tmp_path / 'd' / 'results.jsonl'} (one JSON object per run) "
                                        f"and {tmp_path / 'd' / 'summary.md'}\n")
@@ -135,7 +135,7 @@ class _Recorded(Exception):
 
 def test_the_demo_takes_bf16_only_where_the_hardware_has_it(tmp_path, monkeypatch):
     """Emulated bf16 (an AVX2 CPU) made each demo step some 30x slower than fp32."""
-    import xlt.demo
+    import xlt.runs.demo
     import xlt.training.loop
 
     seen = []
@@ -144,7 +144,7 @@ def test_the_demo_takes_bf16_only_where_the_hardware_has_it(tmp_path, monkeypatc
         seen.append(cfg.bf16)
         raise _Recorded
 
-    monkeypatch.setattr(xlt.demo, "run_stage2", record)
+    monkeypatch.setattr(xlt.runs.demo, "run_stage2", record)
     for native, plan_bf16 in ((True, None), (False, None), (True, False), (False, True)):
         monkeypatch.setattr(xlt.training.loop, "bf16_is_native", lambda: native)
         with pytest.raises(_Recorded):
@@ -154,13 +154,13 @@ def test_the_demo_takes_bf16_only_where_the_hardware_has_it(tmp_path, monkeypatc
 
 
 def test_train_warns_when_bf16_would_be_emulated(tmp_path, monkeypatch, capsys):
-    import xlt.run
+    import xlt.runs.stage2
     import xlt.training.loop
 
     def stop(cfg, **kwargs):
         raise _Recorded
 
-    monkeypatch.setattr(xlt.run, "run_stage2", stop)  # the warning comes before any training
+    monkeypatch.setattr(xlt.runs.stage2, "run_stage2", stop)  # the warning comes before any training
     args = ["train", "--model", "tiny-random/bert", "--task", "nusax", "--method", "lora", "--target-lang", "jv",
             "--output-dir", str(tmp_path / "run")]
     for native, flags, warned in ((False, ["--bf16"], True), (True, ["--bf16"], False), (False, [], False)):
@@ -172,7 +172,7 @@ def test_train_warns_when_bf16_would_be_emulated(tmp_path, monkeypatch, capsys):
 
 
 def test_demo_plans_for_the_other_tasks():
-    from xlt.demo import QUICK, demo_plan
+    from xlt.runs.demo import QUICK, demo_plan
     from xlt.errors import XltError
 
     uner = demo_plan("e5-small", task="uner")
@@ -200,7 +200,7 @@ def test_flare_demo_on_uner_reports_f1_tables_and_its_gap(tmp_path, capsys):
     lora = next(r for r in rows if r["method"] == "lora")
     assert f"| lora | {lora['metrics']['f1']:.3f} | {lora['metrics']['f1']:.3f} |" in table
     assert "## gap to English (f1, English − target)" in table
-    from xlt.demo import summary_markdown
+    from xlt.runs.demo import summary_markdown
 
     untrained = [{**r, "gap": {}, "source_metrics": {"precision": 0.0, "recall": 0.0, "f1": 0.0}} for r in rows]
     assert summary_markdown(untrained).endswith("## gap to English (f1, English − target)\n\nnone: the English f1 is 0\n")

@@ -16,7 +16,7 @@ from xlt.cli import main
 from xlt.data.examples import Example
 from xlt.errors import XltError
 from xlt.flare.config import FlareConfig
-from xlt.methods import AdapterSettings, attach, get_method, load_adapter, save_adapter
+from xlt.methods.adapters import AdapterSettings, attach, get_method, load_adapter, save_adapter
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
 from xlt.training.batches import make_batch
@@ -87,7 +87,7 @@ def test_import_xlt_registers_flare_whichever_is_imported_first(order, tmp_path)
 
 
 def test_the_command_line_still_starts_without_importing_torch(tmp_path):
-    result = _python("import sys, xlt.cli, xlt.config, xlt.preflight\n"
+    result = _python("import sys, xlt.cli, xlt.config, xlt.runs.preflight\n"
                      "print(sorted(m for m in ('torch', 'peft') if m in sys.modules))", tmp_path)
     assert result.returncode == 0 and result.stdout.split() == ["[]"]
 

@@ -5,13 +5,14 @@ from collections import Counter
 
 import pytest
 
-from xlt.data import massive
+from xlt.data.sets import massive
 from xlt.data.examples import GenTaskData
-from xlt.data.massive import format_slots, parse_annot
-from xlt.data.tasks import load_task, resolve_data_dir
+from xlt.data.sets.massive import format_slots, parse_annot
+from xlt.data.registry import load_task
+from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError
-from xlt.tasks.templates import (GEN_METRICS, TEMPLATES, get_metric, get_template, intent_metrics,
-                                  parse_slot_output, slot_metrics)
+from xlt.scoring.generation import GEN_METRICS, get_metric, intent_metrics, parse_slot_output, slot_metrics
+from xlt.data.prompts import TEMPLATES, get_template
 from xlt.languages import canonical_code, dataset_name
 
 

@@ -9,10 +9,10 @@ import torch
 from helpers import tiny, tiny_classifier
 from safetensors.torch import load_file
 
-from xlt.alignment import merge_cli
+from xlt.cli import merge as merge_cli
 from xlt.alignment.merge import merge_adapters, merge_runs, scaling
 from xlt.errors import XltError
-from xlt.methods import AdapterSettings, attach, get_method, load_adapter, save_adapter
+from xlt.methods.adapters import AdapterSettings, attach, get_method, load_adapter, save_adapter
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
 
@@ -146,7 +146,7 @@ def test_train_merge_evaluate(tmp_path, capsys):
     from test_cli import QUICK
 
     from xlt.cli import main
-    from xlt.run import evaluate_run
+    from xlt.runs.stage2 import evaluate_run
 
     runs = [tmp_path / "task", tmp_path / "align"]
     for run, lr in zip(runs, ("1e-3", "5e-3")):

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from xlt.metrics import (accuracy, classification_metrics, format_mean_std, format_table, gap_to_source, macro_f1,
-                         mean_std, summarize_runs)
+from xlt.scoring.classification import accuracy, classification_metrics, macro_f1
+from xlt.runs.results import format_mean_std, format_table, gap_to_source, mean_std, summarize_runs
 
 # golds 0 0 0 1 1 2 / preds 0 0 1 1 2 2:
 #   class 0: tp 2 fp 0 fn 1 -> F1 4/5;  class 1: tp 1 fp 1 fn 1 -> 1/2;  class 2: tp 1 fp 1 fn 0 -> 2/3
@@ -86,7 +86,7 @@ def demo_row(method, lang, seed, acc, fusion=None, train=64, **extra):
 
 
 def test_summary_of_one_seed_states_its_setup_and_shows_no_std():
-    from xlt.demo import summary_markdown
+    from xlt.runs.demo import summary_markdown
 
     rows = [demo_row("zero-shot", "jv", 0, 0.5, train=0), demo_row("translate-test", "jv", 0, 0.75, train=0),
             demo_row("lora", "jv", 0, 0.625), demo_row("lora", "su", 0, 0.6)]
@@ -107,7 +107,7 @@ def test_summary_of_one_seed_states_its_setup_and_shows_no_std():
 
 
 def test_summary_of_three_seeds_shows_mean_and_std():
-    from xlt.demo import summary_markdown
+    from xlt.runs.demo import summary_markdown
 
     rows = [demo_row("lora", "jv", seed, acc, train=train) for seed, acc, train in ((0, 0.6, 64), (1, 0.7, 60),
                                                                                     (2, 0.8, 64))]
@@ -122,7 +122,7 @@ def test_summary_of_three_seeds_shows_mean_and_std():
 
 
 def test_summary_says_when_sizes_were_not_recorded():
-    from xlt.demo import summary_markdown
+    from xlt.runs.demo import summary_markdown
 
     row = {k: v for k, v in demo_row("lora", "jv", 0, 0.6).items() if k != "stage1_examples"}
     assert "- stage 1 (English): example counts not recorded (runs of an older xlt)" in summary_markdown([row])

@@ -11,17 +11,18 @@ import torch
 from xlt.cli import main
 from xlt.config import RunConfig
 from xlt.data.examples import TagExample, TagTaskData, source_side
-from xlt.data.iob import NER_TAGS, read_sentences
-from xlt.data.tasks import load_task, resolve_data_dir
+from xlt.data.formats.iob import NER_TAGS, read_sentences
+from xlt.data.registry import load_task
+from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError
-from xlt.methods import AdapterSettings, attach, get_method
+from xlt.methods.adapters import AdapterSettings, attach, get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
 from xlt.models.token_classifier import load_token_classifier
-from xlt.stage1 import stage1_dir
-from xlt.tasks.entities import tagging_metrics
-from xlt.tasks.kinds import Tagging, kind_of
-from xlt.tasks.tagging import IGNORE, read_tags, tag_batch
+from xlt.runs.stage1 import stage1_dir
+from xlt.scoring.entities import tagging_metrics
+from xlt.kinds.registry import Tagging, kind_of
+from xlt.kinds.tagging import IGNORE, read_tags, tag_batch
 from xlt.training.loop import TrainSettings, task_steps, train
 from helpers import cli_error
 

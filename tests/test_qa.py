@@ -13,14 +13,15 @@ from transformers import AutoModelForQuestionAnswering
 from xlt.cli import main
 from xlt.config import RunConfig
 from xlt.data.examples import QAExample, QATaskData, source_side
-from xlt.data.qa import in_test, read_custom_qa
-from xlt.data.tasks import load_task, resolve_data_dir
+from xlt.data.sets.question_answering import in_test, read_custom_qa
+from xlt.data.registry import load_task
+from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError
-from xlt.methods import AdapterSettings, attach, get_method
+from xlt.methods.adapters import AdapterSettings, attach, get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
-from xlt.tasks.kinds import QA, kind_of, task_architecture
-from xlt.tasks.qa import answer_tokens, best_spans, qa_batch, question_cap, read_answers, window_stride
+from xlt.kinds.registry import QA, kind_of, task_architecture
+from xlt.kinds.extractive_qa import answer_tokens, best_spans, qa_batch, question_cap, read_answers, window_stride
 from xlt.training.loop import TaskStep, TrainSettings, backward, predict, task_steps, train
 from helpers import cli_error
 
@@ -386,7 +387,7 @@ def test_tydiqa_runs_lora_and_its_english_model_is_cached_with_the_window_settin
     metrics = json.loads((tmp_path / "lora" / "metrics.json").read_text())
     assert metrics["task"] == "tydiqa" and metrics["target_lang"] == "sw" and set(metrics["metrics"]) == {
         "exact_match", "f1"}
-    from xlt.stage1 import stage1_dir
+    from xlt.runs.stage1 import stage1_dir
 
     cfg = RunConfig(task="tydiqa", target_lang="sw", model="tiny-random/bert", data_dir=str(root),
                     stage1_dir=str(stage1_root))
@@ -420,7 +421,7 @@ class MarkerKeepingTranslator:
 
 
 def test_qa_translate_train_projects_answers_and_counts_what_it_drops(tmp_path):
-    from xlt.data.translated import translated_qa_training_set
+    from xlt.mt.translated_data import translated_qa_training_set
     from xlt.mt.cache import TranslationCache
 
     english = [QAExample("Who came?", "Anna came to Berlin.", ("Anna",), (0,), id="a"),

@@ -12,15 +12,16 @@ from xlt.cli import main
 from xlt.config import RunConfig
 from xlt.data.examples import GenQAExample, GenTaskData, QAExample, QATaskData, source_side
 from xlt.data.qa_generation import as_generation
-from xlt.data.tasks import load_task, resolve_data_dir
+from xlt.data.registry import load_task
+from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError
-from xlt.methods import AdapterSettings, attach, get_method
+from xlt.methods.adapters import AdapterSettings, attach, get_method
 from xlt.models.loading import load_tokenizer, resolve_model
-from xlt.stage1 import architecture_of, load_data, stage1_dir
-from xlt.tasks.generation import IGNORE, GenBatcher
-from xlt.tasks.kinds import Generation, kind_of, task_architecture
-from xlt.tasks.passages import shares, window
-from xlt.tasks.templates import get_metric
+from xlt.runs.stage1 import architecture_of, load_data, stage1_dir
+from xlt.kinds.generation import IGNORE, GenBatcher
+from xlt.kinds.registry import Generation, kind_of, task_architecture
+from xlt.kinds.passages import shares, window
+from xlt.scoring.generation import get_metric
 from xlt.training.loop import TrainSettings, task_steps, train
 from helpers import cli_error
 
@@ -172,7 +173,7 @@ def test_evaluation_scores_the_side_the_view_reads_in_its_language(monkeypatch):
     tokenizer = load_tokenizer(resolve_model("tiny-random/llama"))
     cfg = RunConfig(task="mlqa", target_lang="de")
     outputs = {"target": ["Turm", "Eiffelturm in Paris"], "source": ["The Tower", "Eiffel"]}
-    monkeypatch.setattr("xlt.tasks.kinds.decode_answers", lambda model, batcher, examples, view, *a, **k: outputs[view])
+    monkeypatch.setattr("xlt.kinds.registry.decode_answers", lambda model, batcher, examples, view, *a, **k: outputs[view])
     target = Generation().evaluate(cfg, model, tokenizer, data, "target", None, "test")
     assert target["exact_match"] == 0.5 and target["f1"] == pytest.approx((1 + 0.5) / 2)  # b: P 1/3, R 1
     source = Generation().evaluate(cfg, model, tokenizer, data, "source", None, "test")  # translate-test

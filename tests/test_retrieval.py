@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from xlt.alignment import retrieval_cli
+from xlt.cli import retrieval as retrieval_cli
 from xlt.alignment.retrieval import (
     layer_embeddings,
     layerwise_retrieval,
@@ -17,7 +17,7 @@ from xlt.alignment.retrieval import (
     run_retrieval,
 )
 from xlt.data.parallel import load_parallel
-from xlt.data.tasks import resolve_data_dir
+from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

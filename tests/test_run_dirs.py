@@ -16,9 +16,9 @@ from xlt.cli import main
 from xlt.config import RunConfig
 from xlt.errors import XltError
 from xlt.io import STALE_SECONDS, current_umask, file_sha256, host_tag, write_json, write_yaml
-from xlt.methods import save_adapter
+from xlt.methods.adapters import save_adapter
 from xlt.models.cache import COMPLETE_MARKER, build_once
-from xlt.run import finished_run, run_stage2
+from xlt.runs.stage2 import finished_run, run_stage2
 from xlt.run_dir import model_card, write_run
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -50,7 +50,7 @@ def _raise(*args, **kwargs):
     raise OSError("disk full (simulated crash)")
 
 
-@pytest.mark.parametrize("crash_point", ["xlt.run.save_adapter", "xlt.run_dir.write_json", "xlt.run_dir.replace_dir"])
+@pytest.mark.parametrize("crash_point", ["xlt.runs.stage2.save_adapter", "xlt.run_dir.write_json", "xlt.run_dir.replace_dir"])
 def test_a_crash_while_writing_a_run_leaves_the_old_run_whole(finished, tmp_path, monkeypatch, crash_point):
     old_cfg = _copy(finished, tmp_path / "run")
     before = snapshot(tmp_path / "run")

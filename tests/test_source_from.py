@@ -8,8 +8,8 @@ import pytest
 from xlt.cli import main
 from xlt.config import RunConfig
 from xlt.errors import XltError
-from xlt.stage1 import load_data
-from xlt.data.tasks import resolve_data_dir
+from xlt.runs.stage1 import load_data
+from xlt.data.paths import resolve_data_dir
 
 
 def _nusax(lang: str) -> dict[str, str]:
@@ -93,11 +93,11 @@ def test_translate_test_with_a_translator_reads_its_english(tmp_path):
 
 
 def test_translate_train_trains_on_the_translated_english_training_set(tmp_path, monkeypatch):
-    import xlt.run
+    import xlt.runs.stage2
 
     seen = []
-    real = xlt.run.task_steps
-    monkeypatch.setattr(xlt.run, "task_steps", lambda examples, *a, **k: seen.append(list(examples)) or real(
+    real = xlt.runs.stage2.task_steps
+    monkeypatch.setattr(xlt.runs.stage2, "task_steps", lambda examples, *a, **k: seen.append(list(examples)) or real(
         examples, *a, **k))
     metrics = _run(tmp_path, "tr", "--method", "translate-train", "--translator", "tiny-random/m2m100")
     assert metrics["translator"] == "tiny-random/m2m100" and metrics["trainable_params"] > 0
@@ -123,9 +123,9 @@ def test_bad_translation_settings_are_one_line(extra, message, tmp_path, capsys)
 
 
 def test_a_language_the_lexicon_lacks_is_refused_by_name_before_any_model(tmp_path, capsys, monkeypatch):
-    import xlt.run
+    import xlt.runs.stage2
 
-    monkeypatch.setattr(xlt.run, "ensure_stage1", lambda cfg: pytest.fail("reached stage 1"))
+    monkeypatch.setattr(xlt.runs.stage2, "ensure_stage1", lambda cfg: pytest.fail("reached stage 1"))
     args = ["train", "--model", "tiny-random/bert", "--task", "xnli", "--target-lang", "de", "--method", "flare",
             "--source-from", "lexicon", "--output-dir", str(tmp_path / "x")]
     assert main(args) == 2
@@ -135,7 +135,7 @@ def test_a_language_the_lexicon_lacks_is_refused_by_name_before_any_model(tmp_pa
 
 
 def test_the_mt_demo_suite_compares_sources_and_reports_their_chrf(tmp_path):
-    from xlt.demo import MT_SUITE, DemoPlan, run_demo
+    from xlt.runs.demo import MT_SUITE, DemoPlan, run_demo
 
     plan = DemoPlan(languages=("ace",), seeds=(0,), max_train_examples=8, max_eval_examples=8, epochs=1,
                     stage1_epochs=1, stage1_max_train_examples=8, bf16=False)

@@ -8,12 +8,12 @@ import shutil
 
 import pytest
 
-import xlt.stage1
+import xlt.runs.stage1
 from xlt.cli import main
 from xlt.config import RunConfig
 from xlt.data.examples import Example, GenExample, GenTaskData, TaskData, source_side
 from xlt.errors import XltError
-from xlt.stage1 import stage1_dir, stage1_lr
+from xlt.runs.stage1 import stage1_dir, stage1_lr
 
 POSITIVE = ["zz good zz", "zz great day zz", "zz lovely zz", "zz so nice zz", "zz well done zz", "zz happy zz"]
 NEGATIVE = ["qq bad qq", "qq awful day qq", "qq sad qq", "qq so poor qq", "qq badly done qq", "qq angry qq"]
@@ -38,13 +38,13 @@ def test_custom_stage1_trains_and_tests_on_the_english_side(tmp_path, monkeypatc
     _signal_only_in_english(train, 64, seed=1)
     _signal_only_in_english(test, 40, seed=2)
     seen = []
-    real_train = xlt.stage1.train
+    real_train = xlt.runs.stage1.train
 
     def spy(model, plan, *args, **kwargs):
         seen.append([ex.target[0] for ex in plan[0].examples])
         return real_train(model, plan, *args, **kwargs)
 
-    monkeypatch.setattr(xlt.stage1, "train", spy)
+    monkeypatch.setattr(xlt.runs.stage1, "train", spy)
     args = ["train", "--model", "tiny-random/bert", "--task", "custom", "--train-file", str(train),
             "--test-file", str(test), "--target-lang", "xx", "--method", "zero-shot", "--stage1-epochs", "8",
             "--stage1-lr", "3e-3", "--batch-size", "8", "--max-length", "16", "--no-show-progress",
@@ -178,16 +178,16 @@ def test_stage1_budget_follows_the_task_and_the_stage1_method_unless_given(tmp_p
 def test_lora_stage1_trains_at_its_own_rank_whatever_the_stage2_rank(tmp_path, monkeypatch):
     """tiny llama's stage 1 is LoRA: it must train at --stage1-lora-r, not at the align run's --lora-r."""
     ranks = []
-    real = xlt.stage1.get_peft_model
+    real = xlt.runs.stage1.get_peft_model
 
     def spy(model, config, *args, **kwargs):
         ranks.append((config.r, config.lora_alpha, config.lora_dropout))
         return real(model, config, *args, **kwargs)
 
-    monkeypatch.setattr(xlt.stage1, "get_peft_model", spy)
+    monkeypatch.setattr(xlt.runs.stage1, "get_peft_model", spy)
     train, test = _custom(tmp_path, "a", ROWS)
     cfg = RunConfig(model="tiny-random/llama", task="custom", train_file=train, test_file=test, target_lang="jv",
                     method="align", lora_r=4, stage1_lora_r=2, stage1_lora_dropout=0.2, stage1_epochs=1,
                     max_length=16, show_progress=False, stage1_dir=str(tmp_path / "cache"))
-    xlt.stage1.ensure_stage1(cfg)
+    xlt.runs.stage1.ensure_stage1(cfg)
     assert ranks == [(2, 4, 0.2)]

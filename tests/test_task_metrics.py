@@ -2,8 +2,8 @@
 
 import pytest
 
-from xlt.tasks.entities import entity_spans, json_entity_metrics, parse_json_entities, tagging_metrics
-from xlt.tasks.squad import answer_tokens, exact_match, normalize_answer, squad_metrics, token_f1
+from xlt.scoring.entities import entity_spans, json_entity_metrics, parse_json_entities, tagging_metrics
+from xlt.scoring.squad import answer_tokens, exact_match, normalize_answer, squad_metrics, token_f1
 
 
 def test_squad_normalisation_drops_case_punctuation_articles_and_extra_space():
@@ -62,7 +62,7 @@ def test_json_entities_are_parsed_or_counted_invalid():
     assert result == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "invalid_outputs": 1}
 
 
-from xlt.tasks.answer_projection import Span, mark, project, unmark  # noqa: E402
+from xlt.mt.answer_projection import Span, mark, project, unmark  # noqa: E402
 
 
 def test_marked_answers_survive_an_identity_translation_at_every_position():

@@ -42,7 +42,7 @@ def test_gradients_are_clipped_to_max_grad_norm_before_each_step_and_not_when_of
 
 
 def test_max_grad_norm_defaults_to_1_reaches_the_training_settings_and_is_checked():
-    from xlt.stage1 import train_settings
+    from xlt.runs.stage1 import train_settings
 
     cfg = RunConfig()
     assert cfg.max_grad_norm == 1.0 and train_settings(cfg, 4, 5e-5).max_grad_norm == 1.0
@@ -53,7 +53,7 @@ def test_max_grad_norm_defaults_to_1_reaches_the_training_settings_and_is_checke
 
 
 def test_the_english_model_is_keyed_by_its_clipping(tmp_path):
-    from xlt.stage1 import stage1_dir
+    from xlt.runs.stage1 import stage1_dir
 
     rows = "source_text,target_text,label\ngood,apik,pos\nbad,elek,neg\n"
     (tmp_path / "train.csv").write_text(rows)

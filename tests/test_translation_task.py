@@ -7,10 +7,12 @@ import pytest
 
 from xlt.cli import main
 from xlt.data.examples import source_side
-from xlt.data.nusax_mt import stage1_language
-from xlt.data.tasks import load_task, resolve_data_dir
+from xlt.data.sets.nusax_mt import stage1_language
+from xlt.data.registry import load_task
+from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError
-from xlt.tasks.templates import get_metric, get_template
+from xlt.scoring.generation import get_metric
+from xlt.data.prompts import get_template
 
 
 def _column(split: str, name: str) -> list[str]:
@@ -148,7 +150,7 @@ def test_wmt23_trains_and_scores_bleu_and_chrf_on_a_tiny_decoder(tmp_path, capsy
 
 
 def test_bleu_tokenizes_chinese_and_japanese_as_wmt_does_and_never_falls_back():
-    from xlt.tasks.templates import bleu_tokenizer, check_bleu_tokenizer
+    from xlt.scoring.generation import bleu_tokenizer, check_bleu_tokenizer
 
     assert [bleu_tokenizer(lang) for lang in ("zh", "Japanese", "ko", "cs", "xx-unknown")] == [
         "zh", "ja-mecab", "ko-mecab", "13a", "13a"]

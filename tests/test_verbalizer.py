@@ -3,10 +3,10 @@
 import torch
 from transformers import AutoModelForCausalLM
 
-from xlt.methods import AdapterSettings, attach, get_method, load_adapter, save_adapter
+from xlt.methods.adapters import AdapterSettings, attach, get_method, load_adapter, save_adapter
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
-from xlt.tasks.verbalizer import PROMPT, VerbalizerClassifier, make_verbalizer_batch
+from xlt.kinds.verbalizer import PROMPT, VerbalizerClassifier, make_verbalizer_batch
 
 LABELS = ("negative", "neutral", "positive")
 

@@ -1,4 +1,4 @@
-"""X-Mixup (xlt.xmixup): the mix itself, padding, what trains, the consistency loss, runs that reload."""
+"""X-Mixup (xlt.methods.xmixup): the mix itself, padding, what trains, the consistency loss, runs that reload."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from helpers import tiny_classifier
 from xlt.cli import main
 from xlt.config import RunConfig
 from xlt.errors import XltError
-from xlt.method_table import check_xmixup_family
-from xlt.methods import ADAPTER_INFO, ADAPTER_WEIGHTS, AdapterSettings, attach, get_method
+from xlt.methods.table import check_xmixup_family
+from xlt.methods.adapters import ADAPTER_INFO, ADAPTER_WEIGHTS, AdapterSettings, attach, get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
-from xlt.run import reevaluate_run, run_stage2
+from xlt.runs.stage2 import reevaluate_run, run_stage2
 from xlt.training.batches import make_batch
 from xlt.training.loop import TrainSettings, task_steps, train
-from xlt.xmixup import MixupSettings, loss_terms, mixup_loss
+from xlt.methods.xmixup import MixupSettings, loss_terms, mixup_loss
 
 
 def build(family: str = "bert", method: str = "x-mixup", lam: float = 0.5, schedule: str = "entropy",
@@ -185,12 +185,12 @@ def test_a_run_saves_the_mixing_module_and_reevaluates_to_the_same_metrics(tmp_p
 
 
 def test_mt5_is_refused_before_any_model_loads(tmp_path, monkeypatch):
-    import xlt.run
+    import xlt.runs.stage2
 
     def no_stage1(cfg):
         raise AssertionError("reached stage 1")
 
-    monkeypatch.setattr(xlt.run, "ensure_stage1", no_stage1)
+    monkeypatch.setattr(xlt.runs.stage2, "ensure_stage1", no_stage1)
     cfg = RunConfig(**{**RUN, "model": "tiny-random/mt5"}, output_dir=str(tmp_path / "run"))
     with pytest.raises(XltError, match="mT5"):
         run_stage2(cfg)
@@ -204,12 +204,12 @@ def test_a_mixing_layer_the_model_lacks_is_refused():
 
 @pytest.fixture
 def no_runs(monkeypatch):
-    import xlt.run
+    import xlt.runs.stage2
 
     def fail(*args, **kwargs):
         raise AssertionError("bad input reached the heavy code path")
 
-    monkeypatch.setattr(xlt.run, "run_stage2", fail)
+    monkeypatch.setattr(xlt.runs.stage2, "run_stage2", fail)
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -239,7 +239,7 @@ def test_source_from_reaches_x_mixup():
 
 @pytest.mark.parametrize("family", ["bert", "llama"])
 def test_save_and_load_restore_lora_and_the_mixing_module_exactly(family, parallel_examples, tmp_path):
-    from xlt.methods import load_adapter, save_adapter
+    from xlt.methods.adapters import load_adapter, save_adapter
 
     adapted, tokenizer = build(family)
     torch.manual_seed(2)

@@ -18,17 +18,17 @@ from typing import Any
 
 import yaml
 
-from xlt.data.tasks import (NOT_PARALLEL, QA_TASKS, SENTENCE_TASKS, STAGE1_BUDGET, STAGE1_BUDGETS, STAGE1_LORA_LR,
-                            TASKS, TRANSLATION_TASKS, USER_FILE_TASKS, check_parallel, resolve_data_dir)
+from xlt.data.registry import NOT_PARALLEL, QA_TASKS, SENTENCE_TASKS, STAGE1_BUDGET, STAGE1_BUDGETS, STAGE1_LORA_LR, TASKS, TRANSLATION_TASKS, USER_FILE_TASKS, check_parallel
+from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError, clip, echo
 from xlt.flare.fusion_names import FUSIONS, check_fusion_name
 from xlt.languages import canonical_code
-from xlt.method_table import METHODS, get_method
-from xlt.tasks.templates import check_bleu_tokenizer
+from xlt.methods.table import METHODS, get_method
+from xlt.scoring.generation import check_bleu_tokenizer
 from xlt.training.limits import MAX_OPTIMIZER_STEPS
 
 ALL = "all"  # how help lines show a None limit (no maximum)
-MAX_LORA_R = 65_536  # above any model's hidden size, the most a LoRA update's rank can use (xlt.preflight checks
+MAX_LORA_R = 65_536  # above any model's hidden size, the most a LoRA update's rank can use (xlt.runs.preflight checks
 # the model's own hidden size once its config is read)
 
 
@@ -166,7 +166,7 @@ class RunConfig:
         for f in fields(self):
             setattr(self, f.name, _typed(f.name, getattr(self, f.name)))
         method = get_method(self.method)
-        if self.stage1_epochs is None:  # the learning rate also depends on the model: xlt.stage1.stage1_lr
+        if self.stage1_epochs is None:  # the learning rate also depends on the model: xlt.runs.stage1.stage1_lr
             self.stage1_epochs = STAGE1_BUDGETS.get(self.task, STAGE1_BUDGET)[0]
         if self.lora_r is None:
             self.lora_r = 8 if method.align else 64

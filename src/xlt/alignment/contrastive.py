@@ -87,17 +87,6 @@ def pooled_alignment_loss(model: torch.nn.Module, src_inputs: Mapping[str, torch
     return torch.stack(losses).mean()
 
 
-def middle_layer(num_layers: int) -> int:
-    """The default alignment layer, 1-based: round(num_layers / 2), halves rounded up (16 of 32, 4 of 7).
-
-    Python's ``round`` rounds halves to even (2.5 -> 2 but 3.5 -> 4); rounding up is the same rule for
-    every odd depth. Middle layers are where the retrieval diagnostic finds languages best aligned.
-    """
-    if num_layers < 1:
-        raise XltError(f"a model needs at least one layer, got {num_layers}")
-    return (num_layers + 1) // 2
-
-
 class AlternatingSchedule:
     """Step k's kind: ``task_steps`` task steps, then ``align_steps`` alignment steps, repeated.
 

@@ -20,7 +20,7 @@ from xlt.alignment.merge_names import COMBINATIONS
 from xlt.errors import XltError, echo
 from xlt.io import (apply_umask, failed_writes_named, file_sha256, make_temp_dir, replace_dir, write_json,
                     write_text_atomic)
-from xlt.methods import ADAPTER_INFO, ADAPTER_WEIGHTS
+from xlt.methods.adapters import ADAPTER_INFO, ADAPTER_WEIGHTS
 from xlt.models.loading import read_json_object
 from xlt.run_dir import (CARD, MARKER, check_replaceable, keep_folder_mode, missing_files, model_card, output_lock,
                          run_id, write_marker, write_run)
@@ -310,7 +310,7 @@ def merge_runs(run_dirs: list[str | Path], weights: list[float], output_dir: str
 
 def _merge_runs(run_dirs: list[str | Path], weights: list[float], out: Path, combination: str) -> dict:
     from xlt.config import RunConfig
-    from xlt.methods import get_method
+    from xlt.methods.adapters import get_method
 
     for run in run_dirs:
         if not is_run_dir(run):

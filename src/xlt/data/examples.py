@@ -2,7 +2,7 @@
 
 Classification tasks return :class:`TaskData` of :class:`Example`; generation tasks (slot filling,
 later MT and JSON NER) return :class:`GenTaskData` of :class:`GenExample`, which names the prompt
-template and metric to use (xlt.tasks.templates) so the trainer needs no per-task code; tagging
+template and metric to use (xlt.scoring.generation) so the trainer needs no per-task code; tagging
 tasks (NER on encoders) return :class:`TagTaskData` of :class:`TagExample`; extractive QA tasks
 return :class:`QATaskData` of :class:`QAExample`.
 """
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from xlt.errors import XltError
 
 if TYPE_CHECKING:
-    from xlt.tasks.templates import Template
+    from xlt.data.prompts import Template
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class GenQAExample(GenExample):
     """An extractive question as a generation example (decoders and mT5, xlt.data.qa_generation):
     ``prompt_*`` hold the question and ``answer*`` its first gold answer, what teacher forcing trains
     towards; ``passage_*`` hold the paragraph, which the prompt reads through a window that fits the
-    length limit (xlt.tasks.passages), placed over the first answer (``answer_start*``: its character)
+    length limit (xlt.kinds.passages), placed over the first answer (``answer_start*``: its character)
     in training; ``answers*`` hold every gold answer, the best of which scores. A subclass, so the other
     generation examples, and the stage-1 cache keys made from their repr, stay as they were."""
 
@@ -86,8 +86,8 @@ class GenTaskData:
     train: list[GenExample]
     valid: list[GenExample]
     test: list[GenExample]
-    template: str | Template  # key of xlt.tasks.templates.TEMPLATES, or one built for this set (custom-ner)
-    metric: str  # key of xlt.tasks.templates.GEN_METRICS
+    template: str | Template  # key of xlt.data.prompts.TEMPLATES, or one built for this set (custom-ner)
+    metric: str  # key of xlt.scoring.generation.GEN_METRICS
     english: GenTaskData | None = None  # the set's own source-language splits for stage 1 (as TagTaskData's)
 
 

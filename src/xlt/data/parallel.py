@@ -1,6 +1,6 @@
 """Multiway-parallel sentence sets for the retrieval diagnostic: language -> sentences, row k = same meaning.
 
-Built-in sets, read from the data directory (:func:`xlt.data.tasks.resolve_data_dir`):
+Built-in sets, read from the data directory (:func:`xlt.data.paths.resolve_data_dir`):
 
 - ``nusax-mt``: ``nusax/mt/<split>.csv``, 12 languages in column order; splits train/valid/test
   (500/100/400 rows).
@@ -10,7 +10,7 @@ Built-in sets, read from the data directory (:func:`xlt.data.tasks.resolve_data_
 - ``tatoeba``: ``tatoeba/tatoeba.<xxx>-eng.{xxx,eng}``. Not multiway (each pair has its own English
   side), so a call takes English plus exactly one other language; ``split`` is ignored.
 - ``wmt23``: the WMT23 general test set's English source and its refA references in cs, he, ja, ru, uk, zh
-  (xlt.data.wmt23.read_multiway); splits train/test are task wmt23's halves (1,037 segments each), so
+  (xlt.data.sets.wmt23.read_multiway); splits train/test are task wmt23's halves (1,037 segments each), so
   alignment on ``train`` never sees a segment the task is tested on.
 
 Any other name is a user ``.csv``/``.jsonl`` file with one column per language (header = language
@@ -27,9 +27,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xlt.data.lines import read_lines
-from xlt.data.tasks import resolve_data_dir
-from xlt.data.user_file import read_table
+from xlt.data.formats.lines import read_lines
+from xlt.data.paths import resolve_data_dir
+from xlt.data.formats.user_file import read_table
 from xlt.errors import XltError
 from xlt.languages import canonical_code
 
@@ -85,7 +85,7 @@ def _nusax_mt(root: Path, langs, split) -> Parallel:
 
 
 def _xnli(root: Path, langs, split) -> Parallel:
-    from xlt.data.xnli import read_tsv
+    from xlt.data.sets.xnli import read_tsv
 
     split = _split("xnli", split, {"dev": "dev", "valid": "dev", "test": "test"})
     files = {p.stem.split("-", 1)[1]: p for p in _files(root / "xnli", f"{split}-*.tsv")}
@@ -121,7 +121,7 @@ def _tatoeba(root: Path, langs, split) -> Parallel:
 
 
 def _wmt23(root: Path, langs, split) -> Parallel:
-    from xlt.data.wmt23 import TARGETS, read_multiway, split_rows
+    from xlt.data.sets.wmt23 import TARGETS, read_multiway, split_rows
 
     split = _split("wmt23", split, {"train": "train", "test": "test"})
     picked = _pick("wmt23", {code: code for code in ("en", *TARGETS)}, langs)

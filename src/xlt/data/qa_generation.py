@@ -1,10 +1,10 @@
 """Extractive QA (``mlqa``, ``tydiqa``, ``custom-qa``) as answer generation, for decoders and mT5.
 
-Models without a span head (xlt.tasks.qa) write the answer instead: the same questions, splits and English
-data as :mod:`xlt.data.qa`, each question a :class:`~xlt.data.examples.GenQAExample` whose prompt reads the
-paragraph (cut to a window that fits ``--qa-max-length``, xlt.tasks.passages) and the question, trained
+Models without a span head (xlt.kinds.extractive_qa) write the answer instead: the same questions, splits and English
+data as :mod:`xlt.data.sets.question_answering`, each question a :class:`~xlt.data.examples.GenQAExample` whose prompt reads the
+paragraph (cut to a window that fits ``--qa-max-length``, xlt.kinds.passages) and the question, trained
 towards the first gold answer and scored by SQuAD v1.1 EM/F1 against the best of all of them (template and
-metric ``qa``, xlt.tasks.templates). MLQA's examples keep their English question, paragraph and answers
+metric ``qa``, xlt.scoring.generation). MLQA's examples keep their English question, paragraph and answers
 (translate-test, input-fusion and FLARE read them); TyDiQA's have none. Stage 1 reads the set's English
 halves (``QATaskData.english``), or for ``custom-qa`` each row's English side.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from xlt.data.examples import GenQAExample, GenTaskData, QAExample, QATaskData, source_side
 
-TEMPLATE = "qa"  # xlt.tasks.templates: the prompt and the metric of generated answers
+TEMPLATE = "qa"  # xlt.scoring.generation: the prompt and the metric of generated answers
 
 
 def is_generated_qa(data) -> bool:

@@ -68,3 +68,14 @@ def architecture_for(model_type: str) -> Architecture:
             f"model type {model_type!r} is not supported yet; supported: {', '.join(sorted(ARCHITECTURES))}"
         )
     return ARCHITECTURES[model_type]
+
+
+def middle_layer(num_layers: int) -> int:
+    """The default alignment layer, 1-based: round(num_layers / 2), halves rounded up (16 of 32, 4 of 7).
+
+    Python's ``round`` rounds halves to even (2.5 -> 2 but 3.5 -> 4); rounding up is the same rule for
+    every odd depth. Middle layers are where the retrieval diagnostic finds languages best aligned.
+    """
+    if num_layers < 1:
+        raise XltError(f"a model needs at least one layer, got {num_layers}")
+    return (num_layers + 1) // 2

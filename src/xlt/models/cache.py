@@ -32,7 +32,7 @@ def build_once(target: Path, build: Callable[[Path], None], collective: bool = F
 def _build_once_distributed(target: Path, build: Callable[[Path], None], collective: bool) -> Path:
     from accelerate.utils import broadcast_object_list
 
-    from xlt.training.processes import processes as run_processes
+    from xlt.processes import processes as run_processes
 
     processes = run_processes()
     complete = broadcast_object_list([(target / COMPLETE_MARKER).exists()])[0]  # the main process decides

@@ -99,7 +99,7 @@ def _nllb_tokenizer():
     codes of xlt's languages as its language tags."""
     from transformers import NllbTokenizer
 
-    from xlt.mt.flores import FLORES200
+    from xlt.languages.flores import FLORES200
 
     vocab = {tok: i for i, tok in enumerate(("<s>", "<pad>", "</s>", "<unk>"))}
     for ch in ("\u2581", *_CHARS):  # U+2581: SentencePiece's word-start mark, which NLLB's pre-tokenizer adds

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from xlt.errors import XltError
 from xlt.languages import TASK_LANGUAGES, canonical_code
-from xlt.mt.flores import language_name
+from xlt.languages.flores import language_name
 from xlt.mt.translator import Translator
 
 _WORD = re.compile(r"\w+")
@@ -24,7 +24,7 @@ LOCAL = tuple(code for code in TASK_LANGUAGES["nusax"] if code not in ("en", "id
 
 
 def lexicon_folder(data_dir: str | Path | None = None) -> Path:
-    from xlt.data.tasks import resolve_data_dir
+    from xlt.data.paths import resolve_data_dir
 
     return resolve_data_dir(data_dir) / "nusax" / "lexicon"
 

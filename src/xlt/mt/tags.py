@@ -22,8 +22,8 @@ import re
 from dataclasses import dataclass
 
 from xlt.errors import XltError, warn
-from xlt.languages import _LANGUAGES, canonical_code
-from xlt.mt.flores import flores_code, language_name
+from xlt.languages import canonical_code, iso639_3_codes
+from xlt.languages.flores import flores_code, language_name
 
 _OPUS_TAG = re.compile(r">>[A-Za-z_]+<<")
 
@@ -74,10 +74,10 @@ def plan_tags(tokenizer, model: str, source_lang: str, target_lang: str) -> TagP
     declared_src, declared_tgt = (tokenizer.init_kwargs.get(k) for k in ("source_lang", "target_lang"))
     _check_declared(model, "source", declared_src, src)
     if style == "opus-target":
-        for iso3 in _LANGUAGES[tgt][0]:
+        for iso3 in iso639_3_codes(tgt):
             if f">>{iso3}<<" in vocab:
                 return TagPlan(None, f">>{iso3}<< ", None)
-        need(f">>{_LANGUAGES[tgt][0][0]}<<", tgt)
+        need(f">>{iso639_3_codes(tgt)[0]}<<", tgt)
     _check_declared(model, "target", declared_tgt, tgt)
     return TagPlan(None, "", None)
 

@@ -45,7 +45,7 @@ class Batch:
     def passes(self, max_rows: int | None) -> list[tuple["Batch", float]]:
         """The batch as model calls of at most ``max_rows`` rows, each with its share of the batch's loss.
         One call here: these losses are means over tokens, not rows, and a batch has as many rows as
-        examples. QA batches, a row per paragraph window, split (:class:`xlt.tasks.qa.QABatch`)."""
+        examples. QA batches, a row per paragraph window, split (:class:`xlt.kinds.extractive_qa.QABatch`)."""
         return [(self, 1.0)]
 
 

@@ -20,7 +20,7 @@ from transformers import get_linear_schedule_with_warmup
 from xlt.data.examples import Example, GenQAExample, QAExample, TagExample
 from xlt.training.batches import Batch
 from xlt.training.limits import check_steps
-from xlt.training.processes import cpu_processes
+from xlt.processes import cpu_processes
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Scores: classification, generation, SQuAD-style QA and entity-level metrics (torch-free)."""
