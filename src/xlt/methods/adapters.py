@@ -178,13 +178,9 @@ def save_adapter(adapted: AdaptedModel, folder: str | Path, card: str | None = N
     the whole model's tensors as training's accelerator gathered them (``Trained.state_dict``; under FSDP or
     ZeRO-3 the module's own are shards); PEFT takes the adapter's from it.
     """
-    import shutil
+    from xlt.io import building_dir, write_text_atomic
 
-    from xlt.io import apply_umask, make_temp_dir, replace_dir, write_text_atomic
-
-    folder = Path(folder)
-    tmp = make_temp_dir(folder)
-    try:
+    with building_dir(folder) as tmp:
         adapted.model.save_pretrained(tmp, safe_serialization=True,
                                       **({} if state_dict is None else {"state_dict": state_dict}))
         if not (tmp / ADAPTER_WEIGHTS).exists():
@@ -197,10 +193,6 @@ def save_adapter(adapted: AdaptedModel, folder: str | Path, card: str | None = N
         if adapted.mixup is not None:
             info["mixup"] = _mixup_info(adapted)
         write_text_atomic(tmp / ADAPTER_INFO, json.dumps(info) + "\n")
-        apply_umask(tmp)
-        replace_dir(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_adapter(adapted: AdaptedModel, folder: str | Path) -> int:

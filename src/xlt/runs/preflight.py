@@ -44,7 +44,7 @@ def check_output_dir(path: str | Path, what: str = "--output-dir") -> None:
 
 
 def check_sibling_writable(path: str | Path, what: str = "--output-dir") -> None:
-    """A finished folder is built in a temporary sibling and renamed into place (xlt.io.make_temp_dir), so an
+    """A finished folder is built in a temporary sibling and renamed into place (xlt.io.building_dir), so an
     existing ``path`` also needs a writable parent: its own permissions alone would fail only at the end."""
     path = Path(path)
     if path.is_dir() and not os.access(path.parent, os.W_OK | os.X_OK):
