@@ -181,8 +181,9 @@ def test_train_flags_come_from_run_config():
 
 
 def test_name_tables_match_the_torch_modules():
-    from xlt.methods.adapters import table as method_table
-    from xlt.methods.adapters import adapters as methods
+    from xlt import run_dir
+    from xlt.methods import adapters as methods
+    from xlt.methods import table as method_table
     from xlt.runs import preflight
     from xlt.alignment import merge, merge_names
     from xlt.flare import fusion, fusion_names
@@ -191,6 +192,8 @@ def test_name_tables_match_the_torch_modules():
     assert fusion.FUSIONS is fusion_names.FUSIONS and merge.COMBINATIONS is merge_names.COMBINATIONS
     assert methods.METHODS is method_table.METHODS
     assert preflight.ADAPTER_WEIGHTS == methods.ADAPTER_WEIGHTS
+    assert preflight.ADAPTER_WEIGHTS is methods.ADAPTER_WEIGHTS is merge.ADAPTER_WEIGHTS is run_dir.ADAPTER_WEIGHTS
+    assert (methods.ADAPTER_CONFIG, methods.ADAPTER_INFO) == run_dir.ADAPTER_FILES[1:]
 
 
 def test_help_imports_neither_torch_nor_transformers():

@@ -138,3 +138,16 @@ def test_modules_the_cli_checks_with_import_no_torch(module):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1"})
     assert out.stdout.strip() == "False"
+
+
+def test_adapter_file_names_are_spelled_in_one_module():
+    """An adapter folder's file names are written once (xlt.run_dir, the lowest layer that needs them);
+    every other module imports them, so a rename cannot leave one reader looking for the old name."""
+    names = {"adapter_model.safetensors", "adapter_config.json", "xlt_adapter.json"}
+    spelled = set()
+    for module, path in module_files().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+        spelled |= {module for node in ast.walk(tree) if isinstance(node, ast.Constant) and node.value in names
+                    and id(node) not in docstrings}
+    assert spelled == {"xlt.run_dir"}

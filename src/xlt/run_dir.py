@@ -30,7 +30,11 @@ METRICS = "metrics.json"
 ADAPTER = "adapter"
 CARD = "README.md"
 MARKER = ".xlt-run"
-ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", "xlt_adapter.json")
+# an adapter folder's files, named here once: PEFT's weights and config, and xlt's own record
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_INFO = "xlt_adapter.json"  # what PEFT's config does not hold: the method, the head's pooling, X-Mixup's mixing
+ADAPTER_FILES = (ADAPTER_WEIGHTS, ADAPTER_CONFIG, ADAPTER_INFO)
 RUN_ENTRIES = (CONFIG, METRICS, ADAPTER, MARKER)
 RUNS_ROOT = "runs"  # where runs go without --output-dir
 

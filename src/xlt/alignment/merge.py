@@ -19,12 +19,10 @@ from safetensors.torch import load_file, save_file
 from xlt.alignment.merge_names import COMBINATIONS
 from xlt.errors import XltError, echo
 from xlt.io import building_dir, failed_writes_named, file_sha256, write_json, write_text_atomic
-from xlt.methods.adapters import ADAPTER_INFO, ADAPTER_WEIGHTS
 from xlt.models.loading import read_json_object
-from xlt.run_dir import (CARD, MARKER, check_replaceable, missing_files, model_card, output_lock,
-                         run_id, write_marker, write_run)
+from xlt.run_dir import (ADAPTER_CONFIG, ADAPTER_INFO, ADAPTER_WEIGHTS, CARD, MARKER, check_replaceable, missing_files,
+                         model_card, output_lock, run_id, write_marker, write_run)
 
-ADAPTER_CONFIG = "adapter_config.json"
 MERGE_INFO = "xlt_merge.json"
 LORA_KEYS = (".lora_A.weight", ".lora_B.weight")
 

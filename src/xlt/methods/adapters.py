@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
@@ -29,6 +28,7 @@ from xlt.errors import XltError
 from xlt.flare.config import FlareConfig
 from xlt.methods.table import METHODS, Method, get_method  # noqa: F401 (the table lives torch-free)
 from xlt.models.architectures import Architecture
+from xlt.run_dir import ADAPTER_CONFIG, ADAPTER_INFO, ADAPTER_WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -135,9 +135,6 @@ def _mixup_info(adapted: AdaptedModel) -> dict | None:
     return None if adapted.mixup is None else describe(adapted.mixup)
 
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_INFO = "xlt_adapter.json"  # what PEFT's config does not hold: the method, the head's pooling, X-Mixup's mixing
 # adapter_config.json keys that change what an adapter computes; a load under other values is refused
 SAVED_SETTINGS = ("peft_type", "r", "lora_alpha", "target_modules", "fusion", "source_layer_offset", "use_dora",
                   "use_rslora", "lora_bias", "modules_to_save", "mt_encoder", "mt_hidden_size")
@@ -222,9 +219,3 @@ def load_adapter(adapted: AdaptedModel, folder: str | Path) -> int:
         )
     return len(state)
 
-
-def adapter_summary(folder: str | Path) -> dict:
-    return json.loads((Path(folder) / "adapter_config.json").read_text())
-
-
-TrainHook = Callable[[AdaptedModel], None]
