@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from peft import LoraConfig
 
 from xlt.flare.fusion_names import check_fusion_name
+from xlt.flare.registration import PEFT_TYPE, register_flare
 
-PEFT_TYPE = "FLARE"  # the adapter_config.json ``peft_type``; registered with PEFT by xlt.flare.tuner
 
 # LoraConfig options whose non-default value FLARE cannot honour, and why
 UNSUPPORTED = {
@@ -97,14 +97,4 @@ class FlareConfig(LoraConfig):
         return any(f".{stack}." in name for stack in self.causal_stacks)
 
 
-def _register_when_imported_first() -> None:
-    """``import xlt.flare.config`` before anything imported PEFT: PEFT's import (above) found this module
-    half-built and left the registration to it (see :func:`xlt.flare.tuner.register_flare`)."""
-    import sys
-
-    tuner = sys.modules.get("xlt.flare.tuner")
-    if tuner is not None and hasattr(tuner, "register_flare"):
-        tuner.register_flare()
-
-
-_register_when_imported_first()
+register_flare()  # complete now (xlt.flare.registration)
