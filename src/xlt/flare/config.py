@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from peft import LoraConfig
 
 from xlt.flare.fusion_names import check_fusion_name
-from xlt.flare.registration import PEFT_TYPE, register_flare
 
+PEFT_TYPE = "FLARE"  # the adapter_config.json ``peft_type``; registered with PEFT by xlt.flare.registration
 
 # LoraConfig options whose non-default value FLARE cannot honour, and why
 UNSUPPORTED = {
@@ -95,6 +95,3 @@ class FlareConfig(LoraConfig):
         """
         name = f".{module_path}."
         return any(f".{stack}." in name for stack in self.causal_stacks)
-
-
-register_flare()  # complete now (xlt.flare.registration)

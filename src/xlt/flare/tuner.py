@@ -32,10 +32,9 @@ from peft.tuners.lora import LoraModel
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
-# the config module may be half-built here (see xlt.flare.registration): its names are read at call time; the
+# the config module may be half-built here (xlt.flare.registration): its names are read at call time; the
 # layer and source-pass modules (which import PEFT themselves) are imported where they are used
 from xlt.flare import config as flare_config
-from xlt.flare.registration import register_flare
 from xlt.flare.source_cache import SourceStateCache, precision_tag, row_keys
 from xlt.models.architectures import architecture_for
 
@@ -322,6 +321,3 @@ class FlareTuner(LoraModel):
 def _first(inputs: dict, *names: str) -> torch.Tensor | None:
     """The first of ``names`` the call has a tensor for (a keyword passed as None counts as absent)."""
     return next((inputs[n] for n in names if inputs.get(n) is not None), None)
-
-
-register_flare()  # complete now (xlt.flare.registration)
