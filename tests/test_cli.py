@@ -199,7 +199,8 @@ def test_name_tables_match_the_torch_modules():
 def test_help_imports_neither_torch_nor_transformers():
     code = ("import sys\n"
             "from xlt.cli import main\n"
-            "for argv in (['--help'], ['train', '--help'], ['merge', '--help'], ['retrieval', '--help']):\n"
+            "for argv in (['--help'], *([name, '--help'] for name in ('train', 'evaluate', 'demo', 'retrieval', 'merge',\n"
+            "                                                        'translate'))):\n"
             "    try:\n"
             "        main(argv)\n"
             "    except SystemExit as e:\n"
@@ -314,3 +315,25 @@ def test_a_file_size_limit_while_merging_is_one_line(tmp_path):
     assert done.returncode == 2, done.stderr
     assert done.stderr == f"xlt: error: cannot write {out}: File too large (EFBIG); nothing was written there\n"
     assert not out.exists() and _temp_dirs(tmp_path) == []
+
+
+def test_every_subcommand_is_one_module_with_add_parser_and_run(monkeypatch, capsys):
+    """cli/main.py only assembles: each sub-command's flags and handler live in the module named for it."""
+    import importlib
+
+    cli_main = importlib.import_module("xlt.cli.main")
+    assert set(cli_main.COMMANDS) == set(_subcommands())
+    for name, module in cli_main.COMMANDS.items():
+        assert module.__name__ == f"xlt.cli.{name}"
+        assert callable(module.add_parser) and callable(module.run)
+    assert [name for name, value in vars(cli_main).items() if callable(value) and name.startswith("_cmd")] == []
+    calls = []
+    monkeypatch.setattr(cli_main.COMMANDS["evaluate"], "run", lambda args: calls.append(args.run_dir) or 7)
+    assert main(["evaluate", "--run-dir", "somewhere"]) == 7 and calls == ["somewhere"]
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_main.COMMANDS["evaluate"], "run", interrupted)
+    assert main(["evaluate", "--run-dir", "somewhere"]) == 130
+    assert capsys.readouterr().err == "xlt: interrupted\n"

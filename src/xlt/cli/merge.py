@@ -7,12 +7,11 @@ import json
 import math
 
 from xlt.alignment.merge_names import COMBINATIONS
+from xlt.cli.options import add_option
 from xlt.errors import XltError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from xlt.cli.options import add_option
-
     p = subparsers.add_parser("merge", help="merge LoRA adapters by weighted averaging (task adapter first)")
     add_option(p, "--adapters", nargs="+", required=True,
                help="run directories or adapter folders; the first one's task head is kept")

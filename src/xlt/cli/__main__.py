@@ -1,0 +1,7 @@
+"""``python -m xlt.cli``: the ``xlt`` command."""
+
+import sys
+
+from xlt.cli.main import main
+
+sys.exit(main())
