@@ -41,6 +41,15 @@ def xlt_cache(tmp_path_factory):
         os.environ["XLT_CACHE_DIR"] = old
 
 
+@pytest.fixture(scope="module")
+def data_dir():
+    """The data sets' folder (``$XLT_DATA_DIR``, else ../shared/datasets): the tests need it, a missing one fails
+    loudly (never a skip)."""
+    from xlt.data.paths import resolve_data_dir
+
+    return resolve_data_dir(None)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

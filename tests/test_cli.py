@@ -181,8 +181,9 @@ def test_train_flags_come_from_run_config():
 
 
 def test_name_tables_match_the_torch_modules():
-    from xlt.methods.adapters import table as method_table
-    from xlt.methods.adapters import adapters as methods
+    from xlt import run_dir
+    from xlt.methods import adapters as methods
+    from xlt.methods import table as method_table
     from xlt.runs import preflight
     from xlt.alignment import merge, merge_names
     from xlt.flare import fusion, fusion_names
@@ -191,12 +192,15 @@ def test_name_tables_match_the_torch_modules():
     assert fusion.FUSIONS is fusion_names.FUSIONS and merge.COMBINATIONS is merge_names.COMBINATIONS
     assert methods.METHODS is method_table.METHODS
     assert preflight.ADAPTER_WEIGHTS == methods.ADAPTER_WEIGHTS
+    assert preflight.ADAPTER_WEIGHTS is methods.ADAPTER_WEIGHTS is merge.ADAPTER_WEIGHTS is run_dir.ADAPTER_WEIGHTS
+    assert (methods.ADAPTER_CONFIG, methods.ADAPTER_INFO) == run_dir.ADAPTER_FILES[1:]
 
 
 def test_help_imports_neither_torch_nor_transformers():
     code = ("import sys\n"
             "from xlt.cli import main\n"
-            "for argv in (['--help'], ['train', '--help'], ['merge', '--help'], ['retrieval', '--help']):\n"
+            "for argv in (['--help'], *([name, '--help'] for name in ('train', 'evaluate', 'demo', 'retrieval', 'merge',\n"
+            "                                                        'translate'))):\n"
             "    try:\n"
             "        main(argv)\n"
             "    except SystemExit as e:\n"
@@ -311,3 +315,25 @@ def test_a_file_size_limit_while_merging_is_one_line(tmp_path):
     assert done.returncode == 2, done.stderr
     assert done.stderr == f"xlt: error: cannot write {out}: File too large (EFBIG); nothing was written there\n"
     assert not out.exists() and _temp_dirs(tmp_path) == []
+
+
+def test_every_subcommand_is_one_module_with_add_parser_and_run(monkeypatch, capsys):
+    """cli/main.py only assembles: each sub-command's flags and handler live in the module named for it."""
+    import importlib
+
+    cli_main = importlib.import_module("xlt.cli.main")
+    assert set(cli_main.COMMANDS) == set(_subcommands())
+    for name, module in cli_main.COMMANDS.items():
+        assert module.__name__ == f"xlt.cli.{name}"
+        assert callable(module.add_parser) and callable(module.run)
+    assert [name for name, value in vars(cli_main).items() if callable(value) and name.startswith("_cmd")] == []
+    calls = []
+    monkeypatch.setattr(cli_main.COMMANDS["evaluate"], "run", lambda args: calls.append(args.run_dir) or 7)
+    assert main(["evaluate", "--run-dir", "somewhere"]) == 7 and calls == ["somewhere"]
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_main.COMMANDS["evaluate"], "run", interrupted)
+    assert main(["evaluate", "--run-dir", "somewhere"]) == 130
+    assert capsys.readouterr().err == "xlt: interrupted\n"

@@ -14,11 +14,6 @@ from xlt.errors import XltError
 from xlt.languages import canonical_code, dataset_name
 
 
-@pytest.fixture(scope="module")
-def data_dir():
-    return resolve_data_dir(None)  # the tests need ../shared/datasets: a missing one fails loudly
-
-
 def read_csv(path):
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))

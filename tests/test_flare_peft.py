@@ -86,6 +86,33 @@ def test_import_xlt_registers_flare_whichever_is_imported_first(order, tmp_path)
     assert result.stdout.split() == ["FlareConfig"]
 
 
+@pytest.mark.parametrize("first", ["import xlt.flare.config", "import xlt.flare.tuner", "import xlt.flare.layer",
+                                   "from xlt.flare import FlareConfig"])
+def test_flare_registers_whichever_of_its_modules_imports_peft(first, tmp_path):
+    """The import of PEFT that registers FLARE comes from inside a half-built FLARE module: it registers once done."""
+    code = (f"{first}\nfrom peft import mapping\n"
+            "print(mapping.PEFT_TYPE_TO_CONFIG_MAPPING['FLARE'].__name__, mapping.PEFT_TYPE_TO_TUNER_MAPPING['FLARE'].__name__,"
+            " mapping.PEFT_TYPE_TO_PREFIX_MAPPING['FLARE'])")
+    result = _python(code, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["FlareConfig", "FlareTuner", "lora_"]
+
+
+def test_xlt_flare_exports_its_classes_and_loads_them_only_when_asked(tmp_path):
+    from xlt.flare import FlareConfig as exported_config, FlareLinear, FlareTuner
+    from xlt.flare.layer import FlareLinear as layer_class
+    from xlt.flare.tuner import FlareTuner as tuner_class
+
+    assert (exported_config, FlareTuner, FlareLinear) == (FlareConfig, tuner_class, layer_class)
+    with pytest.raises(AttributeError, match="has no attribute 'FlareModel'"):
+        import xlt.flare
+
+        xlt.flare.FlareModel
+    result = _python("import sys, xlt.flare, xlt.flare.registration, xlt.flare.fusion_names\n"
+                     "print(sorted(m for m in ('torch', 'peft') if m in sys.modules))", tmp_path)
+    assert result.returncode == 0 and result.stdout.split() == ["[]"]
+
+
 def test_the_command_line_still_starts_without_importing_torch(tmp_path):
     result = _python("import sys, xlt.cli, xlt.config, xlt.runs.preflight\n"
                      "print(sorted(m for m in ('torch', 'peft') if m in sys.modules))", tmp_path)
@@ -157,8 +184,8 @@ def test_zero_source_is_an_argument_of_the_call_and_changes_the_output():
     assert torch.equal(fused, fused_again)  # nothing stays switched after the zeroed call
 
 
-@pytest.mark.parametrize("module", ["training/loop.py", "training/batches.py", "training/processes.py",
-                                    "tasks/generation.py", "tasks/verbalizer.py", "tasks/kinds.py"])
+@pytest.mark.parametrize("module", ["training/loop.py", "training/batches.py", "processes.py",
+                                    "kinds/generation.py", "kinds/verbalizer.py", "kinds/registry.py"])
 def test_training_and_decoding_code_imports_nothing_from_flare(module):
     tree = ast.parse((SRC / "xlt" / module).read_text())
     imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]

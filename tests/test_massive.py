@@ -9,16 +9,10 @@ from xlt.data.sets import massive
 from xlt.data.examples import GenTaskData
 from xlt.data.sets.massive import format_slots, parse_annot
 from xlt.data.registry import load_task
-from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError
 from xlt.scoring.generation import GEN_METRICS, get_metric, intent_metrics, parse_slot_output, slot_metrics
 from xlt.data.prompts import TEMPLATES, get_template
 from xlt.languages import canonical_code, dataset_name
-
-
-@pytest.fixture(scope="module")
-def data_dir():
-    return resolve_data_dir(None)  # the tests need ../shared/datasets: a missing one fails loudly
 
 
 def read_jsonl(path):

@@ -13,7 +13,6 @@ from xlt.config import RunConfig
 from xlt.data.examples import TagExample, TagTaskData, source_side
 from xlt.data.formats.iob import NER_TAGS, read_sentences
 from xlt.data.registry import load_task
-from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError
 from xlt.methods.adapters import AdapterSettings, attach, get_method
 from xlt.models.architectures import architecture_for
@@ -27,11 +26,6 @@ from xlt.training.loop import TrainSettings, task_steps, train
 from helpers import cli_error
 
 O, BP, IP = NER_TAGS.index("O"), NER_TAGS.index("B-PER"), NER_TAGS.index("I-PER")
-
-
-@pytest.fixture(scope="module")
-def data_dir():
-    return resolve_data_dir(None)  # ../shared/datasets: a missing one fails loudly
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from xlt.config import RunConfig
 from xlt.data.examples import QAExample, QATaskData, source_side
 from xlt.data.sets.question_answering import in_test, read_custom_qa
 from xlt.data.registry import load_task
-from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError
 from xlt.methods.adapters import AdapterSettings, attach, get_method
 from xlt.models.architectures import architecture_for
@@ -24,11 +23,6 @@ from xlt.kinds.registry import QA, kind_of, task_architecture
 from xlt.kinds.extractive_qa import answer_tokens, best_spans, qa_batch, question_cap, read_answers, window_stride
 from xlt.training.loop import TaskStep, TrainSettings, backward, predict, task_steps, train
 from helpers import cli_error
-
-
-@pytest.fixture(scope="module")
-def data_dir():
-    return resolve_data_dir(None)  # ../shared/datasets: a missing one fails loudly
 
 
 @pytest.fixture(scope="module")

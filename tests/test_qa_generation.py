@@ -13,7 +13,6 @@ from xlt.config import RunConfig
 from xlt.data.examples import GenQAExample, GenTaskData, QAExample, QATaskData, source_side
 from xlt.data.qa_generation import as_generation
 from xlt.data.registry import load_task
-from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError
 from xlt.methods.adapters import AdapterSettings, attach, get_method
 from xlt.models.loading import load_tokenizer, resolve_model
@@ -24,11 +23,6 @@ from xlt.kinds.passages import shares, window
 from xlt.scoring.generation import get_metric
 from xlt.training.loop import TrainSettings, task_steps, train
 from helpers import cli_error
-
-
-@pytest.fixture(scope="module")
-def data_dir():
-    return resolve_data_dir(None)
 
 
 @pytest.fixture(scope="module")

@@ -17,15 +17,9 @@ from xlt.alignment.retrieval import (
     run_retrieval,
 )
 from xlt.data.parallel import load_parallel
-from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def data_dir():
-    return resolve_data_dir(None)  # the tests need ../shared/datasets: a missing one fails loudly
 
 
 # --- margin retrieval ------------------------------------------------------------------------
@@ -106,11 +100,11 @@ def test_layerwise_structure_and_aggregates():
 
 
 def test_layer_embeddings_restore_input_order():
-    from xlt.alignment.retrieval import _load_backbone
+    from xlt.alignment.retrieval import load_backbone
     from xlt.models.loading import load_tokenizer, resolve_model
 
     path = resolve_model("tiny-random/bert")
-    model, tokenizer = _load_backbone(path), load_tokenizer(path)
+    model, tokenizer = load_backbone(path), load_tokenizer(path)
     sentences = ["a much longer sentence than the others here", "short", "a middle one", "x"]
     e = layer_embeddings(model, tokenizer, sentences, batch_size=2)
     assert e.shape == (model.config.num_hidden_layers, 4, model.config.hidden_size)
@@ -122,10 +116,10 @@ def test_layer_embeddings_restore_input_order():
 @pytest.mark.parametrize("family", ["llama", "mt5"])
 def test_layer_embeddings_decoder_and_encoder_decoder(family):
     """A left-padding decoder (RoPE: shifting positions changes nothing) and an encoder-decoder's encoder."""
-    from xlt.alignment.retrieval import _load_backbone
+    from xlt.alignment.retrieval import load_backbone
     from xlt.models.loading import load_tokenizer, resolve_model
     path = resolve_model(f"tiny-random/{family}")
-    model, tokenizer = _load_backbone(path), load_tokenizer(path)
+    model, tokenizer = load_backbone(path), load_tokenizer(path)
     sentences = ["a much longer sentence than the others here", "short", "x"]
     e = layer_embeddings(model, tokenizer, sentences, batch_size=3)
     assert e.shape[:2] == (2, 3) and torch.isfinite(e).all()

@@ -50,7 +50,7 @@ def _raise(*args, **kwargs):
     raise OSError("disk full (simulated crash)")
 
 
-@pytest.mark.parametrize("crash_point", ["xlt.runs.stage2.save_adapter", "xlt.run_dir.write_json", "xlt.run_dir.replace_dir"])
+@pytest.mark.parametrize("crash_point", ["xlt.runs.stage2.save_adapter", "xlt.run_dir.write_json", "xlt.io.replace_dir"])
 def test_a_crash_while_writing_a_run_leaves_the_old_run_whole(finished, tmp_path, monkeypatch, crash_point):
     old_cfg = _copy(finished, tmp_path / "run")
     before = snapshot(tmp_path / "run")

@@ -3,7 +3,7 @@
 Files and folders get the modes the user's umask gives any other tool (``tempfile`` alone would
 make them private; a folder keeps the setgid bit it inherits), and folders are built in temporary
 siblings named after their builder (``.NAME.xlt-tmp.HOST.PID.RANDOM``), so the next build can remove
-the ones whose builder is gone. A folder being replaced is moved aside as ``.NAME.xlt-old.HOST.PID.RANDOM``
+the ones whose builder is gone. Every folder xlt builds goes through :func:`building_dir`. A folder being replaced is moved aside as ``.NAME.xlt-old.HOST.PID.RANDOM``
 for the instant of the swap; if its builder died there, the next build puts it back.
 """
 
@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -147,14 +147,6 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def append_jsonl(path: str | Path, obj: Any) -> None:
-    """Append one line; each line is written whole with a single write call."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(obj, ensure_ascii=False) + "\n")
-
-
 def host_tag() -> str:
     """This machine's name as it appears in temp dir names (a PID means something on its own host only)."""
     return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
@@ -274,3 +266,61 @@ def replace_dir(complete: str | Path, target: str | Path) -> None:
         raise
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def building_dir(target: str | Path, *, keep_mode: bool = False, complete_marker: str | None = None,
+                 publish: bool = True) -> Iterator[Path]:
+    """Build the folder ``target`` whole or not at all: ``with building_dir(target) as tmp:`` fills ``tmp``,
+    an empty temp sibling named after this process (:func:`make_temp_dir`: those of killed builders go
+    first, those of live ones stay). On a normal exit its files get the umask's modes and it takes
+    ``target``'s place in one swap (:func:`replace_dir`); on an exception it is removed and ``target`` stays
+    as it was.
+
+    ``keep_mode``: the new folder keeps the group and mode of the ``target`` it replaces (a user's
+    ``chmod 2770``; :func:`keep_folder_mode`). ``complete_marker``: a cache folder, complete once it holds
+    that file (written last): a ``target`` without it (a crashed build) is replaced, one with it (another
+    process published first) is kept and this copy dropped. ``publish=False``: the copy is only built to
+    be discarded (a process taking part in a build that another one publishes).
+    """
+    target = Path(target)
+    tmp = make_temp_dir(target)
+    try:
+        if keep_mode:
+            keep_folder_mode(target, tmp)
+        yield tmp
+        if publish:
+            _publish(tmp, target, keep_mode, complete_marker)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _publish(tmp: Path, target: Path, keep_mode: bool, complete_marker: str | None) -> None:
+    if complete_marker is not None:
+        (tmp / complete_marker).write_text("ok\n")
+    mode = tmp.stat().st_mode & 0o7777
+    apply_umask(tmp)
+    if keep_mode:
+        tmp.chmod(mode)  # the replaced folder's, kept
+    if complete_marker is None:
+        replace_dir(tmp, target)
+        return
+    if target.exists() and not (target / complete_marker).exists():
+        shutil.rmtree(target, ignore_errors=True)
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process published it first: theirs stays
+        if not (target / complete_marker).exists():
+            raise
+
+
+def keep_folder_mode(existing: Path, replacement: Path) -> None:
+    """Give ``replacement`` the group and mode (setgid bit included) of the folder it will replace (a
+    user's ``chmod 2770`` stays), set before anything is written in it so that its files take that group
+    too; a new folder keeps the umask's mode. A group this user may not give is left as it is."""
+    if not existing.is_dir() or existing.is_symlink():
+        return
+    status = existing.stat()
+    with contextlib.suppress(OSError):
+        os.chown(replacement, -1, status.st_gid)
+    replacement.chmod(status.st_mode & 0o7777)

@@ -19,20 +19,22 @@ import math
 import os
 import re
 import secrets
-import shutil
 from pathlib import Path
 from typing import Callable, Iterator
 
 from xlt.errors import XltError
-from xlt.io import (host_tag, make_temp_dir, remove_stale_temp_dirs, replace_dir, write_json, write_text_atomic,
-                    write_yaml)
+from xlt.io import building_dir, host_tag, remove_stale_temp_dirs, write_json, write_text_atomic, write_yaml
 
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
 ADAPTER = "adapter"
 CARD = "README.md"
 MARKER = ".xlt-run"
-ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", "xlt_adapter.json")
+# an adapter folder's files, named here once: PEFT's weights and config, and xlt's own record
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_INFO = "xlt_adapter.json"  # what PEFT's config does not hold: the method, the head's pooling, X-Mixup's mixing
+ADAPTER_FILES = (ADAPTER_WEIGHTS, ADAPTER_CONFIG, ADAPTER_INFO)
 RUN_ENTRIES = (CONFIG, METRICS, ADAPTER, MARKER)
 RUNS_ROOT = "runs"  # where runs go without --output-dir
 
@@ -163,31 +165,14 @@ def missing_files(run_dir: str | Path, trains: bool) -> list[str]:
 
 def write_run(out: str | Path, config: dict, metrics: dict, write_adapter: Callable[[Path], None] | None) -> None:
     """Write config.yaml, the adapter (``write_adapter(folder)``), metrics.json and the marker into a temp
-    sibling of ``out``, then swap it in whole; the previous run in ``out`` is removed only after that."""
-    out = Path(out)
-    tmp = make_temp_dir(out)
-    try:
-        keep_folder_mode(out, tmp)
+    sibling of ``out``, then swap it in whole, keeping ``out``'s mode; the previous run in ``out`` is removed
+    only after that."""
+    with building_dir(out, keep_mode=True) as tmp:
         write_marker(tmp)
         write_yaml(tmp / CONFIG, config)
         if write_adapter is not None:
             write_adapter(tmp / ADAPTER)
         write_json(tmp / METRICS, metrics)
-        replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def keep_folder_mode(existing: Path, replacement: Path) -> None:
-    """Give ``replacement`` the group and mode (setgid bit included) of the folder it will replace (a
-    user's ``chmod 2770`` stays), set before anything is written in it so that its files take that group
-    too; a new folder keeps the umask's mode. A group this user may not give is left as it is."""
-    if not existing.is_dir() or existing.is_symlink():
-        return
-    status = existing.stat()
-    with contextlib.suppress(OSError):
-        os.chown(replacement, -1, status.st_gid)
-    replacement.chmod(status.st_mode & 0o7777)
 
 
 def _number(value: object) -> str:

@@ -18,14 +18,11 @@ from safetensors.torch import load_file, save_file
 
 from xlt.alignment.merge_names import COMBINATIONS
 from xlt.errors import XltError, echo
-from xlt.io import (apply_umask, failed_writes_named, file_sha256, make_temp_dir, replace_dir, write_json,
-                    write_text_atomic)
-from xlt.methods.adapters import ADAPTER_INFO, ADAPTER_WEIGHTS
+from xlt.io import building_dir, failed_writes_named, file_sha256, write_json, write_text_atomic
 from xlt.models.loading import read_json_object
-from xlt.run_dir import (CARD, MARKER, check_replaceable, keep_folder_mode, missing_files, model_card, output_lock,
-                         run_id, write_marker, write_run)
+from xlt.run_dir import (ADAPTER_CONFIG, ADAPTER_INFO, ADAPTER_WEIGHTS, CARD, MARKER, check_replaceable, missing_files,
+                         model_card, output_lock, run_id, write_marker, write_run)
 
-ADAPTER_CONFIG = "adapter_config.json"
 MERGE_INFO = "xlt_merge.json"
 LORA_KEYS = (".lora_A.weight", ".lora_B.weight")
 
@@ -244,10 +241,8 @@ def _write_adapter(folder: Path, tensors: dict, config: dict, summary: dict, car
 
 
 def _build_adapter(folder: Path, tensors: dict, config: dict, summary: dict, card: str | None, marker: bool) -> None:
-    tmp = make_temp_dir(folder)
-    try:
+    with building_dir(folder, keep_mode=marker) as tmp:
         if marker:
-            keep_folder_mode(folder, tmp)
             write_marker(tmp)
         save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         write_json(tmp / ADAPTER_CONFIG, config)
@@ -257,13 +252,6 @@ def _build_adapter(folder: Path, tensors: dict, config: dict, summary: dict, car
             shutil.copyfile(task_adapter / ADAPTER_INFO, tmp / ADAPTER_INFO)
         if card is not None:
             write_text_atomic(tmp / CARD, card)
-        mode = tmp.stat().st_mode & 0o7777
-        apply_umask(tmp)
-        if marker:
-            tmp.chmod(mode)  # the replaced folder's, kept
-        replace_dir(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def merge_adapters(adapters: list[str | Path], weights: list[float], output: str | Path,

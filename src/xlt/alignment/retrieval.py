@@ -194,7 +194,8 @@ def plot_heatmap(result: dict, path: Path, title: str = "") -> None:
     _save_png(fig, path)
 
 
-def _load_backbone(path: str):
+def load_backbone(path: str):
+    """The model folder's backbone alone (``AutoModel``: no task head), whose layers retrieval embeds with."""
     from transformers import AutoModel
 
     try:
@@ -215,7 +216,7 @@ def run_retrieval(model_name: str, data: str, langs: list[str] | None, max_sente
 
     sentences = load_parallel(data, langs, data_dir=data_dir, max_sentences=max_sentences, split=split)
     path = resolve_model(model_name)
-    model, tokenizer = _load_backbone(path), load_tokenizer(path)
+    model, tokenizer = load_backbone(path), load_tokenizer(path)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     start = time.perf_counter()
     n = len(next(iter(sentences.values())))

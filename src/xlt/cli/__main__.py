@@ -1,4 +1,4 @@
-"""``python -m xlt.cli``: what ``accelerate launch -m xlt.cli train ...`` runs in every process."""
+"""``python -m xlt.cli``: the ``xlt`` command."""
 
 import sys
 

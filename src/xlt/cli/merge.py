@@ -7,12 +7,11 @@ import json
 import math
 
 from xlt.alignment.merge_names import COMBINATIONS
+from xlt.cli.options import add_option
 from xlt.errors import XltError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from xlt.cli.options import add_option
-
     p = subparsers.add_parser("merge", help="merge LoRA adapters by weighted averaging (task adapter first)")
     add_option(p, "--adapters", nargs="+", required=True,
                help="run directories or adapter folders; the first one's task head is kept")
@@ -31,7 +30,8 @@ def check(args: argparse.Namespace) -> None:
     inputs, which merging would delete), the inputs' safetensors headers and adapter configs, and that
     the runs among them share their English (stage-1) model."""
     from xlt.models.loading import check_safetensors
-    from xlt.runs.preflight import ADAPTER_WEIGHTS, check_output_dir, check_sibling_writable
+    from xlt.run_dir import ADAPTER_WEIGHTS
+    from xlt.runs.preflight import check_output_dir, check_sibling_writable
 
     if len(args.adapters) < 2:
         raise XltError(f"--adapters needs at least 2 adapters, got {len(args.adapters)}")

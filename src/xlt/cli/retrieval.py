@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from xlt.cli.options import add_option
 from xlt.errors import XltError
 
 SPLITS = ("train", "valid", "dev", "test")  # each built-in set has some of them; a file has none
@@ -11,8 +12,6 @@ MIN_SENTENCES = 2
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from xlt.cli.options import add_option
-
     p = subparsers.add_parser("retrieval", help="layer-wise translation retrieval (margin) on a parallel set")
     add_option(p, "--model", default="e5-small", help="the model (as for xlt train --model)")
     add_option(p, "--data", required=True, help="nusax-mt, xnli, massive, tatoeba, wmt23, or a .csv/.jsonl file")

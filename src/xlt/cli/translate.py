@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from xlt.cli.options import add_option
 from xlt.data.formats.lines import read_lines
 from xlt.errors import XltError
 
@@ -19,8 +20,6 @@ LEXICON = "lexicon"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from xlt.cli.options import add_option
-
     p = subparsers.add_parser("translate", help="translate a file line by line (NLLB/M2M100/OPUS-MT, CTranslate2, "
                                                 "or the NusaX lexicons), with a shared translation cache")
     add_option(p, "--model", required=True, help="an HF seq2seq checkpoint (id or folder), tiny-random/m2m100, "

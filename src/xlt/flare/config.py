@@ -12,7 +12,7 @@ from peft import LoraConfig
 
 from xlt.flare.fusion_names import check_fusion_name
 
-PEFT_TYPE = "FLARE"  # the adapter_config.json ``peft_type``; registered with PEFT by xlt.flare.tuner
+PEFT_TYPE = "FLARE"  # the adapter_config.json ``peft_type``; registered with PEFT by xlt.flare.registration
 
 # LoraConfig options whose non-default value FLARE cannot honour, and why
 UNSUPPORTED = {
@@ -95,16 +95,3 @@ class FlareConfig(LoraConfig):
         """
         name = f".{module_path}."
         return any(f".{stack}." in name for stack in self.causal_stacks)
-
-
-def _register_when_imported_first() -> None:
-    """``import xlt.flare.config`` before anything imported PEFT: PEFT's import (above) found this module
-    half-built and left the registration to it (see :func:`xlt.flare.tuner.register_flare`)."""
-    import sys
-
-    tuner = sys.modules.get("xlt.flare.tuner")
-    if tuner is not None and hasattr(tuner, "register_flare"):
-        tuner.register_flare()
-
-
-_register_when_imported_first()

@@ -22,50 +22,21 @@ matrices) maps its states to the model's width for every fused layer.
 
 from __future__ import annotations
 
-import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import torch
+from peft.tuners.lora import LoraModel
+from peft.tuners.tuners_utils import BaseTunerLayer
+from torch import nn
 
-def register_flare() -> None:
-    """Teach PEFT the "FLARE" peft_type: its config class, tuner and state-dict prefix.
-
-    PEFT's ``register_peft_method`` accepts only names of its own ``PeftType`` enum, so the same
-    three table entries it would write are written here under the plain string (``PeftType`` is a
-    ``str`` enum: lookups by a saved config's ``"FLARE"`` find them alike).
-
-    ``import xlt`` calls this as soon as PEFT is imported. When that import comes from inside this
-    module or :mod:`xlt.flare.config` (``import xlt.flare.config`` before anything imported PEFT),
-    that module is half-built: this does nothing then, and the module calls it again once it is
-    done (defined before the imports below so that ``import xlt`` finds it in a half-built tuner).
-    """
-    config_class = getattr(sys.modules.get("xlt.flare.config"), "FlareConfig", None)
-    tuner_class = getattr(sys.modules.get(__name__), "FlareTuner", None)
-    if config_class is None or tuner_class is None:
-        return
-    from peft import mapping
-
-    peft_type = sys.modules["xlt.flare.config"].PEFT_TYPE
-    if mapping.PEFT_TYPE_TO_CONFIG_MAPPING.get(peft_type) is config_class:
-        return
-    mapping.PEFT_TYPE_TO_CONFIG_MAPPING[peft_type] = config_class
-    mapping.PEFT_TYPE_TO_TUNER_MAPPING[peft_type] = tuner_class
-    mapping.PEFT_TYPE_TO_PREFIX_MAPPING[peft_type] = tuner_class.prefix
-
-
-import threading  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import TYPE_CHECKING, Any  # noqa: E402
-
-import torch  # noqa: E402
-from peft.tuners.lora import LoraModel  # noqa: E402
-from peft.tuners.tuners_utils import BaseTunerLayer  # noqa: E402
-from torch import nn  # noqa: E402
-
-# the config module may be half-built here (see register_flare): its names are read at call time; the
+# the config module may be half-built here (xlt.flare.registration): its names are read at call time; the
 # layer and source-pass modules (which import PEFT themselves) are imported where they are used
-from xlt.flare import config as flare_config  # noqa: E402
-from xlt.flare.source_cache import SourceStateCache, precision_tag, row_keys  # noqa: E402
-from xlt.models.architectures import architecture_for  # noqa: E402
+from xlt.flare import config as flare_config
+from xlt.flare.source_cache import SourceStateCache, precision_tag, row_keys
+from xlt.models.architectures import architecture_for
 
 if TYPE_CHECKING:
     from xlt.flare.source_pass import SourceWiring
@@ -350,6 +321,3 @@ class FlareTuner(LoraModel):
 def _first(inputs: dict, *names: str) -> torch.Tensor | None:
     """The first of ``names`` the call has a tensor for (a keyword passed as None counts as absent)."""
     return next((inputs[n] for n in names if inputs.get(n) is not None), None)
-
-
-register_flare()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
@@ -29,6 +28,7 @@ from xlt.errors import XltError
 from xlt.flare.config import FlareConfig
 from xlt.methods.table import METHODS, Method, get_method  # noqa: F401 (the table lives torch-free)
 from xlt.models.architectures import Architecture
+from xlt.run_dir import ADAPTER_CONFIG, ADAPTER_INFO, ADAPTER_WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -135,9 +135,6 @@ def _mixup_info(adapted: AdaptedModel) -> dict | None:
     return None if adapted.mixup is None else describe(adapted.mixup)
 
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_INFO = "xlt_adapter.json"  # what PEFT's config does not hold: the method, the head's pooling, X-Mixup's mixing
 # adapter_config.json keys that change what an adapter computes; a load under other values is refused
 SAVED_SETTINGS = ("peft_type", "r", "lora_alpha", "target_modules", "fusion", "source_layer_offset", "use_dora",
                   "use_rslora", "lora_bias", "modules_to_save", "mt_encoder", "mt_hidden_size")
@@ -178,13 +175,9 @@ def save_adapter(adapted: AdaptedModel, folder: str | Path, card: str | None = N
     the whole model's tensors as training's accelerator gathered them (``Trained.state_dict``; under FSDP or
     ZeRO-3 the module's own are shards); PEFT takes the adapter's from it.
     """
-    import shutil
+    from xlt.io import building_dir, write_text_atomic
 
-    from xlt.io import apply_umask, make_temp_dir, replace_dir, write_text_atomic
-
-    folder = Path(folder)
-    tmp = make_temp_dir(folder)
-    try:
+    with building_dir(folder) as tmp:
         adapted.model.save_pretrained(tmp, safe_serialization=True,
                                       **({} if state_dict is None else {"state_dict": state_dict}))
         if not (tmp / ADAPTER_WEIGHTS).exists():
@@ -197,10 +190,6 @@ def save_adapter(adapted: AdaptedModel, folder: str | Path, card: str | None = N
         if adapted.mixup is not None:
             info["mixup"] = _mixup_info(adapted)
         write_text_atomic(tmp / ADAPTER_INFO, json.dumps(info) + "\n")
-        apply_umask(tmp)
-        replace_dir(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_adapter(adapted: AdaptedModel, folder: str | Path) -> int:
@@ -230,9 +219,3 @@ def load_adapter(adapted: AdaptedModel, folder: str | Path) -> int:
         )
     return len(state)
 
-
-def adapter_summary(folder: str | Path) -> dict:
-    return json.loads((Path(folder) / "adapter_config.json").read_text())
-
-
-TrainHook = Callable[[AdaptedModel], None]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Callable
 
-from xlt.io import apply_umask, make_temp_dir
+from xlt.io import building_dir
 
 COMPLETE_MARKER = ".xlt-complete"
 
@@ -41,11 +40,8 @@ def _build_once_distributed(target: Path, build: Callable[[Path], None], collect
     if processes.is_main_process:
         _build_once(target, build)
     elif collective:
-        tmp = make_temp_dir(target)
-        try:
+        with building_dir(target, publish=False) as tmp:
             build(tmp)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     processes.wait_for_everyone()
     return target
 
@@ -55,22 +51,10 @@ def _build_once(target: Path, build: Callable[[Path], None]) -> Path:
 
     A folder without the completion marker (a crashed build) is rebuilt; a concurrent builder
     that loses the rename race discards its copy. Temp dirs of builds that were killed (their
-    process is gone) are removed when the next build starts (:func:`xlt.io.make_temp_dir`).
+    process is gone) are removed when the next build starts (:func:`xlt.io.building_dir`).
     """
     if (target / COMPLETE_MARKER).exists():
         return target
-    tmp = make_temp_dir(target)
-    try:
+    with building_dir(target, complete_marker=COMPLETE_MARKER) as tmp:
         build(tmp)
-        (tmp / COMPLETE_MARKER).write_text("ok\n")
-        apply_umask(tmp)
-        if target.exists() and not (target / COMPLETE_MARKER).exists():
-            shutil.rmtree(target, ignore_errors=True)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not (target / COMPLETE_MARKER).exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -22,8 +22,8 @@ from xlt.io import file_sha256
 from xlt.methods.table import get_method
 from xlt.models.cache import cache_root
 from xlt.models.loading import check_model, check_model_folder, check_safetensors, read_json_object, resolve_model
+from xlt.run_dir import ADAPTER, ADAPTER_WEIGHTS
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"  # PEFT's file name, as xlt.methods.adapters.ADAPTER_WEIGHTS
 ENGLISH = ("en", "english")
 DEFAULT_LORA_R = 64  # the default ranks (the FLARE paper's): accepted on any model, the tiny test ones too
 
@@ -44,7 +44,7 @@ def check_output_dir(path: str | Path, what: str = "--output-dir") -> None:
 
 
 def check_sibling_writable(path: str | Path, what: str = "--output-dir") -> None:
-    """A finished folder is built in a temporary sibling and renamed into place (xlt.io.make_temp_dir), so an
+    """A finished folder is built in a temporary sibling and renamed into place (xlt.io.building_dir), so an
     existing ``path`` also needs a writable parent: its own permissions alone would fail only at the end."""
     path = Path(path)
     if path.is_dir() and not os.access(path.parent, os.W_OK | os.X_OK):
@@ -196,7 +196,7 @@ def check_run_dir(run_dir: str | Path) -> RunConfig:
         raise XltError(f"the run's English model {stage1} is missing")
     check_model_folder(stage1)
     if get_method(cfg.method).trains:
-        check_safetensors(run_dir / "adapter" / ADAPTER_WEIGHTS)
+        check_safetensors(run_dir / ADAPTER / ADAPTER_WEIGHTS)
     recorded = metrics.get("data_files")
     check_data_files(run_dir, cfg, recorded if isinstance(recorded, dict) else {})
     return cfg
