@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import xlt
-from xlt.cli import build_parser, main
+from xlt.cli.main import build_parser, main
 from xlt.config import RunConfig
 
 QUICK = ["--model", "tiny-random/bert", "--task", "nusax", "--target-lang", "jv", "--max-train-examples", "24",

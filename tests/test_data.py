@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from xlt.data import tasks
+from xlt.data import paths
 from xlt.data.examples import heldout_split
 from xlt.data.formats.lines import read_lines
 from xlt.data.registry import load_task
@@ -211,7 +211,7 @@ def test_no_data_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("XLT_DATA_DIR", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(tasks, "CHECKOUT_DATA_DIR", None)
+    monkeypatch.setattr(paths, "CHECKOUT_DATA_DIR", None)
     with pytest.raises(XltError, match="no data directory found: pass --data-dir DIR or set XLT_DATA_DIR="):
         resolve_data_dir(None)
     with pytest.raises(XltError, match="no data directory found"):
