@@ -29,7 +29,7 @@ def _quiet_libraries() -> None:
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     """One flag per RunConfig field: type from the annotation, choices and help from the field's metadata."""
-    from xlt.config import FIELD_TYPES, RunConfig, shown_default
+    from xlt.config import FIELD_TYPES, RunConfig, field_choices, shown_default
 
     S = argparse.SUPPRESS  # only flags given on the command line override --config
     add_option(p, "--config", help="YAML file with the same keys as the flags (flags win)", shown="none")
@@ -41,7 +41,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         if kind is bool:
             kwargs = {"action": argparse.BooleanOptionalAction}
         else:
-            kwargs = {"type": kind, "choices": f.metadata.get("choices")}
+            kwargs = {"type": kind, "choices": field_choices(f)}  # --task: the task table as it is now
         add_option(p, flag, dest=f.name, default=S, help=f.metadata.get("help", ""), shown=shown_default(f),
                    **kwargs)
 
@@ -69,10 +69,19 @@ def _add_demo_args(demo: argparse.ArgumentParser) -> None:
                help="bf16 autocast", shown="on where the hardware has bf16 (CUDA, AVX512-BF16/AMX CPUs), else off")
 
 
+def _task_list() -> str:
+    """The tasks (--task) with their one-line descriptions, from the task table (xlt.data.registry)."""
+    from xlt.data.registry import TASKS
+
+    width = max(map(len, TASKS))
+    return "tasks:\n" + "\n".join(f"  {name:<{width}}  {spec.description}" for name, spec in TASKS.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="xlt", description="Parameter-efficient cross-lingual transfer.")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="stage 1 (cached) + one stage-2 method; writes metrics.json")
+    train = sub.add_parser("train", help="stage 1 (cached) + one stage-2 method; writes metrics.json",
+                           epilog=_task_list(), formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_args(train)
     ev = sub.add_parser("evaluate", help="reload a run directory and evaluate it again")
     add_option(ev, "--run-dir", required=True, help="a run directory written by xlt train or xlt merge")
