@@ -120,3 +120,12 @@ def test_without_the_row_the_task_is_unknown(tmp_path, capsys):
     assert "toy" not in TASKS
     assert main(["train", "--task", "toy", "--output-dir", str(tmp_path / "run")]) == 2
     assert "invalid choice: 'toy'" in capsys.readouterr().err
+
+
+def test_the_docs_show_this_module():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "new-dataset.md").read_text(encoding="utf-8")
+    shown = doc.split("```python\n")[1].split("```")[0]
+    assert shown.strip() == TOY_MODULE.strip()
+    assert 'register_task(TaskSpec("toy", toy.load, "classification", "a two-label toy set, parallel by id",' in doc
