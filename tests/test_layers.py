@@ -138,3 +138,14 @@ def test_modules_the_cli_checks_with_import_no_torch(module):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1"})
     assert out.stdout.strip() == "False"
+
+
+def test_no_private_name_crosses_a_module():
+    """``from xlt.x import _name`` outside xlt.x reaches into another module's insides: give the name a public one."""
+    private = []
+    for module, path in module_files().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("xlt") and node.module != module:
+                private += [f"{module} imports {node.module}.{a.name}" for a in node.names
+                            if a.name.startswith("_") and not a.name.startswith("__")]
+    assert private == []
