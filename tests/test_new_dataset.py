@@ -77,8 +77,8 @@ def toy(tmp_path):
     (tmp_path / "toy_data_set.py").write_text(TOY_MODULE, encoding="utf-8")
     module = _import_module(tmp_path / "toy_data_set.py")
     _write_toy_data(tmp_path / "data")
-    spec = register_task(TaskSpec("toy", module.load, "classification", "a two-label toy set, parallel by id",
-                                  languages=module.LANGUAGES))
+    register_task(TaskSpec("toy", module.load, "classification", "a two-label toy set, parallel by id",
+                             languages=module.LANGUAGES))
     yield tmp_path / "data"
     del TASKS["toy"]
     sys.modules.pop("toy_data_set", None)

@@ -65,7 +65,7 @@ def test_the_row_is_a_task_choice_and_loads_data_of_its_kind(name, tmp_path):
         path = _user_file(tmp_path, name)
         spec.user_files.read(path)  # what xlt train's preflight reads, before any model loads
         data = load_task(name, "de", "en", train_file=path, test_file=path)
-        with pytest.raises(XltError, match=f"--train-file/--test-file apply only to tasks .*, not nusax"):
+        with pytest.raises(XltError, match="--train-file/--test-file apply only to tasks .*, not nusax"):
             load_task("nusax", "jv", train_file=path)
     else:
         assert spec.languages and BUILT_IN[name] in spec.languages and "en" in spec.languages
