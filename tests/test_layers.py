@@ -153,10 +153,6 @@ def test_adapter_file_names_are_spelled_in_one_module():
     assert spelled == {"xlt.run_dir"}
 
 
-# private names of xlt.data.formats.user_file that another change of issue 23 makes public (drop when merged)
-PRIVATE_IMPORTS_PENDING = {("xlt.data.formats.user_file", "_lang"), ("xlt.data.formats.user_file", "_read_text")}
-
-
 def test_no_private_name_is_imported_from_another_module():
     """A name with a leading underscore is its module's own: what others use gets a public name."""
     found = []
@@ -164,6 +160,5 @@ def test_no_private_name_is_imported_from_another_module():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("xlt"):
                 found += [f"{path.name}: {node.module}.{alias.name}" for alias in node.names
-                          if alias.name.startswith("_") and not alias.name.startswith("__")
-                          and (node.module, alias.name) not in PRIVATE_IMPORTS_PENDING]
+                          if alias.name.startswith("_") and not alias.name.startswith("__")]
     assert found == []

@@ -13,12 +13,13 @@ import os
 import re
 import typing
 from dataclasses import Field, dataclass, field, fields
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from xlt.data.registry import NOT_PARALLEL, QA_TASKS, SENTENCE_TASKS, STAGE1_BUDGET, STAGE1_BUDGETS, STAGE1_LORA_LR, TASKS, TRANSLATION_TASKS, USER_FILE_TASKS, check_parallel
+from xlt.data.registry import STAGE1_BUDGET, STAGE1_LORA_LR, TASKS, get_task
 from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError, clip, echo
 from xlt.flare.fusion_names import FUSIONS, check_fusion_name
@@ -43,23 +44,45 @@ def show_value(value: Any) -> str:
     return str(value)
 
 
-def setting(default: Any, help: str, choices: tuple | None = None, shown: str | None = None) -> Any:
-    """A RunConfig field with its help line; ``shown`` says what the default means when it is None."""
+def setting(default: Any, help: str, choices: tuple | Callable[[], tuple] | None = None,
+            shown: str | None = None) -> Any:
+    """A RunConfig field with its help line; ``shown`` says what the default means when it is None; ``choices``
+    may be a function, read each time (the task table grows with xlt.data.registry.register_task)."""
     return field(default=default, metadata={"help": help, "choices": choices, "shown": shown})
+
+
+def field_choices(f: Field) -> tuple | None:
+    """The choices of a RunConfig field now."""
+    choices = f.metadata.get("choices")
+    return choices() if callable(choices) else choices
+
+
+def _task_names() -> tuple[str, ...]:
+    return tuple(TASKS)
+
+
+def _user_files_help(test: bool) -> str:
+    """The --train-file/--test-file help line: what each task of the user's files reads (its row's user_files)."""
+    rows = [(name, spec.user_files) for name, spec in TASKS.items() if spec.user_files]
+    if test:
+        return f"tasks {', '.join(name for name, _ in rows)}: test file with the same columns"
+    return "task " + "; ".join(f"{name}: {'training ' if i == 0 else ''}{files.format} ({files.columns})"
+                               for i, (name, files) in enumerate(rows))
 
 
 def _budget_shown(index: int) -> str:
     """A stage-1 default as help shows it: the general value, then the tasks that differ."""
     tasks: dict[object, list[str]] = {}
-    for task, budget in STAGE1_BUDGETS.items():
-        tasks.setdefault(budget[index], []).append(task)
+    for task, spec in TASKS.items():
+        if spec.stage1_budget:
+            tasks.setdefault(spec.stage1_budget[index], []).append(task)
     return "; ".join([show_value(STAGE1_BUDGET[index])] + [f"{show_value(v)} for {', '.join(t)}"
                                                             for v, t in tasks.items()])
 
 
 @dataclass
 class RunConfig:
-    task: str = setting("nusax", "task", choices=tuple(TASKS))
+    task: str = setting("nusax", "task: the data set (its one-line description below)", choices=_task_names)
     method: str = setting("lora", "stage-2 method", choices=tuple(METHODS))
     fusion: str | None = setting(None, "FLARE fusion of the target and English bottlenecks (flare only)",
                                  choices=FUSIONS, shown="add_relu for flare")
@@ -84,13 +107,8 @@ class RunConfig:
                                            "folder, or one holding an earlier xlt run (with --overwrite)",
                                      shown="a new folder runs/TASK-TARGET-METHOD[-FUSION]-seedSEED[-N]")
     data_dir: str | None = setting(None, "data set folder", shown="$XLT_DATA_DIR, else ../shared/datasets")
-    train_file: str | None = setting(None, "task custom: training CSV/JSONL (source_text, target_text, label); "
-                                           "custom-qa: JSONL (target_context, target_question, answers, source_*); "
-                                           "custom-ner: JSONL (target_tokens, target_tags, source_tokens, "
-                                           "source_tags); custom-mt: CSV/JSONL (source_text, target_text)",
-                                     shown="none")
-    test_file: str | None = setting(None, "tasks custom, custom-qa, custom-ner, custom-mt: test file with the same "
-                                          "columns", shown="none")
+    train_file: str | None = setting(None, _user_files_help(test=False), shown="none")
+    test_file: str | None = setting(None, _user_files_help(test=True), shown="none")
     # stage 2 (paper defaults: LoRA on query/value, r=64, alpha=128)
     epochs: int = setting(5, "stage-2 epochs")
     lr: float = setting(5e-4, "stage-2 learning rate (> 0)")
@@ -166,8 +184,8 @@ class RunConfig:
         for f in fields(self):
             setattr(self, f.name, _typed(f.name, getattr(self, f.name)))
         method = get_method(self.method)
-        if self.stage1_epochs is None:  # the learning rate also depends on the model: xlt.runs.stage1.stage1_lr
-            self.stage1_epochs = STAGE1_BUDGETS.get(self.task, STAGE1_BUDGET)[0]
+        if self.stage1_epochs is None and self.task in TASKS:  # an unknown task: refused with the choices below
+            self.stage1_epochs = TASKS[self.task].budget()[0]  # the rate also depends on the model: stage1.stage1_lr
         if self.lora_r is None:
             self.lora_r = 8 if method.align else 64
         if self.lora_alpha is None:
@@ -186,19 +204,19 @@ class RunConfig:
             raise XltError(f"--fusion is only for --method flare or flare-mt, not {self.method!r}")
         self._check_mixup()
         self._check_source_from()
-        if self.task in USER_FILE_TASKS:  # the other tasks' loaders check it against the data set's languages
+        task = get_task(self.task)
+        if task.user_files:  # the other tasks' loaders check it against the data set's languages
             canonical_code(self.source_lang)  # metrics.json records its code: unknown, refused after training
-        check_parallel(self.task, self.method, method.view, method.reads_source)
+        refused = task.refusal(method)  # what the task's row refuses (not parallel, not classification, ...)
+        if refused:
+            raise XltError(refused)
         self._check_mt_model(method)
         if self.num_beams > 1 and method.needs_source_pass:
             raise XltError(f"--num-beams is for methods without a source text; {self.method} decodes greedily")
-        if self.task in TRANSLATION_TASKS and (method.reads_source or method.translated_train or method.mt_encoder):
-            raise XltError(f"method {self.method} reads another version of the input, which for {self.task} is the "
-                           "same sentence; use zero-shot, lora, align or lora+align")
-        if self.task in TRANSLATION_TASKS:
+        if task.translation:
             for lang in (self.target_lang, self.source_lang):  # what stage 2 and (custom-mt) stage 1 translate into
                 check_bleu_tokenizer(lang)
-        if self.task in QA_TASKS and self.source_from != "gold":
+        if task.kind == "extractive-qa" and self.source_from != "gold":
             raise XltError(f"task {self.task} reads the gold English side only; --source-from {clip(self.source_from)} "
                            "is not available for QA")
         if self.bf16 and self.fp16:
@@ -210,9 +228,6 @@ class RunConfig:
             raise XltError("flare-mt needs --mt-model MODEL: the MT model whose encoder reads the target text")
         if self.mt_model and not method.mt_encoder:
             raise XltError(f"--mt-model is for flare-mt, not {self.method!r}")
-        if method.mt_encoder and self.task not in SENTENCE_TASKS:
-            raise XltError(f"flare-mt runs sentence classification tasks ({', '.join(sorted(SENTENCE_TASKS))}), "
-                           f"not {self.task}")
         if method.mt_encoder and self.decoder_classifier == "verbalizer":
             raise XltError("flare-mt feeds the MT states to a classification head's batches; drop --decoder-classifier "
                            "verbalizer")
@@ -230,9 +245,6 @@ class RunConfig:
             raise XltError(f"mixup_lambda must be in [0, 1], got {echo(self.mixup_lambda)}")
         if self.mixup_layers is not None and not re.fullmatch(r"\s*[1-9]\d*\s*(,\s*[1-9]\d*\s*)*", self.mixup_layers):
             raise XltError(f"mixup_layers must be comma-separated layer numbers >= 1, got {echo(self.mixup_layers)}")
-        if self.task not in SENTENCE_TASKS:
-            raise XltError(f"x-mixup is for sentence classification tasks ({', '.join(sorted(SENTENCE_TASKS))}), "
-                           f"not {self.task!r}")
         if self.decoder_classifier != "head":
             raise XltError("x-mixup mixes the states a classification head pools; drop --decoder-classifier verbalizer")
         if self.gradient_checkpointing:
@@ -263,9 +275,9 @@ class RunConfig:
             return
         if kind != "pivot" or not value:
             raise XltError(f"source_from must be gold, pivot:LANG, mt:MODEL or lexicon, got {echo(self.source_from)}")
-        if self.task in USER_FILE_TASKS:
+        if get_task(self.task).user_files:
             raise XltError("source_from pivot:LANG needs a parallel data set; a custom file has one source column")
-        if self.task in NOT_PARALLEL:
+        if not get_task(self.task).parallel:
             raise XltError(f"source_from pivot:LANG needs a parallel data set; task {self.task} is not parallel")
         pivot = canonical_code(value)
         if pivot in (canonical_code(self.target_lang), canonical_code(self.source_lang)):
@@ -368,7 +380,7 @@ class RunConfig:
         if self.data_dir is None and self.reads_data_dir:
             try:
                 changes["data_dir"] = _absolute(resolve_data_dir(None))
-            except XltError:  # no data directory: loading says so (or, for NusaX, falls back to the Hub)
+            except XltError:  # no data directory: loading says so
                 pass
         return self.replace(**changes) if changes else self
 
@@ -377,7 +389,7 @@ class RunConfig:
         """Whether the run reads the data directory: a built-in data set, a named parallel set (align
         methods) or the NusaX lexicon."""
         method = get_method(self.method)
-        return (self.task not in USER_FILE_TASKS
+        return (get_task(self.task).user_files is None
                 or (method.align and Path(self.align_data).suffix.lower() not in (".csv", ".jsonl"))
                 or "lexicon" in (self.translator, self.source_translator))
 
@@ -452,7 +464,7 @@ def _typed(name: str, value: Any) -> Any:
 
 
 def _check_choice(f: Field, value: Any) -> None:
-    choices = f.metadata.get("choices")
+    choices = field_choices(f)
     if choices and value is not None and value not in choices:
         raise XltError(f"{f.name} must be one of {', '.join(map(str, choices))}; got {echo(value)}")
 

@@ -12,11 +12,20 @@ from xlt.cli.options import add_option
 SKIPPED = ("command", "config", "overwrite")  # parsed values that are not RunConfig fields
 
 
+def _task_list() -> str:
+    """The tasks (--task) with their one-line descriptions, from the task table (xlt.data.registry)."""
+    from xlt.data.registry import TASKS
+
+    width = max(map(len, TASKS))
+    return "tasks:\n" + "\n".join(f"  {name:<{width}}  {spec.description}" for name, spec in TASKS.items())
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """One flag per RunConfig field: type from the annotation, choices and help from the field's metadata."""
-    from xlt.config import FIELD_TYPES, RunConfig, shown_default
+    from xlt.config import FIELD_TYPES, RunConfig, field_choices, shown_default
 
-    p = subparsers.add_parser("train", help="stage 1 (cached) + one stage-2 method; writes metrics.json")
+    p = subparsers.add_parser("train", help="stage 1 (cached) + one stage-2 method; writes metrics.json",
+                              epilog=_task_list(), formatter_class=argparse.RawDescriptionHelpFormatter)
     S = argparse.SUPPRESS  # only flags given on the command line override --config
     add_option(p, "--config", help="YAML file with the same keys as the flags (flags win)", shown="none")
     add_option(p, "--overwrite", action="store_true", default=S, shown="off",
@@ -27,7 +36,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         if kind is bool:
             kwargs = {"action": argparse.BooleanOptionalAction}
         else:
-            kwargs = {"type": kind, "choices": f.metadata.get("choices")}
+            kwargs = {"type": kind, "choices": field_choices(f)}  # --task: the task table as it is now
         add_option(p, flag, dest=f.name, default=S, help=f.metadata.get("help", ""), shown=shown_default(f),
                    **kwargs)
     return p

@@ -8,15 +8,11 @@ folders, the user's files, a local model folder) and at the alignment data. Torc
 from __future__ import annotations
 
 import os
-from functools import partial
 from pathlib import Path
 
 from xlt.config import RunConfig
-from xlt.data.sets.custom_mt import read_custom_mt
-from xlt.data.sets.custom_ner import read_custom_ner
-from xlt.data.sets.question_answering import read_custom_qa
-from xlt.data.registry import USER_FILE_TASKS
-from xlt.data.formats.user_file import check_files, read_records
+from xlt.data.registry import get_task
+from xlt.data.formats.user_file import check_files
 from xlt.errors import XltError, echo
 from xlt.io import file_sha256
 from xlt.methods.table import get_method
@@ -65,11 +61,11 @@ def check_run(cfg: RunConfig, overwrite: bool = False) -> None:
         check_output_dir(cfg.stage1_dir, "--stage1-dir")
     else:
         check_output_dir(cache_root() / "stage1", "the stage-1 cache ($XLT_CACHE_DIR/stage1)")
-    if cfg.task in USER_FILE_TASKS:
+    user_files = get_task(cfg.task).user_files
+    if user_files:  # read as the run will (custom-ner: with the source side stage 1 trains and is tested on)
         check_files(cfg.task, cfg.train_file, cfg.test_file)
-        read = _file_reader(cfg.task)
-        read(cfg.train_file)
-        read(cfg.test_file)
+        user_files.read(cfg.train_file)
+        user_files.read(cfg.test_file)
     check_model(cfg.model)
     _check_model_sizes(cfg)
     if get_method(cfg.method).align:
@@ -117,13 +113,6 @@ def model_sizes(name: str) -> tuple[int, int] | None:
         return None
     config = config.get_text_config() if hasattr(config, "get_text_config") else config
     return int(config.num_hidden_layers), int(config.hidden_size)
-
-
-def _file_reader(task: str):
-    """How ``xlt train`` reads one file of a task of the user's files (custom-ner: with the source side on
-    every line, which stage 1 trains and is tested on)."""
-    return {"custom": read_records, "custom-qa": read_custom_qa, "custom-mt": read_custom_mt,
-            "custom-ner": partial(read_custom_ner, english=True)}[task]
 
 
 def _check_alignment_data(cfg: RunConfig) -> None:

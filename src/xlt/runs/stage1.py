@@ -20,7 +20,7 @@ from xlt.data.examples import (AnyTaskData, GenTaskData, QATaskData, TagTaskData
                                source_side)
 from xlt.data.sets.uner_json import as_generation as json_entities
 from xlt.data.qa_generation import as_generation, is_generated_qa
-from xlt.data.registry import default_stage1_lr, load_task
+from xlt.data.registry import default_stage1_lr, get_task, load_task
 from xlt.errors import XltError
 from xlt.io import failed_writes_named, write_json
 from xlt.methods.table import check_xmixup_family, get_method
@@ -70,8 +70,8 @@ def as_written_for(cfg: RunConfig, data: AnyTaskData) -> AnyTaskData:
 
 
 def _written_by_other_families(data: AnyTaskData) -> bool:
-    """Sets that encoders read with a span or tagging head and decoders and mT5 write as text."""
-    return isinstance(data, QATaskData) or data.task == "custom-ner"
+    """Sets that encoders read with a span or tagging head and decoders and mT5 write as text (QA, custom-ner)."""
+    return get_task(data.task).written_off_encoders
 
 
 def _as_written(data: QATaskData | TagTaskData) -> GenTaskData:

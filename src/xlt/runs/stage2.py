@@ -16,7 +16,7 @@ from pathlib import Path
 
 from xlt.config import RunConfig
 from xlt.data.examples import AnyTaskData, TagTaskData, TaskData, content_digest
-from xlt.data.registry import QA_TASKS
+from xlt.data.registry import get_task
 from xlt.errors import XltError
 from xlt.io import failed_writes_named
 from xlt.languages import canonical_code
@@ -39,7 +39,7 @@ def stage2_data(cfg: RunConfig) -> tuple[AnyTaskData, dict]:
     gold task data, with the source text machine-translated (``--source-from mt:M``/``lexicon``, and its
     chrF against the gold) or the training set translated into the target language (translate-train)."""
     method = get_method(cfg.method)
-    if method.translated_train and cfg.task in QA_TASKS:
+    if method.translated_train and get_task(cfg.task).kind == "extractive-qa":
         return _translated_qa(cfg)
     data = load_data(cfg)
     if cfg.source_from.startswith("pivot:"):  # how far the pivot's text is from the gold English

@@ -40,13 +40,13 @@ def read_table(path: str | Path, required: tuple[str, ...]) -> list[dict[str, st
     path = check_is_file(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return _csv_records(path, _read_text(path), required)
+        return _csv_records(path, read_text(path), required)
     if suffix == ".jsonl":
-        return _jsonl_records(path, _read_text(path), required)
+        return _jsonl_records(path, read_text(path), required)
     raise XltError(f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv or .jsonl")
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     """The whole file as text; a byte that is not UTF-8 is an error naming its line, never a traceback."""
     try:
         data = path.read_bytes()
@@ -109,7 +109,7 @@ def read_jsonl(path: str | Path, task: str, required: tuple[str, ...]) -> Iterat
     path = check_is_file(path)
     if path.suffix.lower() != ".jsonl":
         raise XltError(f"{path}: task {task} reads JSON Lines (.jsonl), not {path.suffix or '(no suffix)'!r}")
-    for line_no, obj in jsonl_objects(path, _read_text(path)):
+    for line_no, obj in jsonl_objects(path, read_text(path)):
         missing = [c for c in required if c not in obj]
         if missing:
             raise XltError(f"{path}: line {line_no} has no column {missing[0]!r} ({task} needs {', '.join(required)})")
@@ -130,7 +130,7 @@ def _jsonl_records(path: Path, text: str, required: tuple[str, ...]) -> list[dic
     return records
 
 
-def _lang(lang: str) -> str:
+def canonical_lang(lang: str) -> str:
     """Canonical code when known; user data may be in any language, so else the lower-cased code."""
     try:
         return canonical_code(lang)
@@ -212,6 +212,7 @@ def load(train_file, test_file, target_lang: str, source_lang: str = "en") -> Ta
         return out
 
     return TaskData(
-        task="custom", labels=labels, source_lang=_lang(source_lang), target_lang=_lang(target_lang),
+        task="custom", labels=labels, source_lang=canonical_lang(source_lang),
+        target_lang=canonical_lang(target_lang),
         train=to_examples(train_rows, train_file), valid=[], test=to_examples(test_rows, test_file),
     )

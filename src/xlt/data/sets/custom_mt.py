@@ -10,7 +10,8 @@ its two, so stage 1 learns the other direction of the same train pairs, target i
 of the source language, which is what ``source_lang`` names in every task), is tested on the test pairs in
 that direction, and stage 2 adapts it to translate into the target. Transfer stays transfer across the
 language translated into, and no model trains on a test row. Each example's source version is therefore
-the reversed pair, whose input is the gold answer: methods that read it are refused (TRANSLATION_TASKS).
+the reversed pair, whose input is the gold answer: methods that read it are refused (its row in
+xlt.data.registry says translation=True).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from xlt.data.examples import GenExample, GenTaskData
 from xlt.data.prompts import TRANSLATION_TEMPLATE as TEMPLATE, translation_prompt as prompt
-from xlt.data.formats.user_file import _lang, check_files, read_rows, row_id
+from xlt.data.formats.user_file import canonical_lang, check_files, read_rows, row_id
 from xlt.errors import XltError
 
 COLUMNS = ("source_text", "target_text")
@@ -39,7 +40,7 @@ def _examples(path, source: str, target: str) -> list[GenExample]:
 
 def load(train_file, test_file, target_lang: str, source_lang: str = "en") -> GenTaskData:
     check_files("custom-mt", train_file, test_file)
-    source, target = _lang(source_lang), _lang(target_lang)
+    source, target = canonical_lang(source_lang), canonical_lang(target_lang)
     if source == target:
         raise XltError(f"custom-mt translates --source-lang into another --target-lang, got {source} -> {target}")
     # source_lang of the data is the stage-1 output language, as for nusax-mt: here the source language itself

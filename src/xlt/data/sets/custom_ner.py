@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 from xlt.data.examples import TagExample, TagTaskData
-from xlt.data.formats.user_file import _lang, check_files, read_jsonl, row_id
+from xlt.data.formats.user_file import canonical_lang, check_files, read_jsonl, row_id
 from xlt.errors import XltError
 
 REQUIRED = ("target_tokens", "target_tags")
@@ -111,5 +111,5 @@ def load(train_file, test_file, target_lang: str, source_lang: str = "en") -> Ta
     train = [ex for _, ex in train_rows]
     labels = tag_set(train, train_file)
     _check_known(test_rows, test_file, labels, train_file)
-    return TagTaskData("custom-ner", labels, _lang(source_lang), _lang(target_lang), train, [],
+    return TagTaskData("custom-ner", labels, canonical_lang(source_lang), canonical_lang(target_lang), train, [],
                        [ex for _, ex in test_rows])

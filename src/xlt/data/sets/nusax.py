@@ -7,18 +7,15 @@ Every target row's ``source`` is the row with the same id in the source language
 
 from __future__ import annotations
 
-import os
-from importlib.util import find_spec
 from pathlib import Path
 
 from xlt.data.examples import Example, TaskData
 from xlt.data.formats.user_file import read_table
 from xlt.errors import XltError
-from xlt.languages import canonical_code, dataset_name, iso639_3
+from xlt.languages import canonical_code, dataset_name
 
 LABELS = ("negative", "neutral", "positive")
 SPLITS = ("train", "valid", "test")
-HUB_ID = "indonlp/NusaX-senti"
 
 Rows = dict[str, list[tuple[str, str, str]]]  # split -> [(id, text, label)]
 
@@ -56,43 +53,15 @@ def _build(target: Rows, source: Rows, where) -> dict[str, list[Example]]:
     return out
 
 
-def hub_available() -> bool:
-    """Whether the Hub fallback may run: ``datasets`` importable and not offline."""
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
-    return not offline and find_spec("datasets") is not None
-
-
-def _read_hub(lang: str) -> Rows:  # UNTESTED: needs network; used only when local files are missing.
-    from datasets import load_dataset
-
-    ds = load_dataset(HUB_ID, iso639_3(lang))
-    feature = ds["train"].features["label"]
-    name = feature.int2str if hasattr(feature, "int2str") else str
-    return {
-        split: [(str(r["id"]), r["text"], name(r["label"])) for r in ds[hub_split]]
-        for split, hub_split in zip(SPLITS, ("train", "validation", "test"))
-    }
-
-
-def load(root: Path | None, target_lang: str, source_lang: str = "en") -> TaskData:
-    """Load NusaX from ``root`` (the data dir). When ``root`` is None or lacks the files and
-    :func:`hub_available`, load from the Hub instead; otherwise the missing file is the error."""
+def load(root: Path, target_lang: str, source_lang: str = "en") -> TaskData:
+    """Load NusaX from ``root`` (the data dir)."""
     for lang in (target_lang, source_lang):
         dataset_name("nusax", lang)  # unknown language -> XltError listing NusaX's
     target, source = canonical_code(target_lang), canonical_code(source_lang)
-    langs = {target, source}
-    local = root is not None and all(_path(root, g, s).is_file() for g in langs for s in SPLITS)
-    if local or not hub_available():
-        if root is None:
-            raise XltError("no data directory for nusax (pass --data-dir or set XLT_DATA_DIR)")
-        rows = {lang: _read_local(root, lang) for lang in langs}
+    rows = {lang: _read_local(root, lang) for lang in {target, source}}
 
-        def where(split):
-            return f"{_path(root, target, split)} vs {_path(root, source, split)}"
-    else:
-        rows = {lang: _read_hub(lang) for lang in langs}
+    def where(split):
+        return f"{_path(root, target, split)} vs {_path(root, source, split)}"
 
-        def where(split):
-            return f"{HUB_ID} {iso639_3(target)} vs {iso639_3(source)}, {split}"
     splits = _build(rows[target], rows[source], where)
     return TaskData("nusax", LABELS, source, target, splits["train"], splits["valid"], splits["test"])

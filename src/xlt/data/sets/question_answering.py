@@ -18,7 +18,7 @@ the same side, so no test paragraph is ever read in training.
   (``tydiqa-goldp/train/tydiqa.goldp.<xx>.train.json``: English, Korean and Swahili in the shared copy) trains on
   it and is tested on its whole dev file; a language without one has its dev file split by its own paragraphs.
   Stage 1 reads English the same way (3,696 training questions, the 440 dev questions to test on). No example
-  has a source side, so methods that read one are refused (xlt.data.registry.NOT_PARALLEL).
+  has a source side, so methods that read one are refused (its row in xlt.data.registry says parallel=False).
 - ``custom-qa``: JSON Lines (``--train-file``, ``--test-file``), one question per line, with
   ``target_context``, ``target_question``, ``answers`` and optionally ``source_context``,
   ``source_question``, ``source_answers`` and ``id``. An answers value is a list of SQuAD answer objects
@@ -39,7 +39,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from xlt.data.examples import QAExample, QATaskData
-from xlt.data.formats.user_file import _lang, _read_text, check_files, check_is_file, read_jsonl, row_id
+from xlt.data.formats.user_file import canonical_lang, check_files, check_is_file, read_jsonl, read_text, row_id
 from xlt.errors import XltError, echo
 from xlt.languages import canonical_code, dataset_name
 
@@ -60,7 +60,7 @@ def read_squad(path: Path) -> list[QAExample]:
     """The questions of one SQuAD v1.1 JSON file, checked: every answer non-empty and where it says it is."""
     check_is_file(path)
     try:
-        articles = json.loads(_read_text(path))["data"]
+        articles = json.loads(read_text(path))["data"]
         examples, empty = [], 0
         for article in articles:
             for paragraph in article["paragraphs"]:
@@ -212,5 +212,5 @@ def read_custom_qa(path: str | Path) -> list[QAExample]:
 
 def load_custom_qa(train_file, test_file, target_lang: str, source_lang: str = "en") -> QATaskData:
     check_files("custom-qa", train_file, test_file)
-    return QATaskData("custom-qa", _lang(source_lang), _lang(target_lang), read_custom_qa(train_file), [],
-                      read_custom_qa(test_file))
+    return QATaskData("custom-qa", canonical_lang(source_lang), canonical_lang(target_lang),
+                      read_custom_qa(train_file), [], read_custom_qa(test_file))
