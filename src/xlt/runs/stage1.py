@@ -23,7 +23,7 @@ from xlt.data.qa_generation import as_generation, is_generated_qa
 from xlt.data.registry import default_stage1_lr, load_task
 from xlt.errors import XltError
 from xlt.io import failed_writes_named, write_json
-from xlt.methods.table import check_xmixup_family, get_method
+from xlt.methods.table import get_method
 from xlt.models.architectures import Architecture, architecture_for
 from xlt.models.cache import build_once, cache_root
 from xlt.models.classifier import resolve_pooling
@@ -93,8 +93,7 @@ def resolve_defaults(cfg: RunConfig, data: AnyTaskData) -> RunConfig:
     """Fill the settings whose default depends on the model, so a run records what it used: the pooling
     of classification heads (None where nothing is pooled: generation, tagging, verbalizer scoring)."""
     family = architecture_of(resolve_model(cfg.model)).family
-    if get_method(cfg.method).adapter == "x-mixup":
-        check_xmixup_family(family)
+    get_method(cfg.method).check_family(family)
     if isinstance(data, GenTaskData):
         Generation.check_family(data.task, family)
     if isinstance(data, TagTaskData):
@@ -136,8 +135,8 @@ def stage1_settings(cfg: RunConfig, english: AnyTaskData) -> dict:
     so stage-2 methods with different ranks (r=64 for FLARE, r=8 for alignment) share one fully
     fine-tuned English model; stage-1 LoRA has its own rank (``--stage1-lora-r``) for the same reason.
     """
-    method = stage1_method(cfg)
-    lora = stage1_lora(cfg) if method == "lora" else {}
+    tuning = stage1_method(cfg)  # "full" or "lora"
+    lora = stage1_lora(cfg) if tuning == "lora" else {}
     qa = ({"qa_max_length": cfg.qa_max_length, "doc_stride": cfg.doc_stride,
            "qa_windows_per_pass": cfg.qa_windows_per_pass} if isinstance(english, QATaskData)  # dropout draws
           else {"qa_max_length": cfg.qa_max_length} if is_generated_qa(english)
@@ -147,8 +146,8 @@ def stage1_settings(cfg: RunConfig, english: AnyTaskData) -> dict:
     return {
         **model_fingerprint(cfg.model), "task": cfg.task, "source_lang": english.source_lang,
         "data": content_digest(english), "seed": cfg.seed, "epochs": cfg.stage1_epochs, "lr": stage1_lr(cfg),
-        "freeze_embeddings": cfg.stage1_freeze_embeddings if method == "full" else None,
-        "method": method, "decoder_classifier": cfg.decoder_classifier, "pooling": cfg.pooling, **lora,
+        "freeze_embeddings": cfg.stage1_freeze_embeddings if tuning == "full" else None,
+        "method": tuning, "decoder_classifier": cfg.decoder_classifier, "pooling": cfg.pooling, **lora,
         "max_length": cfg.max_length, "max_answer_length": cfg.max_answer_length, "batch_size": cfg.batch_size,
         "bf16": cfg.bf16, "fp16": cfg.fp16, "schedule": _schedule(cfg, cfg.stage1_epochs, stage1_lr(cfg)), **qa,
     }
@@ -204,8 +203,8 @@ def ensure_stage1(cfg: RunConfig) -> Path:
         tokenizer = load_tokenizer(path)
         model = kind.load_model(path, tokenizer, english, arch)
         check_precision(cfg, arch, model.config.model_type)
-        method = stage1_method(cfg)
-        if method == "lora":  # large decoders: LoRA (+ head), merged into the weights afterwards
+        tuning = stage1_method(cfg)
+        if tuning == "lora":  # large decoders: LoRA (+ head), merged into the weights afterwards
             head = kind.head_modules(arch)
             lora = stage1_lora(cfg)
             model = get_peft_model(model, LoraConfig(r=lora["lora_r"], lora_alpha=lora["lora_alpha"],
@@ -219,15 +218,15 @@ def ensure_stage1(cfg: RunConfig) -> Path:
         seconds = fit.seconds
         # full fine-tuning saves the accelerator's gathered state (FSDP/ZeRO-3 shard the module's own); LoRA is
         # merged into the module's weights, which needs them whole (not checked under FSDP: no GPU here)
-        state = fit.state_dict() if method == "full" else None
+        state = fit.state_dict() if tuning == "full" else None
         model = fit.unwrapped()
-        if method == "lora":
+        if tuning == "lora":
             model = model.merge_and_unload()
         metrics = kind.evaluate(cfg, model, tokenizer, english, "target", None, desc=f"stage 1 test ({cfg.source_lang})")
         model.save_pretrained(tmp, safe_serialization=True, **({} if state is None else {"state_dict": state}))
         tokenizer.save_pretrained(tmp)
         labels = list(english.labels) if isinstance(english, (TaskData, TagTaskData)) else None
-        write_json(tmp / STAGE1_INFO, {"settings": stage1_settings(cfg, english), "labels": labels, "method": method,
+        write_json(tmp / STAGE1_INFO, {"settings": stage1_settings(cfg, english), "labels": labels, "method": tuning,
                                        "pooling": cfg.pooling, "train_examples": len(english.train),
                                        "test_examples": len(english.test), "train_seconds": seconds,
                                        "source_metrics": metrics})

@@ -124,8 +124,9 @@ def build_model(cfg: RunConfig, stage1: Path, data: AnyTaskData, mt_input=None) 
 
         mt_input = mt_input or mt_encoder_input(cfg)
         mt_width = mt_hidden_size(cfg.mt_model)
-    adapter = AdapterSettings(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.fusion, cfg.source_layer_offset,
-                              cfg.train_head, all_linear=cfg.lora_targets == "all-linear", pooling=cfg.pooling,
+    adapter = AdapterSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, fusion=cfg.fusion,
+                              source_layer_offset=cfg.source_layer_offset, train_head=cfg.train_head,
+                              all_linear=cfg.lora_targets == "all-linear", pooling=cfg.pooling,
                               mt_encoder=cfg.mt_model, mt_hidden_size=mt_width, mixup=mixup_settings(cfg))
     adapted = attach(model, method, task_architecture(kind, arch), adapter)
     if method.mt_encoder:
@@ -138,7 +139,7 @@ def build_model(cfg: RunConfig, stage1: Path, data: AnyTaskData, mt_input=None) 
 
 def mixup_settings(cfg: RunConfig):
     """X-Mixup's settings of the run (None for other methods)."""
-    if get_method(cfg.method).adapter != "x-mixup":
+    if not get_method(cfg.method).mixes:
         return None
     from xlt.methods.xmixup import MixupSettings
 
