@@ -45,3 +45,60 @@ def test_stage1_key_is_pinned(tmp_path, monkeypatch, model_type, task, suffix, r
     cfg = RunConfig(task=task, train_file=str(data), test_file=str(data), target_lang="jv",
                     model=_model_folder("model", model_type), stage1_dir="cache", **settings)
     assert stage1_dir(cfg) == tmp_path.joinpath("cache", "model", task, key).relative_to(tmp_path)
+
+
+def _counting(monkeypatch) -> dict[str, int]:
+    """Counts of the expensive look-ups of one run: the task's data files read (``load_task``, wherever a module
+    imported it) and the model configs xlt reads for an architecture (``AutoConfig.from_pretrained`` called from
+    xlt's own modules, not from inside transformers' model loading)."""
+    import sys
+
+    from transformers import AutoConfig
+
+    import xlt.data.registry
+
+    counts = {"load_task": 0, "architecture": 0}
+    real_load, real_config = xlt.data.registry.load_task, AutoConfig.from_pretrained
+
+    def load_task(*args, **kwargs):
+        counts["load_task"] += 1
+        return real_load(*args, **kwargs)
+
+    def from_pretrained(*args, **kwargs):
+        if sys._getframe(1).f_globals.get("__name__", "").startswith("xlt."):
+            counts["architecture"] += 1
+        return real_config(*args, **kwargs)
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("xlt.") and getattr(module, "load_task", None) is real_load:
+            monkeypatch.setattr(module, "load_task", load_task)
+    monkeypatch.setattr(AutoConfig, "from_pretrained", from_pretrained)
+    return counts
+
+
+TINY_TRAIN = ["train", "--model", "tiny-random/bert", "--task", "nusax", "--target-lang", "jv",
+              "--max-train-examples", "8", "--max-eval-examples", "8", "--stage1-max-train-examples", "8",
+              "--epochs", "1", "--stage1-epochs", "1", "--max-length", "16", "--batch-size", "4",
+              "--no-show-progress"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    # stage 2's target side and stage 1's English side are cut from one read of (target, en); before the Run:
+    # load_task 2 times, the architecture 13 times (stage1_method 8, resolve_defaults 3, stage 1's build,
+    # build_model)
+    (["--method", "flare"], {"load_task": 1, "architecture": 1}),
+    # a pivot's text is a second read, (target, id); the gold English of pivot_chrf is stage 1's read (before: 3)
+    (["--method", "flare", "--source-from", "pivot:id"], {"load_task": 2, "architecture": 1}),
+    # a decoder writes QA answers: the conversion of both sides asks the one architecture (before: 15 look-ups)
+    (["--model", "tiny-random/llama", "--task", "mlqa", "--target-lang", "de", "--method", "lora",
+      "--qa-max-length", "64", "--max-answer-length", "4"], {"load_task": 1, "architecture": 1}),
+])
+def test_one_run_reads_its_data_and_architecture_once(tmp_path, monkeypatch, argv, expected):
+    """``xlt train`` reads the task's files once per pair of languages it reads (target and English for both
+    stages, target and pivot for stage 2 with --source-from pivot:LANG) and the model's architecture once."""
+    from xlt.cli import main
+
+    counts = _counting(monkeypatch)
+    assert main([*TINY_TRAIN, *argv, "--stage1-dir", str(tmp_path / "stage1"), "--output-dir",
+                 str(tmp_path / "run")]) == 0
+    assert counts == expected

@@ -7,7 +7,7 @@ intent as generation, xlt.data.sets.massive), ``panx`` and ``uner`` (named entit
 xlt.data.sets.panx, xlt.data.sets.uner), ``uner-json`` (the same entities written as JSON by a generating
 model, xlt.data.sets.uner_json), ``nusax-mt`` and ``wmt23`` (translation, xlt.data.sets.nusax_mt, xlt.data.sets.wmt23), ``mlqa``, ``tydiqa`` and
 ``custom-qa`` (extractive question answering, xlt.data.sets.question_answering: span heads on encoders; decoders and mT5 read it
-as answer generation, xlt.data.qa_generation, converted in xlt.runs.stage1.load_data), ``custom-ner`` (the user's
+as answer generation, xlt.data.qa_generation, converted in xlt.runs.recipe.load_data), ``custom-ner`` (the user's
 entities: tagging on encoders, JSON like uner-json on the others, xlt.data.sets.custom_ner) and ``custom-mt`` (the
 user's sentence pairs, translated like nusax-mt, xlt.data.sets.custom_mt). Data sets are read from the data
 directory found by :func:`resolve_data_dir`. :data:`NOT_PARALLEL` names the tasks whose examples have no English
