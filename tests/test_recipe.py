@@ -102,3 +102,22 @@ def test_one_run_reads_its_data_and_architecture_once(tmp_path, monkeypatch, arg
     assert main([*TINY_TRAIN, *argv, "--stage1-dir", str(tmp_path / "stage1"), "--output-dir",
                  str(tmp_path / "run")]) == 0
     assert counts == expected
+
+
+@pytest.mark.parametrize("task, target", [("nusax", "jv"), ("panx", "de")])
+def test_both_stages_cut_their_data_from_one_read_without_changing_it(task, target):
+    """Stage 2's target side and stage 1's English side share the files' read (PAN-X's English splits are an object
+    inside it): each stage's limits cut a copy, never the read the other stage is cut from."""
+    from xlt.runs.recipe import Run, load_data
+
+    run = Run(RunConfig(task=task, target_lang=target, max_train_examples=3, stage1_max_train_examples=5,
+                        max_eval_examples=4, model="tiny-random/bert"))
+    read = run.task_files("en")
+    sizes = (len(read.train), len(read.test), *((len(read.english.train), len(read.english.test))
+                                               if getattr(read, "english", None) else ()))
+    assert (len(run.data.train), len(run.data.test), len(run.english.train), len(run.english.test)) == (3, 4, 5, 4)
+    assert run.english.target_lang == "en" and run.data.target_lang != "en"
+    assert run.task_files("en") is read and min(sizes) > 5  # one read, uncut
+    assert sizes == (len(read.train), len(read.test), *((len(read.english.train), len(read.english.test))
+                                                        if getattr(read, "english", None) else ()))
+    assert load_data(run) == run.data and load_data(run) is not run.data  # the same data, a new object each call
