@@ -16,7 +16,7 @@ from xlt.data.sets.custom_ner import read_custom_ner
 from xlt.data.examples import GenTaskData, TagTaskData, source_side
 from xlt.data.registry import load_task
 from xlt.errors import XltError
-from xlt.runs.stage1 import load_data
+from xlt.runs.recipe import load_data
 from xlt.data.prompts import get_template
 
 SENTENCES = [

@@ -140,8 +140,8 @@ def test_the_demo_takes_bf16_only_where_the_hardware_has_it(tmp_path, monkeypatc
 
     seen = []
 
-    def record(cfg, **kwargs):
-        seen.append(cfg.bf16)
+    def record(run, **kwargs):  # the demo hands each row's resolved Run (xlt.runs.recipe) to run_stage2
+        seen.append(run.cfg.bf16)
         raise _Recorded
 
     monkeypatch.setattr(xlt.runs.demo, "run_stage2", record)

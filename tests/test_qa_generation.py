@@ -16,7 +16,8 @@ from xlt.data.registry import load_task
 from xlt.errors import XltError
 from xlt.methods.adapters import AdapterSettings, attach, get_method
 from xlt.models.loading import load_tokenizer, resolve_model
-from xlt.runs.stage1 import architecture_of, load_data, stage1_dir
+from xlt.runs.recipe import architecture_of, load_data
+from xlt.runs.stage1 import stage1_dir
 from xlt.kinds.generation import IGNORE, GenBatcher
 from xlt.kinds.registry import Generation, kind_of, task_architecture
 from xlt.kinds.passages import shares, window

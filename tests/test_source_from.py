@@ -8,7 +8,7 @@ import pytest
 from xlt.cli import main
 from xlt.config import RunConfig
 from xlt.errors import XltError
-from xlt.runs.stage1 import load_data
+from xlt.runs.recipe import load_data
 from xlt.data.paths import resolve_data_dir
 
 

@@ -42,7 +42,7 @@ def test_gradients_are_clipped_to_max_grad_norm_before_each_step_and_not_when_of
 
 
 def test_max_grad_norm_defaults_to_1_reaches_the_training_settings_and_is_checked():
-    from xlt.runs.stage1 import train_settings
+    from xlt.runs.settings import train_settings
 
     cfg = RunConfig()
     assert cfg.max_grad_norm == 1.0 and train_settings(cfg, 4, 5e-5).max_grad_norm == 1.0

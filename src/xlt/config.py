@@ -24,7 +24,8 @@ from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError, clip, echo
 from xlt.flare.fusion_names import FUSIONS, check_fusion_name
 from xlt.languages import canonical_code
-from xlt.methods.table import METHODS, get_method
+from xlt.methods.table import (ALIGN_LORA_R, DEFAULT_LORA_R, METHODS, MIXUP_OPTIONS, get_method,
+                              methods_with)
 from xlt.scoring.generation import check_bleu_tokenizer
 from xlt.training.limits import MAX_OPTIMIZER_STEPS
 
@@ -131,7 +132,8 @@ class RunConfig:
                                            "however long the paragraphs)")
     num_beams: int = setting(1, "generation tasks: beam size of decoding (1: greedy; beams for methods without a "
                                 "source text)")
-    lora_r: int | None = setting(None, "LoRA rank", shown="64 (FLARE paper); 8 for align methods")
+    lora_r: int | None = setting(None, "LoRA rank",
+                                 shown=f"{DEFAULT_LORA_R} (FLARE paper); {ALIGN_LORA_R} for align methods")
     lora_alpha: int | None = setting(None, "LoRA alpha (> 0)", shown="2 * lora_r")
     lora_dropout: float = setting(0.1, "LoRA dropout, in [0, 1)")
     lora_targets: str | None = setting(None, "modules that get LoRA: attention query/value, or every linear layer",
@@ -173,8 +175,8 @@ class RunConfig:
     stage1_freeze_embeddings: bool = setting(True, "stage 1, full fine-tuning: freeze the word embeddings")
     stage1_method: str | None = setting(None, "stage 1: full fine-tuning, or LoRA merged into the weights",
                                         choices=("full", "lora"), shown="full for encoders, lora for decoders and mT5")
-    stage1_lora_r: int = setting(64, "stage 1 as LoRA (decoders): its rank (alpha 2 * rank), the same whatever "
-                                 "stage-2 method follows, so every method adapts one English model")
+    stage1_lora_r: int = setting(DEFAULT_LORA_R, "stage 1 as LoRA (decoders): its rank (alpha 2 * rank), the same "
+                                 "whatever stage-2 method follows, so every method adapts one English model")
     stage1_lora_dropout: float = setting(0.1, "stage 1 as LoRA: its dropout, in [0, 1)")
     stage1_max_train_examples: int | None = setting(None, "English training examples for stage 1", shown=ALL)
     stage1_dir: str | None = setting(None, "cache root for stage-1 models", shown="$XLT_CACHE_DIR/stage1")
@@ -187,21 +189,21 @@ class RunConfig:
         if self.stage1_epochs is None and self.task in TASKS:  # an unknown task: refused with the choices below
             self.stage1_epochs = TASKS[self.task].budget()[0]  # the rate also depends on the model: stage1.stage1_lr
         if self.lora_r is None:
-            self.lora_r = 8 if method.align else 64
+            self.lora_r = method.lora_r
         if self.lora_alpha is None:
             self.lora_alpha = 2 * self.lora_r
         if self.lora_targets is None:
-            self.lora_targets = "all-linear" if method.align else "attention"
+            self.lora_targets = method.lora_targets
         for f in fields(self):
             _check_choice(f, getattr(self, f.name))
-        if method.adapter == "flare" and self.lora_targets != "attention":
+        if method.attention_only and self.lora_targets != "attention":
             raise XltError("FLARE adapts the attention query/value projections only; drop --lora-targets all-linear")
         if not re.fullmatch(r"\d+:\d+", self.align_ratio or "") or self.align_ratio == "0:0":
             raise XltError(f"align_ratio must look like 1:1 (task steps:alignment steps), got {echo(self.align_ratio)}")
-        if method.adapter == "flare":
+        if method.fuses:
             self.fusion = check_fusion_name(self.fusion or "add_relu")
         elif self.fusion is not None:
-            raise XltError(f"--fusion is only for --method flare or flare-mt, not {self.method!r}")
+            raise XltError(f"--fusion is only for --method {' or '.join(methods_with('fusion'))}, not {self.method!r}")
         self._check_mixup()
         self._check_source_from()
         task = get_task(self.task)
@@ -226,18 +228,20 @@ class RunConfig:
     def _check_mt_model(self, method) -> None:
         if method.mt_encoder and not self.mt_model:
             raise XltError("flare-mt needs --mt-model MODEL: the MT model whose encoder reads the target text")
-        if self.mt_model and not method.mt_encoder:
-            raise XltError(f"--mt-model is for flare-mt, not {self.method!r}")
+        if self.mt_model and "mt_model" not in method.options:
+            raise XltError(f"--mt-model is for {' or '.join(methods_with('mt_model'))}, not {self.method!r}")
         if method.mt_encoder and self.decoder_classifier == "verbalizer":
             raise XltError("flare-mt feeds the MT states to a classification head's batches; drop --decoder-classifier "
                            "verbalizer")
 
     def _check_mixup(self) -> None:
         """X-Mixup's settings (its defaults filled in), and what it cannot run: only classification heads."""
-        if get_method(self.method).adapter != "x-mixup":
-            given = [name for name in ("mixup_layers", "mixup_lambda", "mixup_schedule") if getattr(self, name) is not None]
+        method = get_method(self.method)
+        if not method.mixes:
+            given = [name for name in MIXUP_OPTIONS if getattr(self, name) is not None]
             if given:
-                raise XltError(f"--{given[0].replace('_', '-')} is only for --method x-mixup, not {self.method!r}")
+                raise XltError(f"--{given[0].replace('_', '-')} is only for --method "
+                               f"{' or '.join(methods_with(given[0]))}, not {self.method!r}")
             return
         self.mixup_lambda = 0.5 if self.mixup_lambda is None else self.mixup_lambda
         self.mixup_schedule = self.mixup_schedule or "entropy"
@@ -247,7 +251,7 @@ class RunConfig:
             raise XltError(f"mixup_layers must be comma-separated layer numbers >= 1, got {echo(self.mixup_layers)}")
         if self.decoder_classifier != "head":
             raise XltError("x-mixup mixes the states a classification head pools; drop --decoder-classifier verbalizer")
-        if self.gradient_checkpointing:
+        if self.gradient_checkpointing and not method.checkpointing:
             raise XltError("x-mixup mixes inside the forward pass, which checkpointing would recompute without "
                            "the source; drop --gradient-checkpointing")
 
@@ -255,13 +259,13 @@ class RunConfig:
         method = get_method(self.method)
         if self.translator is not None:
             made = "lexicon" if self.translator == "lexicon" else f"mt:{self.translator}"
-            if method.name == "translate-test" and self.source_from in ("gold", made):
+            if method.translated_test and self.source_from in ("gold", made):
                 self.source_from = made  # translate-test reads the translator's English
-            elif method.name == "translate-test":
+            elif method.translated_test:
                 raise XltError(f"translate-test reads either --translator's English or --source-from "
                                f"{clip(self.source_from)}, not both")
-            elif method.name != "translate-train":
-                raise XltError(f"--translator is for translate-test and translate-train, not {self.method!r} "
+            elif "translator" not in method.options:
+                raise XltError(f"--translator is for {' and '.join(methods_with('translator'))}, not {self.method!r} "
                                "(FLARE and input-fusion read machine translation with --source-from mt:MODEL)")
         elif method.translated_train:
             raise XltError("translate-train needs --translator MODEL (or lexicon)")

@@ -304,7 +304,7 @@ def _merge_runs(run_dirs: list[str | Path], weights: list[float], out: Path, com
         if not is_run_dir(run):
             raise XltError(f"{run} is not a finished run with an adapter (config.yaml, metrics.json, adapter/)")
     first = RunConfig.from_yaml(Path(run_dirs[0]) / "config.yaml")
-    if get_method(first.method).adapter != "lora":
+    if not get_method(first.method).plain_lora:
         raise XltError(f"the first run uses method {first.method!r}; merge needs a plain LoRA run first")
     tensors, adapter_config, summary = _merge(run_dirs, weights, combination)
     config = first.replace(lora_r=summary["rank"], lora_alpha=summary["rank"], output_dir=str(out)).to_dict()

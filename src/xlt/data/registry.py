@@ -7,7 +7,7 @@ xlt.data.formats.user_file for ``custom``), what kind of data it is, its languag
 English version, whether its input and source are the same sentence (translation), the user's files it reads,
 stage 1's budget, and which families write it as text. ``RunConfig`` (the methods a task refuses, and why),
 the CLI (``--task`` choices and help), ``xlt.runs.preflight`` (the reader of a user's file) and
-``xlt.runs.stage1`` read the rows. A new data set is one module and one row (docs/new-dataset.md):
+``xlt.runs.recipe`` read the rows. A new data set is one module and one row (docs/new-dataset.md):
 ``register_task(TaskSpec(...))`` from user code, or one line in :data:`TASKS` here. Torch-free, so
 ``RunConfig`` checks a run against its task before anything loads.
 """

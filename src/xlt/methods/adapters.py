@@ -26,15 +26,17 @@ from safetensors.torch import load_file
 
 from xlt.errors import XltError
 from xlt.flare.config import FlareConfig
-from xlt.methods.table import METHODS, Method, get_method  # noqa: F401 (the table lives torch-free)
+from xlt.methods.table import DEFAULT_LORA_R, METHODS, Method, get_method  # noqa: F401 (the table lives torch-free)
 from xlt.models.architectures import Architecture
 from xlt.run_dir import ADAPTER_CONFIG, ADAPTER_INFO, ADAPTER_WEIGHTS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AdapterSettings:
-    r: int = 64
-    alpha: int = 128
+    """The adapter's settings, by keyword only (eleven fields: a positional call would bind them by position)."""
+
+    r: int = DEFAULT_LORA_R
+    alpha: int = 2 * DEFAULT_LORA_R
     dropout: float = 0.1
     fusion: str | None = None
     source_layer_offset: int = 1
@@ -60,9 +62,9 @@ def lora_targets(model: torch.nn.Module, arch: Architecture, all_linear: bool) -
 
 def lora_config(method: Method, arch: Architecture, settings: AdapterSettings,
                 model: torch.nn.Module | None = None) -> LoraConfig:
-    if method.adapter == "flare" and settings.all_linear:
+    if method.attention_only and settings.all_linear:
         raise XltError("FLARE adapts the attention query/value projections only; drop --lora-targets all-linear")
-    saved = (list(arch.head) if settings.train_head else []) + (["xmixup"] if method.adapter == "x-mixup" else [])
+    saved = (list(arch.head) if settings.train_head else []) + (["xmixup"] if method.mixes else [])
     common = dict(
         r=settings.r,
         lora_alpha=settings.alpha,
@@ -70,7 +72,7 @@ def lora_config(method: Method, arch: Architecture, settings: AdapterSettings,
         target_modules=lora_targets(model, arch, settings.all_linear) if settings.all_linear else list(arch.targets),
         modules_to_save=saved or None,  # x-mixup: its mixing module (xlt.methods.xmixup.XMIXUP) trains and is saved
     )
-    if method.adapter == "flare":
+    if method.fuses:
         return FlareConfig(
             fusion=settings.fusion, source_layer_offset=settings.source_layer_offset, causal_stacks=arch.causal_stacks,
             mt_encoder=settings.mt_encoder, mt_hidden_size=settings.mt_hidden_size, **common
@@ -103,7 +105,7 @@ class AdaptedModel:
     @property
     def flare(self):
         """The FLARE tuner (source cache, pass counts), or None for other methods."""
-        return self.model.base_model if self.method.adapter == "flare" else None
+        return self.model.base_model if self.method.fuses else None
 
 
 def attach(model: torch.nn.Module, method: Method, arch: Architecture, settings: AdapterSettings) -> AdaptedModel:
@@ -112,7 +114,7 @@ def attach(model: torch.nn.Module, method: Method, arch: Architecture, settings:
         for p in model.parameters():
             p.requires_grad_(False)
         return AdaptedModel(model, method, settings)
-    if method.adapter == "x-mixup":
+    if method.mixes:
         return attach_xmixup(model, method, arch, settings)
     return AdaptedModel(get_peft_model(model, lora_config(method, arch, settings, model)), method, settings)
 

@@ -50,7 +50,7 @@ What the paper does, what is done here, and why:
   target tokens <= t only). The entropy λ is one number per example, read from the whole target: fine for a
   classification head, which reads the last token (it has seen the whole text anyway), and one more reason
   generation is refused. mT5, generation, tagging and the verbalizer
-  classifier are refused (``xlt.config``, ``xlt.runs.stage1.resolve_defaults`` and :func:`add_mixup`).
+  classifier are refused (``xlt.config``, ``xlt.runs.recipe.resolve_defaults`` and :func:`add_mixup`).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from xlt.config import RunConfig
 from xlt.errors import XltError
 from xlt.io import write_json, write_text_atomic
 from xlt.runs.results import format_mean_std, format_table, gap_to_source, mean_std, summarize_runs
+from xlt.runs.recipe import Run
 from xlt.runs.stage2 import finished_run, run_stage2
 from xlt.training import loop
 
@@ -284,7 +285,8 @@ def run_demo(output_dir: str | Path, plan: DemoPlan, model: str = "e5-small", da
                         bf16=bf16, show_progress=show_progress, **dict(method.settings),
                     )
                     # resumes; a run of other settings in the demo's own folder is replaced
-                    metrics = {**(finished_run(cfg) or run_stage2(cfg, overwrite=True)), "output_dir": str(run_dir)}
+                    run = Run(cfg)  # resolved once: the reuse check and the run share its look-ups
+                    metrics = {**(finished_run(run) or run_stage2(run, overwrite=True)), "output_dir": str(run_dir)}
                 finished[method.name] = metrics
                 relabel = method.merge or method.epochs_factor != 1 or "source_from" in dict(method.settings)
                 rows.append({**metrics, "method": method.name} if relabel else metrics)

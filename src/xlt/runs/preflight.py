@@ -15,13 +15,12 @@ from xlt.data.registry import get_task
 from xlt.data.formats.user_file import check_files
 from xlt.errors import XltError, echo
 from xlt.io import file_sha256
-from xlt.methods.table import get_method
+from xlt.methods.table import DEFAULT_LORA_R, get_method
 from xlt.models.cache import cache_root
 from xlt.models.loading import check_model, check_model_folder, check_safetensors, read_json_object, resolve_model
 from xlt.run_dir import ADAPTER, ADAPTER_WEIGHTS
 
 ENGLISH = ("en", "english")
-DEFAULT_LORA_R = 64  # the default ranks (the FLARE paper's): accepted on any model, the tiny test ones too
 
 
 def check_output_dir(path: str | Path, what: str = "--output-dir") -> None:
@@ -76,8 +75,8 @@ def _check_model_sizes(cfg: RunConfig) -> None:
     """Layer numbers and LoRA ranks against the model's config (its config.json; no weight is read):
     otherwise ``--align-layers 99`` fails after stage 1 has trained and a huge rank fails allocating.
     Only read when a setting needs it; a Hub model whose config cannot be fetched is checked when it loads."""
-    ranks = {name: getattr(cfg, name) for name in ("lora_r", "stage1_lora_r")
-             if getattr(cfg, name) > DEFAULT_LORA_R}
+    ranks = {name: getattr(cfg, name) for name in ("lora_r", "stage1_lora_r")  # the default ranks (the FLARE
+             if getattr(cfg, name) > DEFAULT_LORA_R}  # paper's) are accepted on any model, the tiny test ones too
     if not (cfg.align_layers or cfg.mixup_layers or ranks):
         return
     sizes = model_sizes(cfg.model)

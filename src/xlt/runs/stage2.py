@@ -23,27 +23,29 @@ from xlt.languages import canonical_code
 from xlt.methods.adapters import AdaptedModel, AdapterSettings, attach, get_method, load_adapter, save_adapter
 from xlt.runs.results import gap_to_source
 from xlt.models.classifier import resolve_pooling
-from xlt.models.loading import load_tokenizer, resolve_model
+from xlt.models.loading import load_tokenizer
 from xlt.runs.preflight import data_file_record
 from xlt.run_dir import (ADAPTER, CONFIG, METRICS, check_replaceable, missing_files, model_card, output_dir_for,
                          output_lock, stored_differences, write_run)
-from xlt.runs.stage1 import STAGE1_INFO, architecture_of, as_written_for, check_precision, ensure_stage1, load_data, resolve_defaults, set_seed, train_settings
+from xlt.runs.recipe import Run, as_run, as_written_for, load_data, resolve_defaults
+from xlt.runs.settings import check_precision, set_seed, train_settings
+from xlt.runs.stage1 import STAGE1_INFO, ensure_stage1
 from xlt.kinds.registry import kind_of, task_architecture
 from xlt.training.limits import check_steps
 from xlt.training.loop import enable_checkpointing, task_steps, train
 from xlt.processes import processes as run_processes
 
 
-def stage2_data(cfg: RunConfig) -> tuple[AnyTaskData, dict]:
+def stage2_data(run: Run) -> tuple[AnyTaskData, dict]:
     """The data stage 2 trains and is tested on, and what metrics.json records about its text: the
     gold task data, with the source text machine-translated (``--source-from mt:M``/``lexicon``, and its
     chrF against the gold) or the training set translated into the target language (translate-train)."""
-    method = get_method(cfg.method)
+    cfg, method = run.cfg, run.method
     if method.translated_train and get_task(cfg.task).kind == "extractive-qa":
-        return _translated_qa(cfg)
-    data = load_data(cfg)
+        return _translated_qa(run)
+    data = run.data
     if cfg.source_from.startswith("pivot:"):  # how far the pivot's text is from the gold English
-        return data, {"source_chrf": pivot_chrf(cfg, data)}
+        return data, {"source_chrf": pivot_chrf(run, data)}
     if cfg.source_translator is None and not method.translated_train:
         return data, {}
     from xlt.mt.translated_data import translated_source, translated_training_set
@@ -71,24 +73,26 @@ def _translator(cfg: RunConfig, model: str):
         cache.close()
 
 
-def _translated_qa(cfg: RunConfig) -> tuple[AnyTaskData, dict]:
+def _translated_qa(run: Run) -> tuple[AnyTaskData, dict]:
     """QA translate-train: the English training questions translated with their answers projected (as read,
     then converted for decoders and mT5), and how many survived."""
     from xlt.mt.translated_data import translated_qa_training_set
 
+    cfg = run.cfg
     with _translator(cfg, cfg.translator) as (translator, cache):
-        data, projection = translated_qa_training_set(load_data(cfg, as_read=True), translator, cache,
+        data, projection = translated_qa_training_set(load_data(run, as_read=True), translator, cache,
                                                       cfg.max_train_examples)
-    return as_written_for(cfg, data), {"translator": cfg.translator, "answer_projection": projection}
+    return as_written_for(run, data), {"translator": cfg.translator, "answer_projection": projection}
 
 
-def pivot_chrf(cfg: RunConfig, data: AnyTaskData) -> dict:
-    """chrF of the pivot text of the test rows against their gold source-language text."""
+def pivot_chrf(run: Run, data: AnyTaskData) -> dict:
+    """chrF of the pivot text of the test rows against their gold source-language text (the read stage 1's
+    English side comes from)."""
     from xlt.mt.chrf import corpus_chrf
 
     if not isinstance(data, TaskData):
         return {}
-    gold = {ex.id: ex.source for ex in load_data(cfg.replace(source_from="gold")).test}
+    gold = {ex.id: ex.source for ex in load_data(run.with_config(run.cfg.replace(source_from="gold"))).test}
     pairs = [(" ".join(ex.source), " ".join(gold[ex.id])) for ex in data.test if gold.get(ex.id) is not None]
     if not pairs:
         return {}
@@ -105,7 +109,9 @@ def mt_encoder_input(cfg: RunConfig):
     return load_mt_encoder_input(cfg.mt_model, cfg.target_lang, cfg.source_lang, cfg.max_length)
 
 
-def build_model(cfg: RunConfig, stage1: Path, data: AnyTaskData, mt_input=None) -> tuple[AdaptedModel, object]:
+def build_model(run: Run, stage1: Path, data: AnyTaskData, mt_input=None) -> tuple[AdaptedModel, object]:
+    """The English model of ``stage1`` with the run's adapter attached (its saved labels and pooling checked)."""
+    cfg = run.cfg
     info = json.loads((stage1 / STAGE1_INFO).read_text())
     if isinstance(data, (TaskData, TagTaskData)) and tuple(info["labels"] or ()) != tuple(data.labels):
         raise XltError(f"label set {list(data.labels)} differs from the English model's {info['labels']}")
@@ -113,19 +119,20 @@ def build_model(cfg: RunConfig, stage1: Path, data: AnyTaskData, mt_input=None) 
         raise XltError(f"the English model at {stage1} pools {info.get('pooling')!r}, the run asks for "
                        f"{cfg.pooling!r} (a stage-1 model from an older xlt has no pooling: delete it to rebuild)")
     tokenizer = load_tokenizer(str(stage1))
-    arch = architecture_of(str(stage1))
+    arch = run.architecture  # the base model's: the English model is the same architecture
     kind = kind_of(data, cfg)
     model = kind.load_model(str(stage1), tokenizer, data, arch)
-    check_precision(cfg, arch, model.config.model_type)
-    method = get_method(cfg.method)
+    check_precision(cfg, model.config.model_type)
+    method = run.method
     mt_width = None
     if method.mt_encoder:
         from xlt.flare.mt_encoder import load_mt_encoder, mt_hidden_size
 
         mt_input = mt_input or mt_encoder_input(cfg)
         mt_width = mt_hidden_size(cfg.mt_model)
-    adapter = AdapterSettings(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.fusion, cfg.source_layer_offset,
-                              cfg.train_head, all_linear=cfg.lora_targets == "all-linear", pooling=cfg.pooling,
+    adapter = AdapterSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, fusion=cfg.fusion,
+                              source_layer_offset=cfg.source_layer_offset, train_head=cfg.train_head,
+                              all_linear=cfg.lora_targets == "all-linear", pooling=cfg.pooling,
                               mt_encoder=cfg.mt_model, mt_hidden_size=mt_width, mixup=mixup_settings(cfg))
     adapted = attach(model, method, task_architecture(kind, arch), adapter)
     if method.mt_encoder:
@@ -138,7 +145,7 @@ def build_model(cfg: RunConfig, stage1: Path, data: AnyTaskData, mt_input=None) 
 
 def mixup_settings(cfg: RunConfig):
     """X-Mixup's settings of the run (None for other methods)."""
-    if get_method(cfg.method).adapter != "x-mixup":
+    if not get_method(cfg.method).mixes:
         return None
     from xlt.methods.xmixup import MixupSettings
 
@@ -146,8 +153,8 @@ def mixup_settings(cfg: RunConfig):
     return MixupSettings(layers, cfg.mixup_lambda, cfg.mixup_schedule)
 
 
-def evaluate_adapted(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTaskData) -> dict:
-    method = adapted.method
+def evaluate_adapted(run: Run, adapted: AdaptedModel, tokenizer, data: AnyTaskData) -> dict:
+    cfg, method = run.cfg, adapted.method
     kind = kind_of(data, cfg)
     result = {"metrics": kind.evaluate(cfg, adapted.model, tokenizer, data, method.view, adapted.source,
                                        f"test ({cfg.target_lang})")}
@@ -207,15 +214,17 @@ def alignment_retrieval(cfg: RunConfig, adapted: AdaptedModel, tokenizer, layers
     return result
 
 
-def run_stage2(cfg: RunConfig, overwrite: bool = False) -> dict:
+def run_stage2(run: Run | RunConfig, overwrite: bool = False) -> dict:
     """Train (if the method trains) and evaluate one method; writes the run directory (a new folder under
-    runs/ without ``output_dir``; a finished run there is replaced only with ``overwrite``)."""
-    cfg = cfg.with_absolute_paths()  # config.yaml names the data the same from any working directory
+    runs/ without ``output_dir``; a finished run there is replaced only with ``overwrite``). One Run
+    (:mod:`xlt.runs.recipe`) resolves the model and reads the data once for stage 1, stage 2 and the evaluation."""
+    run = as_run(run)
+    cfg = run.cfg.with_absolute_paths()  # config.yaml names the data the same from any working directory
     cfg = cfg.replace(output_dir=str(output_dir_for(cfg)))
     out = Path(cfg.output_dir)
     check_replaceable(out, overwrite=overwrite)  # before any work: the finished run replaces the whole folder
     with _claimed(out):
-        return _run_stage2(cfg, out)
+        return _run_stage2(run.with_config(cfg), out)
 
 
 @contextlib.contextmanager
@@ -239,24 +248,26 @@ def _claimed(out: Path):
         yield
 
 
-def _run_stage2(cfg: RunConfig, out: Path) -> dict:
-    method = get_method(cfg.method)
-    record = data_file_record(cfg)  # the content of the user's files, hashed before they are read
+def _run_stage2(run: Run, out: Path) -> dict:
+    """Stage 2 as a recipe: data, English model, adapter, training, evaluation, the run directory."""
+    method = run.method
+    record = data_file_record(run.cfg)  # the content of the user's files, hashed before they are read
     files = {"data_files": record} if record else {}
-    data, text_info = stage2_data(cfg)  # the target-language task data (each example with its English side)
+    data, text_info = stage2_data(run)  # the target-language task data (each example with its English side)
     text_info = {**files, "test_data_digest": digest_of_test_set(data), **text_info}
     if method.task_loss:  # a plan too long to build is refused before stage 1 trains
-        check_steps(len(data.train), cfg.batch_size, cfg.epochs, "stage 2", "--epochs")
-    cfg = resolve_defaults(cfg, data)
+        check_steps(len(data.train), run.cfg.batch_size, run.cfg.epochs, "stage 2", "--epochs")
+    run = resolve_defaults(run, data)
+    cfg = run.cfg
     mt_input = mt_encoder_input(cfg)  # flare-mt: the MT model's tags for the target language, checked now
-    stage1 = ensure_stage1(cfg)  # the English task model, trained once and cached
+    stage1 = ensure_stage1(run)  # the English task model, trained once and cached
     set_seed(cfg.seed)
-    adapted, tokenizer = build_model(cfg, stage1, data, mt_input)
+    adapted, tokenizer = build_model(run, stage1, data, mt_input)
     aligner = make_aligner(cfg, tokenizer, adapted.model) if method.align else None
     # state: the model's tensors as the accelerator gathered them (every process), which the adapter is saved from
     trained, state = train_adapter(cfg, adapted, tokenizer, data, aligner) if method.trains else (
         {"train_seconds": 0.0}, None)
-    result = evaluate_adapted(cfg, adapted, tokenizer, data)
+    result = evaluate_adapted(run, adapted, tokenizer, data)
     if aligner is not None:
         result["alignment_retrieval"] = alignment_retrieval(cfg, adapted, tokenizer, aligner.layers)
     processes = run_processes()  # under accelerate launch every process trained its shard; one writes
@@ -338,10 +349,12 @@ def _write_run_dir(cfg: RunConfig, out: Path, metrics: dict, adapted: AdaptedMod
         write_run(out, config, metrics, write_adapter)
 
 
-def finished_run(cfg: RunConfig) -> dict | None:
+def finished_run(run: Run | RunConfig) -> dict | None:
     """The metrics of a complete run of exactly this config in ``cfg.output_dir``, if there is one:
     config.yaml equal to ``cfg`` (its paths made absolute), metrics.json with metrics, and the adapter files
     if the method trains."""
+    run = as_run(run)
+    cfg = run.cfg
     if cfg.output_dir is None:  # a new folder: nothing to reuse
         return None
     cfg = cfg.with_absolute_paths()
@@ -359,7 +372,7 @@ def finished_run(cfg: RunConfig) -> dict | None:
     if not (isinstance(metrics, dict) and isinstance(metrics.get("metrics"), dict)):
         return None
     if saved.pooling is not None and cfg.pooling is None:  # the run recorded the family default it resolved
-        cfg = cfg.replace(pooling=resolve_pooling(None, architecture_of(resolve_model(cfg.model)).family))
+        cfg = cfg.replace(pooling=resolve_pooling(None, run.architecture.family))
     return metrics if saved.with_absolute_paths().replace(show_progress=cfg.show_progress) == cfg else None
 
 
@@ -387,12 +400,13 @@ def reevaluate_run(run_dir: str | Path) -> dict:
     stage1 = Path(saved.get("stage1_dir", ""))
     if "stage1_dir" not in saved or not (stage1 / STAGE1_INFO).is_file():
         raise XltError(f"the run's English model {saved.get('stage1_dir')} is missing")
-    data, _ = stage2_data(cfg)
+    run = Run(cfg, architecture_from=str(stage1))  # the English model's folder: the base model may be elsewhere
+    data, _ = stage2_data(run)
     _check_test_data(run_dir, saved, data)
-    adapted, tokenizer = build_model(cfg, stage1, data)
+    adapted, tokenizer = build_model(run, stage1, data)
     if adapted.method.trains:
         load_adapter(adapted, run_dir / ADAPTER)
-    return evaluate_adapted(cfg, adapted, tokenizer, data)
+    return evaluate_adapted(run, adapted, tokenizer, data)
 
 
 def _check_test_data(run_dir: Path, saved: dict, data: AnyTaskData) -> None:

@@ -7,7 +7,7 @@ xlt.data.formats.iob, an ``I-`` that continues no entity is read, not refused (i
 The label set is ``O`` and the ``B-``/``I-`` tags of each entity type of the train file (both sides), so a
 type seen only in one-word entities still tags longer ones; a test tag of another type is an error.
 Encoders tag words (xlt.kinds.tagging); decoders and mT5 write the entities as JSON, as for ``uner-json``
-(xlt.data.sets.uner_json.as_generation, converted in xlt.runs.stage1.load_data). Stage 1, the English task model,
+(xlt.data.sets.uner_json.as_generation, converted in xlt.runs.recipe.load_data). Stage 1, the English task model,
 trains on the source side of the train file and is tested on that of the test file, so ``xlt train``
 needs it on every line (:func:`read_custom_ner` with ``english=True``, from xlt.runs.preflight). Every train
 sentence is trained on; ``valid`` is empty. Errors name the file, the line (from 1) and the column.
