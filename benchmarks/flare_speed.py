@@ -23,7 +23,8 @@ from functools import partial
 import torch
 
 from xlt.data.examples import GenExample
-from xlt.methods.adapters import AdapterSettings, attach, get_method
+from xlt.methods.adapters import AdapterSettings, attach
+from xlt.methods.table import get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.classifier import PooledClassifier, resolve_pooling
 from xlt.models.loading import load_tokenizer, resolve_model

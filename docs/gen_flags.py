@@ -52,9 +52,9 @@ def flag_cell(f: Field, kind: type) -> str:
 
 
 def row(f: Field, kind: type) -> str:
-    from xlt.config import shown_default
+    from xlt.config import field_choices, shown_default
 
-    choices = f.metadata.get("choices")
+    choices = field_choices(f)
     choice_cell = ", ".join(code(str(choice)) for choice in choices) if choices else ""
     return (f"| {flag_cell(f, kind)} | {escaped(shown_default(f))} | {choice_cell} "
             f"| {escaped(f.metadata.get('help', ''))} |")

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoConfig
 
-from xlt.methods.adapters import AdaptedModel, AdapterSettings, attach, get_method
+from xlt.methods.adapters import AdaptedModel, AdapterSettings, attach
+from xlt.methods.table import get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.classifier import resolve_pooling
 from xlt.models.loading import load_tokenizer, resolve_model

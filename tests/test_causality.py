@@ -22,7 +22,8 @@ from xlt.flare.config import FlareConfig
 from xlt.flare.fusion import FUSIONS, CrossAttentionFusion
 from xlt.flare.source_pass import SourceWiring
 from xlt.flare.tuner import FlareTuner
-from xlt.methods.adapters import AdaptedModel, get_method, load_adapter, save_adapter
+from xlt.methods.adapters import AdaptedModel, load_adapter, save_adapter
+from xlt.methods.table import get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import resolve_model
 from xlt.training.batches import make_batch

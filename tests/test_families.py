@@ -5,7 +5,8 @@ import torch
 
 from helpers import tiny
 from xlt.flare.fusion import FUSIONS
-from xlt.methods.adapters import METHODS, load_adapter, save_adapter
+from xlt.methods.adapters import load_adapter, save_adapter
+from xlt.methods.table import METHODS
 from xlt.training.batches import make_batch
 from xlt.training.loop import enable_checkpointing
 

@@ -8,7 +8,8 @@ import torch
 from helpers import LABELS, source_of, tiny, without_source
 from xlt.flare.layer import FlareLinear, SourceStates
 from xlt.flare.tuner import FlareTuner
-from xlt.methods.adapters import AdapterSettings, attach, get_method, load_adapter, save_adapter
+from xlt.methods.adapters import AdapterSettings, attach, load_adapter, save_adapter
+from xlt.methods.table import get_method
 from xlt.errors import XltError
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_classifier, resolve_model

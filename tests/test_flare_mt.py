@@ -11,7 +11,8 @@ from xlt.cli import main
 from xlt.data.examples import Example
 from xlt.errors import XltError
 from xlt.flare.mt_encoder import load_mt_encoder, load_mt_encoder_input, mt_hidden_size
-from xlt.methods.adapters import AdapterSettings, attach, get_method
+from xlt.methods.adapters import AdapterSettings, attach
+from xlt.methods.table import get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
 from xlt.languages.flores import flores_code

@@ -16,7 +16,8 @@ from xlt.cli import main
 from xlt.data.examples import Example
 from xlt.errors import XltError
 from xlt.flare.config import FlareConfig
-from xlt.methods.adapters import AdapterSettings, attach, get_method, load_adapter, save_adapter
+from xlt.methods.adapters import AdapterSettings, attach, load_adapter, save_adapter
+from xlt.methods.table import get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
 from xlt.training.batches import make_batch

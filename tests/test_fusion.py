@@ -134,7 +134,8 @@ def test_causal_stacks_match_whole_path_components():
 
 def attach_flare_with_fusion(fusion: str):
     """A FLARE adapter on a tiny BERT, configured the way a run configures it."""
-    from xlt.methods.adapters import AdapterSettings, attach, get_method
+    from xlt.methods.adapters import AdapterSettings, attach
+    from xlt.methods.table import get_method
     from xlt.models.architectures import architecture_for
     from xlt.models.loading import load_classifier, resolve_model
 

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from xlt.cli import merge as merge_cli
 from xlt.alignment.merge import merge_adapters, merge_runs, scaling
 from xlt.errors import XltError
-from xlt.methods.adapters import AdapterSettings, attach, get_method, load_adapter, save_adapter
+from xlt.methods.adapters import AdapterSettings, attach, load_adapter, save_adapter
+from xlt.methods.table import get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
 

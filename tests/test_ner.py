@@ -14,7 +14,8 @@ from xlt.data.examples import TagExample, TagTaskData, source_side
 from xlt.data.formats.iob import NER_TAGS, read_sentences
 from xlt.data.registry import load_task
 from xlt.errors import XltError
-from xlt.methods.adapters import AdapterSettings, attach, get_method
+from xlt.methods.adapters import AdapterSettings, attach
+from xlt.methods.table import get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
 from xlt.models.token_classifier import load_token_classifier

@@ -16,7 +16,8 @@ from xlt.data.examples import QAExample, QATaskData, source_side
 from xlt.data.sets.question_answering import in_test, read_custom_qa
 from xlt.data.registry import load_task
 from xlt.errors import XltError
-from xlt.methods.adapters import AdapterSettings, attach, get_method
+from xlt.methods.adapters import AdapterSettings, attach
+from xlt.methods.table import get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
 from xlt.kinds.registry import QA, kind_of, task_architecture

@@ -14,7 +14,8 @@ from xlt.data.examples import GenQAExample, GenTaskData, QAExample, QATaskData, 
 from xlt.data.qa_generation import as_generation
 from xlt.data.registry import load_task
 from xlt.errors import XltError
-from xlt.methods.adapters import AdapterSettings, attach, get_method
+from xlt.methods.adapters import AdapterSettings, attach
+from xlt.methods.table import get_method
 from xlt.models.loading import load_tokenizer, resolve_model
 from xlt.runs.recipe import architecture_of, load_data
 from xlt.runs.stage1 import stage1_dir

@@ -13,7 +13,8 @@ from helpers import tiny_classifier
 from xlt.cli import main
 from xlt.config import RunConfig
 from xlt.errors import XltError
-from xlt.methods.adapters import ADAPTER_INFO, ADAPTER_WEIGHTS, AdapterSettings, attach, get_method
+from xlt.methods.adapters import ADAPTER_INFO, ADAPTER_WEIGHTS, AdapterSettings, attach
+from xlt.methods.table import get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
 from xlt.runs.stage2 import reevaluate_run, run_stage2

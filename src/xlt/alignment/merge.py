@@ -298,7 +298,7 @@ def merge_runs(run_dirs: list[str | Path], weights: list[float], output_dir: str
 
 def _merge_runs(run_dirs: list[str | Path], weights: list[float], out: Path, combination: str) -> dict:
     from xlt.config import RunConfig
-    from xlt.methods.adapters import get_method
+    from xlt.methods.table import get_method
 
     for run in run_dirs:
         if not is_run_dir(run):

@@ -57,7 +57,7 @@ class Refusal:
 
 
 # what a task's facts refuse, in the order RunConfig reports them
-MIXES_CLASSIFIER_STATES = Refusal(lambda m: m.adapter == "x-mixup",
+MIXES_CLASSIFIER_STATES = Refusal(lambda m: m.mixes,
                                   "x-mixup is for sentence classification tasks ({classification}), not {task!r}")
 NEEDS_ENGLISH_SIDE = Refusal(lambda m: m.reads_source,
                              "method {method} needs the English version of each example, and task {task} is not "

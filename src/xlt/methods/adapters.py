@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 
 from xlt.errors import XltError
 from xlt.flare.config import FlareConfig
-from xlt.methods.table import DEFAULT_LORA_R, METHODS, Method, get_method  # noqa: F401 (the table lives torch-free)
+from xlt.methods.table import DEFAULT_LORA_R, Method
 from xlt.models.architectures import Architecture
 from xlt.run_dir import ADAPTER_CONFIG, ADAPTER_INFO, ADAPTER_WEIGHTS
 

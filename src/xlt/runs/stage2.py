@@ -20,7 +20,8 @@ from xlt.data.registry import get_task
 from xlt.errors import XltError
 from xlt.io import failed_writes_named
 from xlt.languages import canonical_code
-from xlt.methods.adapters import AdaptedModel, AdapterSettings, attach, get_method, load_adapter, save_adapter
+from xlt.methods.adapters import AdaptedModel, AdapterSettings, attach, load_adapter, save_adapter
+from xlt.methods.table import get_method
 from xlt.runs.results import gap_to_source
 from xlt.models.classifier import resolve_pooling
 from xlt.models.loading import load_tokenizer
