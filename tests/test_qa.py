@@ -449,9 +449,9 @@ def test_qa_translate_train_projects_answers_and_counts_what_it_drops(tmp_path):
 
 @pytest.mark.parametrize("model", ["tiny-random/bert", "tiny-random/llama"])  # span head; answer generation
 def test_qa_translate_train_runs_from_the_cli_and_records_the_projection(tmp_path, capsys, monkeypatch, model):
-    import xlt.mt.translator
+    import xlt.mt.factory
 
-    monkeypatch.setattr(xlt.mt.translator, "load_translator", lambda *a, **k: MarkerKeepingTranslator())
+    monkeypatch.setattr(xlt.mt.factory, "load_translator", lambda *a, **k: MarkerKeepingTranslator())
     args = _train(tmp_path, tmp_path / "s1", "mlqa", "de", "translate-train", model,
                   "--translator", "upper-case", "--translation-cache", str(tmp_path / "mt.sqlite"))
     if model != "tiny-random/bert":  # decoders read one window: --doc-stride is refused

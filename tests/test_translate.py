@@ -188,7 +188,7 @@ def test_cache_is_hit_on_a_second_run_and_survives_a_new_process(m2m, tmp_path):
     script = (
         "import json, sys\n"
         "from xlt.mt.cache import TranslationCache, translate_cached\n"
-        "from xlt.mt.translator import Seq2SeqTranslator\n"
+        "from xlt.mt.seq2seq import Seq2SeqTranslator\n"
         "t = Seq2SeqTranslator('tiny-random/m2m100', batch_size=2, max_new_tokens=6)\n"
         "t.translate = lambda *a: sys.exit('the model was called')\n"
         f"r = translate_cached(t, json.loads(sys.argv[1]), 'ace', 'en', TranslationCache({str(path)!r}))\n"
@@ -323,12 +323,12 @@ def test_cli_translates_with_the_lexicon(input_file, tmp_path, capsys):
 
 @pytest.fixture
 def no_model_loads(monkeypatch):
-    import xlt.mt.translator
+    import xlt.mt.factory
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(xlt.mt.translator, "load_translator", refuse)
+    monkeypatch.setattr(xlt.mt.factory, "load_translator", refuse)
 
 
 @pytest.mark.parametrize("change, message", [
