@@ -23,13 +23,13 @@ from functools import partial
 import torch
 
 from xlt.data.examples import GenExample
+from xlt.kinds.generation import GenBatcher, decode_answers
 from xlt.methods.adapters import AdapterSettings, attach
 from xlt.methods.table import get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.classifier import PooledClassifier, resolve_pooling
 from xlt.models.loading import load_tokenizer, resolve_model
 from xlt.runs.stage1 import architecture_of
-from xlt.kinds.generation import GenBatcher, decode_answers
 
 LABELS = ("negative", "neutral", "positive")
 TARGETS = {  # ratio: (comparison, bound)

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoConfig
 
+from xlt.kinds.registry import Classification
 from xlt.methods.adapters import AdaptedModel, AdapterSettings, attach
 from xlt.methods.table import get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.classifier import resolve_pooling
 from xlt.models.loading import load_tokenizer, resolve_model
-from xlt.kinds.registry import Classification
 
 LABELS = ("negative", "neutral", "positive")
 

@@ -36,12 +36,13 @@ def nothing_heavy_runs(monkeypatch):
     """Reaching a run, an evaluation, a retrieval or a merge means a check was missing."""
     import xlt.alignment.merge as merge
     import xlt.alignment.retrieval as retrieval
+    import xlt.runs.evaluate as evaluate
     import xlt.runs.stage2 as run
 
     def fail(*args, **kwargs):
         raise AssertionError("bad input reached the heavy code path")
 
-    for module, name in ((run, "run_stage2"), (run, "evaluate_run"), (retrieval, "run_retrieval"),
+    for module, name in ((run, "run_stage2"), (evaluate, "evaluate_run"), (retrieval, "run_retrieval"),
                          (merge, "merge_runs"), (merge, "merge_adapters")):
         monkeypatch.setattr(module, name, fail)
 
@@ -598,8 +599,8 @@ def test_a_plan_past_the_step_bound_is_refused_before_it_is_built():
 ])
 def test_steps_are_checked_once_the_data_is_read(tmp_path, capsys, monkeypatch, argv, message):
     """The steps depend on the data: checked once it is read, before a model loads or stage 1 trains."""
-    import xlt.runs.stage2 as run
     import xlt.runs.stage1
+    import xlt.runs.stage2 as run
 
     monkeypatch.setattr(run, "run_stage2", REAL_RUN_STAGE2)
     monkeypatch.setattr(xlt.runs.stage1, "build_once", lambda *args, **kwargs: pytest.fail("stage 1 was built"))

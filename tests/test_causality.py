@@ -14,20 +14,20 @@ import json
 
 import pytest
 import torch
+from helpers import source_of, tiny
 from peft import get_peft_model
 
-from helpers import source_of, tiny
 from xlt.data.examples import Example, GenExample
 from xlt.flare.config import FlareConfig
 from xlt.flare.fusion import FUSIONS, CrossAttentionFusion
 from xlt.flare.source_pass import SourceWiring
 from xlt.flare.tuner import FlareTuner
+from xlt.kinds.generation import GenBatcher
 from xlt.methods.adapters import AdaptedModel, load_adapter, save_adapter
 from xlt.methods.table import get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import resolve_model
 from xlt.training.batches import make_batch
-from xlt.kinds.generation import GenBatcher
 
 ENCODERS = ("bert", "xlm-roberta")
 DECODERS = ("llama", "qwen2", "gemma2", "gemma3_text")

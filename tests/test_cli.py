@@ -182,11 +182,11 @@ def test_train_flags_come_from_run_config():
 
 def test_name_tables_match_the_torch_modules():
     from xlt import run_dir
+    from xlt.alignment import merge, merge_names
+    from xlt.flare import fusion, fusion_names
     from xlt.methods import adapters as methods
     from xlt.methods import table as method_table
     from xlt.runs import preflight
-    from xlt.alignment import merge, merge_names
-    from xlt.flare import fusion, fusion_names
 
     assert tuple(fusion.POSITIONWISE) == fusion_names.POSITIONWISE_FUSIONS
     assert fusion.FUSIONS is fusion_names.FUSIONS and merge.COMBINATIONS is merge_names.COMBINATIONS

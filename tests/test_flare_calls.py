@@ -7,8 +7,8 @@ import threading
 
 import pytest
 import torch
-
 from helpers import tiny
+
 from xlt.data.examples import Example
 from xlt.flare.fusion import build_fusion
 from xlt.flare.source_cache import SourceStateCache

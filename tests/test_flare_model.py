@@ -4,13 +4,13 @@ import re
 
 import pytest
 import torch
-
 from helpers import LABELS, source_of, tiny, without_source
+
+from xlt.errors import XltError
 from xlt.flare.layer import FlareLinear, SourceStates
 from xlt.flare.tuner import FlareTuner
 from xlt.methods.adapters import AdapterSettings, attach, load_adapter, save_adapter
 from xlt.methods.table import get_method
-from xlt.errors import XltError
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_classifier, resolve_model
 from xlt.training.batches import make_batch

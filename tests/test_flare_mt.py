@@ -4,18 +4,18 @@ import json
 
 import pytest
 import torch
+from helpers import tiny_classifier
 from peft import PeftModel
 
-from helpers import tiny_classifier
 from xlt.cli import main
 from xlt.data.examples import Example
 from xlt.errors import XltError
 from xlt.flare.mt_encoder import load_mt_encoder, load_mt_encoder_input, mt_hidden_size
+from xlt.languages.flores import flores_code
 from xlt.methods.adapters import AdapterSettings, attach
 from xlt.methods.table import get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
-from xlt.languages.flores import flores_code
 from xlt.training.batches import make_batch
 
 MT = "tiny-random/m2m100"
@@ -136,7 +136,7 @@ def test_the_mt_encoder_runs_once_per_example_across_epochs(tmp_path):
     assert cached["metrics"] == uncached["metrics"]  # the cache changes the cost, not the result
     saved = json.loads((tmp_path / "cached" / "adapter" / "adapter_config.json").read_text())
     assert (saved["peft_type"], saved["mt_encoder"], saved["mt_hidden_size"]) == ("FLARE", MT, 32)
-    from xlt.runs.stage2 import evaluate_run
+    from xlt.runs.evaluate import evaluate_run
 
     again = evaluate_run(tmp_path / "cached")  # rebuilt from the run directory: the MT encoder from its name
     assert again["matches_stored"] is True and again["metrics"] == cached["metrics"]

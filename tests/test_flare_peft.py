@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import LABELS, tiny, tiny_classifier
 from peft import LoraConfig, PeftModel
 
-from helpers import LABELS, tiny, tiny_classifier
 from xlt.cli import main
 from xlt.data.examples import Example
 from xlt.errors import XltError
@@ -100,7 +100,8 @@ def test_flare_registers_whichever_of_its_modules_imports_peft(first, tmp_path):
 
 
 def test_xlt_flare_exports_its_classes_and_loads_them_only_when_asked(tmp_path):
-    from xlt.flare import FlareConfig as exported_config, FlareLinear, FlareTuner
+    from xlt.flare import FlareConfig as exported_config
+    from xlt.flare import FlareLinear, FlareTuner
     from xlt.flare.layer import FlareLinear as layer_class
     from xlt.flare.tuner import FlareTuner as tuner_class
 

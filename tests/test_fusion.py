@@ -3,15 +3,9 @@ import torch
 
 from xlt.errors import XltError
 from xlt.flare.config import FlareConfig
+from xlt.flare.fusion import (FUSIONS, CrossAttentionFusion, PositionwiseFusion, align_to_target, build_fusion,
+                              relative_positions)
 from xlt.flare.fusion_names import check_fusion_name
-from xlt.flare.fusion import (
-    FUSIONS,
-    CrossAttentionFusion,
-    PositionwiseFusion,
-    align_to_target,
-    relative_positions,
-    build_fusion,
-)
 
 T = torch.tensor([[[1.0, -2.0], [3.0, 0.5]]])
 S = torch.tensor([[[2.0, 1.0], [-4.0, 2.0]]])

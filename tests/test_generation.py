@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-
 from helpers import source_of, tiny
+
 from xlt.cli import main
 from xlt.data.examples import GenExample
-from xlt.flare.layer import SourceStates
 from xlt.errors import XltError
+from xlt.flare.layer import SourceStates
 from xlt.kinds.generation import IGNORE, GenBatcher, decode_answers
 
 GENERATORS = ("llama", "qwen2", "gemma2", "gemma3_text", "mt5")
@@ -222,8 +222,8 @@ def test_fp16_is_refused_for_mt5_and_generation_needs_a_generator(tmp_path, caps
 @pytest.mark.parametrize("family", ("llama", "mt5"))
 def test_a_long_prompt_is_cut_before_its_cue_never_at_its_end(family):
     """uner-json: most German PUD prompts were longer than 64 tokens and lost ``Entities:`` to a cut at the end."""
-    from xlt.kinds.generation import fit_before_cue
     from xlt.data.prompts import get_template
+    from xlt.kinds.generation import fit_before_cue
 
     _, tok, _ = _generator(family)
     template = get_template("json_ner")
@@ -248,8 +248,8 @@ def test_max_length_counts_the_text_and_the_instruction_comes_on_top():
     """--max-length 64 holds a 64-token sentence whole in a generation prompt (its ~40-token instruction used to
     share the 64 tokens); input fusion gets twice the text budget, as for classification."""
     from xlt.data.examples import GenExample
-    from xlt.kinds.generation import GenBatcher
     from xlt.data.prompts import get_template
+    from xlt.kinds.generation import GenBatcher
 
     _, tok, _ = _generator("llama")
     instruction = len(tok(get_template("json_ner").prompt(""))["input_ids"])

@@ -6,11 +6,11 @@ import pytest
 
 from xlt.cli import main
 from xlt.data.examples import GenTaskData, source_side
-from xlt.data.sets.uner_json import entities_json
+from xlt.data.prompts import get_template
 from xlt.data.registry import load_task
+from xlt.data.sets.uner_json import entities_json
 from xlt.scoring.entities import entity_spans
 from xlt.scoring.generation import get_metric
-from xlt.data.prompts import get_template
 
 
 def test_the_answer_lists_every_entity_in_order_adjacent_ones_apart():

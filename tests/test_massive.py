@@ -5,14 +5,14 @@ from collections import Counter
 
 import pytest
 
-from xlt.data.sets import massive
 from xlt.data.examples import GenTaskData
-from xlt.data.sets.massive import format_slots, parse_annot
-from xlt.data.registry import load_task
-from xlt.errors import XltError
-from xlt.scoring.generation import GEN_METRICS, get_metric, intent_metrics, parse_slot_output, slot_metrics
 from xlt.data.prompts import TEMPLATES, get_template
+from xlt.data.registry import load_task
+from xlt.data.sets import massive
+from xlt.data.sets.massive import format_slots, parse_annot
+from xlt.errors import XltError
 from xlt.languages import canonical_code, dataset_name
+from xlt.scoring.generation import GEN_METRICS, get_metric, intent_metrics, parse_slot_output, slot_metrics
 
 
 def read_jsonl(path):

@@ -9,8 +9,8 @@ import torch
 from helpers import tiny, tiny_classifier
 from safetensors.torch import load_file
 
-from xlt.cli import merge as merge_cli
 from xlt.alignment.merge import merge_adapters, merge_runs, scaling
+from xlt.cli import merge as merge_cli
 from xlt.errors import XltError
 from xlt.methods.adapters import AdapterSettings, attach, load_adapter, save_adapter
 from xlt.methods.table import get_method
@@ -147,7 +147,7 @@ def test_train_merge_evaluate(tmp_path, capsys):
     from test_cli import QUICK
 
     from xlt.cli import main
-    from xlt.runs.stage2 import evaluate_run
+    from xlt.runs.evaluate import evaluate_run
 
     runs = [tmp_path / "task", tmp_path / "align"]
     for run, lr in zip(runs, ("1e-3", "5e-3")):

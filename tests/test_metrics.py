@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from xlt.scoring.classification import accuracy, classification_metrics, macro_f1
 from xlt.runs.results import format_mean_std, format_table, gap_to_source, mean_std, summarize_runs
+from xlt.scoring.classification import accuracy, classification_metrics, macro_f1
 
 # golds 0 0 0 1 1 2 / preds 0 0 1 1 2 2:
 #   class 0: tp 2 fp 0 fn 1 -> F1 4/5;  class 1: tp 1 fp 1 fn 1 -> 1/2;  class 2: tp 1 fp 1 fn 0 -> 2/3

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import cli_error
 
 from xlt.cli import main
 from xlt.config import RunConfig
@@ -14,6 +15,8 @@ from xlt.data.examples import TagExample, TagTaskData, source_side
 from xlt.data.formats.iob import NER_TAGS, read_sentences
 from xlt.data.registry import load_task
 from xlt.errors import XltError
+from xlt.kinds.registry import Tagging, kind_of
+from xlt.kinds.tagging import IGNORE, read_tags, tag_batch
 from xlt.methods.adapters import AdapterSettings, attach
 from xlt.methods.table import get_method
 from xlt.models.architectures import architecture_for
@@ -21,10 +24,7 @@ from xlt.models.loading import load_tokenizer, resolve_model
 from xlt.models.token_classifier import load_token_classifier
 from xlt.runs.stage1 import stage1_dir
 from xlt.scoring.entities import tagging_metrics
-from xlt.kinds.registry import Tagging, kind_of
-from xlt.kinds.tagging import IGNORE, read_tags, tag_batch
 from xlt.training.loop import TrainSettings, task_steps, train
-from helpers import cli_error
 
 O, BP, IP = NER_TAGS.index("O"), NER_TAGS.index("B-PER"), NER_TAGS.index("I-PER")
 

@@ -8,22 +8,22 @@ from functools import partial
 import pytest
 import torch
 from accelerate import Accelerator
+from helpers import cli_error
 from transformers import AutoModelForQuestionAnswering
 
 from xlt.cli import main
 from xlt.config import RunConfig
 from xlt.data.examples import QAExample, QATaskData, source_side
-from xlt.data.sets.question_answering import in_test, read_custom_qa
 from xlt.data.registry import load_task
+from xlt.data.sets.question_answering import in_test, read_custom_qa
 from xlt.errors import XltError
+from xlt.kinds.extractive_qa import answer_tokens, best_spans, qa_batch, question_cap, read_answers, window_stride
+from xlt.kinds.registry import QA, kind_of, task_architecture
 from xlt.methods.adapters import AdapterSettings, attach
 from xlt.methods.table import get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
-from xlt.kinds.registry import QA, kind_of, task_architecture
-from xlt.kinds.extractive_qa import answer_tokens, best_spans, qa_batch, question_cap, read_answers, window_stride
 from xlt.training.loop import TaskStep, TrainSettings, backward, predict, task_steps, train
-from helpers import cli_error
 
 
 @pytest.fixture(scope="module")
@@ -416,8 +416,8 @@ class MarkerKeepingTranslator:
 
 
 def test_qa_translate_train_projects_answers_and_counts_what_it_drops(tmp_path):
-    from xlt.mt.translated_data import translated_qa_training_set
     from xlt.mt.cache import TranslationCache
+    from xlt.mt.translated_data import translated_qa_training_set
 
     english = [QAExample("Who came?", "Anna came to Berlin.", ("Anna",), (0,), id="a"),
                QAExample("Where?", "She lives in Zurich now.", ("Zurich",), (13,), id="z"),

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import cli_error
 
 from xlt.cli import main
 from xlt.config import RunConfig
@@ -14,17 +15,16 @@ from xlt.data.examples import GenQAExample, GenTaskData, QAExample, QATaskData, 
 from xlt.data.qa_generation import as_generation
 from xlt.data.registry import load_task
 from xlt.errors import XltError
+from xlt.kinds.generation import IGNORE, GenBatcher
+from xlt.kinds.passages import shares, window
+from xlt.kinds.registry import Generation, kind_of, task_architecture
 from xlt.methods.adapters import AdapterSettings, attach
 from xlt.methods.table import get_method
 from xlt.models.loading import load_tokenizer, resolve_model
 from xlt.runs.recipe import architecture_of, load_data
 from xlt.runs.stage1 import stage1_dir
-from xlt.kinds.generation import IGNORE, GenBatcher
-from xlt.kinds.registry import Generation, kind_of, task_architecture
-from xlt.kinds.passages import shares, window
 from xlt.scoring.generation import get_metric
 from xlt.training.loop import TrainSettings, task_steps, train
-from helpers import cli_error
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,9 @@ import math
 import pytest
 import torch
 
+from xlt.alignment.retrieval import (layer_embeddings, layerwise_retrieval, margin_scores, mean_pool,
+                                     retrieval_accuracy, run_retrieval)
 from xlt.cli import retrieval as retrieval_cli
-from xlt.alignment.retrieval import (
-    layer_embeddings,
-    layerwise_retrieval,
-    margin_scores,
-    mean_pool,
-    retrieval_accuracy,
-    run_retrieval,
-)
 from xlt.data.parallel import load_parallel
 from xlt.errors import XltError
 

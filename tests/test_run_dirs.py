@@ -18,8 +18,8 @@ from xlt.errors import XltError
 from xlt.io import STALE_SECONDS, current_umask, file_sha256, host_tag, write_json, write_yaml
 from xlt.methods.adapters import save_adapter
 from xlt.models.cache import COMPLETE_MARKER, build_once
-from xlt.runs.stage2 import finished_run, run_stage2
 from xlt.run_dir import model_card, write_run
+from xlt.runs.stage2 import finished_run, run_stage2
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SETTINGS = dict(model="tiny-random/bert", task="nusax", method="lora", target_lang="jv", max_train_examples=24,

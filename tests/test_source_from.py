@@ -7,9 +7,9 @@ import pytest
 
 from xlt.cli import main
 from xlt.config import RunConfig
+from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError
 from xlt.runs.recipe import load_data
-from xlt.data.paths import resolve_data_dir
 
 
 def _nusax(lang: str) -> dict[str, str]:

@@ -13,13 +13,13 @@ import pytest
 
 from xlt.cli import main
 from xlt.errors import XltError
+from xlt.languages.flores import FLORES200, flores_code
 from xlt.mt.cache import TranslationCache, translate_cached
 from xlt.mt.chrf import corpus_chrf
-from xlt.languages.flores import FLORES200, flores_code
-from xlt.mt.lexicon import LexiconTranslator
-from xlt.mt.tags import plan_tags
-from xlt.mt.seq2seq import Seq2SeqTranslator
 from xlt.mt.factory import load_translator
+from xlt.mt.lexicon import LexiconTranslator
+from xlt.mt.seq2seq import Seq2SeqTranslator
+from xlt.mt.tags import plan_tags
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 if not (DATA / "nusax" / "lexicon").is_dir():

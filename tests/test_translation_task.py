@@ -7,12 +7,12 @@ import pytest
 
 from xlt.cli import main
 from xlt.data.examples import source_side
-from xlt.data.sets.nusax_mt import stage1_language
-from xlt.data.registry import load_task
 from xlt.data.paths import resolve_data_dir
+from xlt.data.prompts import get_template
+from xlt.data.registry import load_task
+from xlt.data.sets.nusax_mt import stage1_language
 from xlt.errors import XltError
 from xlt.scoring.generation import get_metric
-from xlt.data.prompts import get_template
 
 
 def _column(split: str, name: str) -> list[str]:

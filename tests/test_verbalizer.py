@@ -3,11 +3,11 @@
 import torch
 from transformers import AutoModelForCausalLM
 
+from xlt.kinds.verbalizer import PROMPT, VerbalizerClassifier, make_verbalizer_batch
 from xlt.methods.adapters import AdapterSettings, attach, load_adapter, save_adapter
 from xlt.methods.table import get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
-from xlt.kinds.verbalizer import PROMPT, VerbalizerClassifier, make_verbalizer_batch
 
 LABELS = ("negative", "neutral", "positive")
 

@@ -7,20 +7,21 @@ import json
 import pytest
 import torch
 import yaml
+from helpers import tiny_classifier
 from safetensors.torch import load_file, save_file
 
-from helpers import tiny_classifier
 from xlt.cli import main
 from xlt.config import RunConfig
 from xlt.errors import XltError
 from xlt.methods.adapters import ADAPTER_INFO, ADAPTER_WEIGHTS, AdapterSettings, attach
 from xlt.methods.table import get_method
+from xlt.methods.xmixup import MixupSettings, loss_terms, mixup_loss
 from xlt.models.architectures import architecture_for
 from xlt.models.loading import load_tokenizer, resolve_model
-from xlt.runs.stage2 import reevaluate_run, run_stage2
+from xlt.runs.evaluate import reevaluate_run
+from xlt.runs.stage2 import run_stage2
 from xlt.training.batches import make_batch
 from xlt.training.loop import TrainSettings, task_steps, train
-from xlt.methods.xmixup import MixupSettings, loss_terms, mixup_loss
 
 
 def build(family: str = "bert", method: str = "x-mixup", lam: float = 0.5, schedule: str = "entropy",

@@ -12,20 +12,19 @@ import math
 import os
 import re
 import typing
-from dataclasses import Field, dataclass, field, fields
 from collections.abc import Callable
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from xlt.data.registry import STAGE1_BUDGET, STAGE1_LORA_LR, TASKS, get_task
 from xlt.data.paths import resolve_data_dir
+from xlt.data.registry import STAGE1_BUDGET, STAGE1_LORA_LR, TASKS, get_task
 from xlt.errors import XltError, clip, echo
 from xlt.flare.fusion_names import FUSIONS, check_fusion_name
 from xlt.languages import canonical_code
-from xlt.methods.table import (ALIGN_LORA_R, DEFAULT_LORA_R, METHODS, MIXUP_OPTIONS, get_method,
-                              methods_with)
+from xlt.methods.table import ALIGN_LORA_R, DEFAULT_LORA_R, METHODS, MIXUP_OPTIONS, get_method, methods_with
 from xlt.scoring.generation import check_bleu_tokenizer
 from xlt.training.limits import MAX_OPTIMIZER_STEPS
 

@@ -124,12 +124,7 @@ def _skeleton(loras: list[dict]) -> torch.nn.Module:
 
 def _with_peft(configs: list[dict], loras: list[dict], weights: list[float], combination: str) -> tuple[dict, int]:
     """PEFT's add_weighted_adapter on a skeleton of the adapted modules; heads are added back by the caller."""
-    from peft import (
-        LoraConfig,
-        get_peft_model,
-        get_peft_model_state_dict,
-        set_peft_model_state_dict,
-    )
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
     model = _skeleton(loras)
     names = [f"a{i}" for i in range(len(configs))]

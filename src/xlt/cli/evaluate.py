@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from xlt.runs.preflight import check_run_dir
 
     check_run_dir(args.run_dir)
-    from xlt.runs.stage2 import differences_line, evaluate_run
+    from xlt.runs.evaluate import differences_line, evaluate_run
 
     result = evaluate_run(args.run_dir)
     if differences_line(result):

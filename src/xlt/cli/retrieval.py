@@ -68,7 +68,6 @@ def check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     check(args)
     from xlt.alignment.retrieval import run_retrieval
-
     from xlt.training.loop import resolve_bf16
 
     bf16 = resolve_bf16(args.bf16)

@@ -28,8 +28,8 @@ import json
 from pathlib import Path
 
 from xlt.data.formats.lines import read_lines
-from xlt.data.paths import resolve_data_dir
 from xlt.data.formats.user_file import read_table
+from xlt.data.paths import resolve_data_dir
 from xlt.errors import XltError
 from xlt.languages import canonical_code
 

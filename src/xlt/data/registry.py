@@ -23,8 +23,9 @@ from typing import Any
 from xlt.data.examples import AnyTaskData, GenTaskData, QATaskData, TagTaskData, TaskData
 from xlt.data.formats import user_file
 from xlt.data.paths import resolve_data_dir
-from xlt.data.sets import (custom_mt, custom_ner, massive, nusax, nusax_mt, panx, question_answering as qa, uner,
-                           uner_json, wmt23, xnli)
+from xlt.data.sets import custom_mt, custom_ner, massive, nusax, nusax_mt, panx
+from xlt.data.sets import question_answering as qa
+from xlt.data.sets import uner, uner_json, wmt23, xnli
 from xlt.errors import XltError
 from xlt.languages import TASK_LANGUAGES
 

@@ -29,9 +29,9 @@ import torch
 from tqdm.auto import tqdm
 
 from xlt.data.examples import GenExample, GenQAExample
+from xlt.data.prompts import get_template
 from xlt.errors import XltError
 from xlt.kinds.passages import fit_prompt
-from xlt.data.prompts import get_template
 from xlt.training.batches import Batch, pad_rows, source_inputs, view_segments
 
 IGNORE = -100

@@ -17,18 +17,18 @@ from xlt.config import RunConfig
 from xlt.data.examples import AnyTaskData, GenTaskData, QATaskData, TagTaskData, TaskData
 from xlt.data.qa_generation import is_generated_qa
 from xlt.errors import XltError
-from xlt.scoring.generation import get_metric
-from xlt.scoring.classification import classification_metrics
+from xlt.kinds.extractive_qa import labelled, load_span_model, qa_batch, read_answers
+from xlt.kinds.generation import GenBatcher, decode_answers, scored_answers
+from xlt.kinds.tagging import read_tags, tag_batch, words
+from xlt.kinds.verbalizer import VerbalizerClassifier, make_verbalizer_batch
 from xlt.models.architectures import Architecture
 from xlt.models.classifier import PooledClassifier
 from xlt.models.loading import load_classifier
-from xlt.training.batches import make_batch
+from xlt.scoring.classification import classification_metrics
 from xlt.scoring.entities import tagging_metrics
-from xlt.kinds.generation import GenBatcher, decode_answers, scored_answers
-from xlt.kinds.extractive_qa import labelled, load_span_model, qa_batch, read_answers
+from xlt.scoring.generation import get_metric
 from xlt.scoring.squad import squad_metrics
-from xlt.kinds.tagging import read_tags, tag_batch, words
-from xlt.kinds.verbalizer import VerbalizerClassifier, make_verbalizer_batch
+from xlt.training.batches import make_batch
 from xlt.training.loop import predict
 
 

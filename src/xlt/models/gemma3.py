@@ -74,8 +74,8 @@ def gguf_tokenizer(path: str | Path):
 
 def _build(folder: Path) -> None:
     import torch
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
     from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     package = _require_extra()
     gguf_path = folder / package.MODEL_NAME

@@ -78,8 +78,8 @@ def translated_qa_training_set(data: QATaskData, translator, cache, max_examples
     into the target language with the first gold answer projected onto the translated paragraph, and how many
     examples survived (``kept``) or were dropped, per reason (``dropped``). Each new example keeps its English
     question, paragraph and answer as its source side."""
-    from xlt.mt.cache import translate_cached
     from xlt.mt.answer_projection import project
+    from xlt.mt.cache import translate_cached
 
     translator.check_pair(data.source_lang, data.target_lang)
     english = source_side(data).train[:max_examples or None]

@@ -14,7 +14,6 @@ import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-
 SEQ2SEQ_TYPES = ("m2m_100", "marian", "nllb-moe")  # model types whose language tags xlt knows (mt.tags)
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 from xlt.config import RunConfig
 from xlt.errors import XltError
 from xlt.io import write_json, write_text_atomic
-from xlt.runs.results import format_mean_std, format_table, gap_to_source, mean_std, summarize_runs
 from xlt.runs.recipe import Run
+from xlt.runs.results import format_mean_std, format_table, gap_to_source, mean_std, summarize_runs
 from xlt.runs.stage2 import finished_run, run_stage2
 from xlt.training import loop
+
 
 @dataclass(frozen=True)
 class DemoMethod:
@@ -234,8 +235,8 @@ def written_line(output_dir: str | Path) -> str:
 def _merged_run(out: Path, parts: list[tuple[dict, float]]) -> dict:
     """Merge finished runs' adapters into ``out`` and evaluate it; reused while its inputs are unchanged."""
     from xlt.alignment.merge import merge_runs
-    from xlt.runs.stage2 import reevaluate_run
     from xlt.run_dir import ADAPTER, CARD, missing_files, model_card
+    from xlt.runs.evaluate import reevaluate_run
 
     inputs = [{"run": str(Path(m["output_dir"]).resolve()), "finished": m["finished"], "weight": w} for m, w in parts]
     saved = out / "metrics.json"

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 
 from xlt.config import RunConfig
-from xlt.data.registry import get_task
 from xlt.data.formats.user_file import check_files
+from xlt.data.registry import get_task
 from xlt.errors import XltError, echo
 from xlt.io import file_sha256
 from xlt.methods.table import DEFAULT_LORA_R, get_method

@@ -18,9 +18,9 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from xlt.data.examples import Example, GenQAExample, QAExample, TagExample
+from xlt.processes import cpu_processes
 from xlt.training.batches import Batch
 from xlt.training.limits import check_steps
-from xlt.processes import cpu_processes
 
 
 @dataclass

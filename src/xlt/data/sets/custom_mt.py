@@ -19,8 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from xlt.data.examples import GenExample, GenTaskData
-from xlt.data.prompts import TRANSLATION_TEMPLATE as TEMPLATE, translation_prompt as prompt
 from xlt.data.formats.user_file import canonical_lang, check_files, read_rows, row_id
+from xlt.data.prompts import TRANSLATION_TEMPLATE as TEMPLATE
+from xlt.data.prompts import translation_prompt as prompt
 from xlt.errors import XltError
 
 COLUMNS = ("source_text", "target_text")

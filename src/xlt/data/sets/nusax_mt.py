@@ -16,9 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from xlt.data.examples import GenExample, GenTaskData
-from xlt.errors import XltError
 from xlt.data.prompts import TRANSLATION_TEMPLATE, translation_prompt
+from xlt.errors import XltError
 from xlt.languages import canonical_code
+
 
 def stage1_language(source: str) -> str:
     """The language stage 1 translates ``source`` into."""

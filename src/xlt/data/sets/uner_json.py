@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xlt.data.sets import uner
 from xlt.data.examples import GenExample, GenTaskData, TagExample, TagTaskData
-from xlt.scoring.entities import entity_spans
 from xlt.data.prompts import JSON_NER_TYPES, Template, json_ner_template
+from xlt.data.sets import uner
+from xlt.scoring.entities import entity_spans
 
 TEMPLATE = "json_ner"  # xlt.scoring.generation: the prompt and the metric of this task
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from xlt.data.examples import GenExample, GenTaskData, heldout_split
 from xlt.data.formats.lines import read_lines
-from xlt.data.prompts import TRANSLATION_TEMPLATE as TEMPLATE, translation_prompt as prompt
+from xlt.data.prompts import TRANSLATION_TEMPLATE as TEMPLATE
+from xlt.data.prompts import translation_prompt as prompt
 from xlt.errors import XltError
 from xlt.languages import canonical_code, dataset_name
 

@@ -1,0 +1,78 @@
+"""``xlt evaluate``: a finished run rebuilt from its directory alone (config.yaml, adapter/, the English model it
+names) and evaluated again on the same test set, checked against its metrics.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from xlt.config import RunConfig
+from xlt.data.examples import AnyTaskData
+from xlt.errors import XltError
+from xlt.methods.adapters import load_adapter
+from xlt.methods.table import get_method
+from xlt.run_dir import ADAPTER, CONFIG, METRICS, missing_files, stored_differences
+from xlt.runs.adapted_model import build_model, evaluate_adapted
+from xlt.runs.recipe import Run
+from xlt.runs.stage1 import STAGE1_INFO
+from xlt.runs.stage2_data import digest_of_test_set, stage2_data
+
+
+def _read_metrics(run_dir: Path) -> dict:
+    try:
+        saved = json.loads((run_dir / METRICS).read_text())
+    except ValueError:
+        raise XltError(f"{run_dir / METRICS} is not valid JSON") from None
+    if not isinstance(saved, dict):
+        raise XltError(f"{run_dir / METRICS} does not hold a JSON object")
+    return saved
+
+
+def reevaluate_run(run_dir: str | Path) -> dict:
+    """Rebuild a finished run from its directory and evaluate it again on the same test set."""
+    run_dir = Path(run_dir)
+    missing = missing_files(run_dir, trains=False)
+    if missing:
+        raise XltError(f"{run_dir} is not a finished run: {missing[0]} is missing")
+    cfg = RunConfig.from_yaml(run_dir / CONFIG)
+    missing = missing_files(run_dir, get_method(cfg.method).trains)
+    if missing:
+        raise XltError(f"{run_dir} is not a finished run: {missing[0]} is missing")
+    saved = _read_metrics(run_dir)
+    stage1 = Path(saved.get("stage1_dir", ""))
+    if "stage1_dir" not in saved or not (stage1 / STAGE1_INFO).is_file():
+        raise XltError(f"the run's English model {saved.get('stage1_dir')} is missing")
+    run = Run(cfg, architecture_from=str(stage1))  # the English model's folder: the base model may be elsewhere
+    data, _ = stage2_data(run)
+    _check_test_data(run_dir, saved, data)
+    adapted, tokenizer = build_model(run, stage1, data)
+    if adapted.method.trains:
+        load_adapter(adapted, run_dir / ADAPTER)
+    return evaluate_adapted(run, adapted, tokenizer, data)
+
+
+def _check_test_data(run_dir: Path, saved: dict, data: AnyTaskData) -> None:
+    """The test set read now is the one the run was tested on (metrics.json's ``test_data_digest``; runs
+    that recorded none are not checked): another data directory or an edited file is refused."""
+    recorded = saved.get("test_data_digest")
+    now = digest_of_test_set(data)
+    if isinstance(recorded, str) and recorded != now:
+        raise XltError(f"the {data.task} test set read now differs from the one run {run_dir} was tested on "
+                       f"(content digest {recorded[:12]}, now {now[:12]}); evaluate needs the same data")
+
+
+def evaluate_run(run_dir: str | Path) -> dict:
+    """:func:`reevaluate_run`, and whether it reproduces metrics.json: ``matches_stored`` (None when the
+    run stored no metrics, as a merge not evaluated yet) and ``stored_differences``."""
+    result = reevaluate_run(run_dir)
+    differences = stored_differences(_read_metrics(Path(run_dir)), result)
+    return {**result, "matches_stored": None if differences is None else not differences,
+            "stored_differences": differences or []}
+
+
+def differences_line(result: dict) -> str | None:
+    """One line naming each metric that ``evaluate_run`` recomputed differently from metrics.json."""
+    if not result.get("stored_differences"):
+        return None
+    parts = [f"{d['metric']} stored {d['stored']}, recomputed {d['recomputed']}" for d in result["stored_differences"]]
+    return "recomputed metrics differ from the run's metrics.json: " + "; ".join(parts)
