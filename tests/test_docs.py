@@ -69,3 +69,48 @@ def test_readme_nusax_tables_are_the_ones_on_the_results_page():
         assert table.count("\n") == 8
         assert table in results
     assert "| flare (add_relu) | 0.892 | 0.858 | 0.870 | 0.873 |" in readme
+
+
+def _gen_tables():
+    """docs/gen_tables.py, a script outside the package, loaded as a module."""
+    spec = importlib.util.spec_from_file_location("gen_tables", ROOT / "docs" / "gen_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_task_and_method_tables_are_the_rows_the_code_reads():
+    gen_tables = _gen_tables()
+    committed = (ROOT / "docs" / "tables.md").read_text(encoding="utf-8")
+    assert committed == gen_tables.render(), (
+        "docs/tables.md is stale; regenerate it from the repository root: PYTHONPATH=src python docs/gen_tables.py")
+    assert gen_tables.stale() is None
+
+
+def test_the_tables_page_has_one_line_per_task_and_method_with_what_it_refuses(monkeypatch):
+    from xlt.data import registry
+    from xlt.methods.table import METHODS
+
+    page = _gen_tables().render()
+    assert [line.split("`")[1] for line in page.splitlines() if line.startswith("| `") and "| classification |"
+            in line] == ["nusax", "xnli", "custom"]
+    assert sum(line.startswith("| `") for line in page.splitlines()) == len(registry.TASKS) + len(METHODS)
+    panx = next(line for line in page.splitlines() if line.startswith("| `panx` |"))
+    assert "| none | " in panx and "`translate-test`, `input-fusion`, `flare`, `flare-mt`, `x-mixup`" in panx
+    toy = registry.TaskSpec("toy", lambda *a: None, "classification", "a toy row", parallel=False)
+    monkeypatch.setitem(registry.TASKS, "toy", toy)
+    assert "| `toy` | classification | any | none |" in _gen_tables().render()  # a new row is a new line
+
+
+def test_train_help_lists_every_task_and_method_with_its_description(capsys):
+    import pytest
+
+    from xlt.cli.main import main
+    from xlt.data.registry import TASKS
+    from xlt.methods.table import METHODS
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for name, row in [*TASKS.items(), *METHODS.items()]:
+        assert re.search(rf"^  {re.escape(name)} +{re.escape(row.description)}$", out, re.M), name

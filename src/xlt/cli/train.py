@@ -13,11 +13,15 @@ SKIPPED = ("command", "config", "overwrite")  # parsed values that are not RunCo
 
 
 def _task_list() -> str:
-    """The tasks (--task) with their one-line descriptions, from the task table (xlt.data.registry)."""
+    """The tasks (--task) and methods (--method) with their one-line descriptions, from the task table
+    (xlt.data.registry) and the method table (xlt.methods.table)."""
     from xlt.data.registry import TASKS
+    from xlt.methods.table import METHODS
 
-    width = max(map(len, TASKS))
-    return "tasks:\n" + "\n".join(f"  {name:<{width}}  {spec.description}" for name, spec in TASKS.items())
+    width = max(map(len, [*TASKS, *METHODS]))
+    tasks = "\n".join(f"  {name:<{width}}  {spec.description}" for name, spec in TASKS.items())
+    methods = "\n".join(f"  {name:<{width}}  {method.description}" for name, method in METHODS.items())
+    return f"tasks:\n{tasks}\n\nmethods:\n{methods}"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -36,6 +36,7 @@ class Method:
     lora_r: int = DEFAULT_LORA_R  # its default LoRA rank (--lora-r)
     lora_targets: str = "attention"  # its default --lora-targets
     checkpointing: bool = True  # whether --gradient-checkpointing applies (X-Mixup mixes inside the forward)
+    description: str = ""  # one line: xlt train --help and docs/tables.md
 
     @property
     def reads_source(self) -> bool:
@@ -74,17 +75,28 @@ class Method:
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("zero-shot", "target", trains=False),
-        Method("translate-test", "source", trains=False, translated_test=True, options=("translator",)),
-        Method("lora", "target"),
-        Method("translate-train", "target", translated_train=True, options=("translator",)),
-        Method("input-fusion", "concat"),
-        Method("flare", "target", fuses=True, options=FLARE_OPTIONS),
-        Method("flare-mt", "target", fuses=True, mt_encoder=True, options=(*FLARE_OPTIONS, "mt_model")),
+        Method("zero-shot", "target", trains=False,
+               description="the English model on the target text as it is"),
+        Method("translate-test", "source", trains=False, translated_test=True, options=("translator",),
+               description="the English model on each test example's English version (gold, or --translator's)"),
+        Method("lora", "target",
+               description="LoRA trained on the target-language training set"),
+        Method("translate-train", "target", translated_train=True, options=("translator",),
+               description="LoRA trained on the English training set machine-translated into the target "
+                           "(--translator)"),
+        Method("input-fusion", "concat",
+               description="LoRA reading 'English <sep> target' at twice the length"),
+        Method("flare", "target", fuses=True, options=FLARE_OPTIONS,
+               description="LoRA whose bottleneck fuses the English states of the same example (--fusion)"),
+        Method("flare-mt", "target", fuses=True, mt_encoder=True, options=(*FLARE_OPTIONS, "mt_model"),
+               description="FLARE fusing an MT encoder's states of the target text (--mt-model), no English text"),
         Method("x-mixup", "target", mixes=True, options=MIXUP_OPTIONS, families=("encoder", "decoder"),
-               checkpointing=False),
-        Method("align", "target", task_loss=False, align=True, lora_r=ALIGN_LORA_R, lora_targets="all-linear"),
-        Method("lora+align", "target", align=True, lora_r=ALIGN_LORA_R, lora_targets="all-linear"),
+               checkpointing=False,
+               description="LoRA plus cross-attention mixing the English layer states into the target's"),
+        Method("align", "target", task_loss=False, align=True, lora_r=ALIGN_LORA_R, lora_targets="all-linear",
+               description="LoRA trained on middle-layer contrastive alignment with English only"),
+        Method("lora+align", "target", align=True, lora_r=ALIGN_LORA_R, lora_targets="all-linear",
+               description="LoRA alternating task steps with middle-layer alignment steps"),
     )
 }
 
