@@ -29,7 +29,7 @@ from xlt.methods.table import get_method
 from xlt.models.architectures import architecture_for
 from xlt.models.classifier import PooledClassifier, resolve_pooling
 from xlt.models.loading import load_tokenizer, resolve_model
-from xlt.runs.stage1 import architecture_of
+from xlt.runs.recipe import architecture_of
 
 LABELS = ("negative", "neutral", "positive")
 TARGETS = {  # ratio: (comparison, bound)
