@@ -174,3 +174,17 @@ def test_every_benchmark_script_imports_and_shows_its_help(script):
                          text=True, env={"PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr.splitlines()[-1:]
     assert "usage:" in out.stdout
+
+
+def test_architecture_doc_draws_the_same_layers():
+    """docs/ARCHITECTURE.md's layer table: every module it lists sits in the layer its row numbers, and every
+    package or module of the table above has a row."""
+    import re
+
+    doc = (SRC.parent / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    listed = {}
+    for number, modules in re.findall(r"^\| (\d) \| [^|]+ \| ([^|]+) \|", doc, re.M):
+        for name in re.findall(r"`([\w/]+?)(?:\.py|/)`", modules):
+            listed["xlt." + name.replace("/", ".")] = int(number)
+    assert {module: layer_of(module) for module in listed} == listed
+    assert sorted(listed) == sorted(prefix for _, prefixes in LAYERS for prefix in prefixes)
