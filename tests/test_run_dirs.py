@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -555,3 +556,41 @@ def test_a_card_names_a_local_model_folder_and_the_english_model_without_paths(t
     assert "| base model | the English task model of stage 1, fine-tuned from `my-model` (a local model folder) " \
            "(stage-1 key `seed0-0123abcd`) |" in card
     assert str(tmp_path) not in card and "/home/me" not in card
+
+
+BUILDER = """
+import os, sys, time
+from pathlib import Path
+from xlt.models.cache import build_once
+
+target, go, log = (Path(a) for a in sys.argv[1:4])
+while not go.exists():  # both processes are up and waiting: start together
+    time.sleep(0.005)
+
+def build(tmp):
+    with log.open("a") as f:
+        f.write(f"{os.getpid()}\\n")
+    time.sleep(1.5)  # a stage-1 training, shortened
+    (tmp / "model.bin").write_text(str(os.getpid()))
+
+print((build_once(target, build) / "model.bin").read_text())
+"""
+
+
+def test_two_processes_that_need_one_folder_build_it_once(tmp_path):
+    """Two runs start together needing the same English model: one builds it, the other waits (one line on
+    stderr) and reuses it; neither trains twice."""
+    target, go, log = tmp_path / "stage1" / "seed0-abc", tmp_path / "go", tmp_path / "builds.log"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "XLT_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [subprocess.Popen([sys.executable, "-c", BUILDER, str(target), str(go), str(log)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    time.sleep(1.0)  # both have imported xlt and poll for the go file
+    go.write_text("go")
+    outs = [run.communicate(timeout=60) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0]
+    builders = log.read_text().split()
+    assert len(builders) == 1  # one build, one training
+    assert [out for out, _ in outs] == [builders[0] + "\n"] * 2  # both read the one folder
+    waited = [err for _, err in outs if "waiting for another process building" in err]
+    assert len(waited) == 1 and waited[0].strip() == f"xlt: waiting for another process building {target}"
+    assert (target / COMPLETE_MARKER).is_file()

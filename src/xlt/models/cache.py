@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import re
+import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from xlt.io import building_dir
 
@@ -55,6 +59,34 @@ def _build_once(target: Path, build: Callable[[Path], None]) -> Path:
     """
     if (target / COMPLETE_MARKER).exists():
         return target
-    with building_dir(target, complete_marker=COMPLETE_MARKER) as tmp:
-        build(tmp)
+    with build_lock(target):
+        if (target / COMPLETE_MARKER).exists():  # another process built it while this one waited: reuse it
+            return target
+        with building_dir(target, complete_marker=COMPLETE_MARKER) as tmp:
+            build(tmp)
     return target
+
+
+@contextlib.contextmanager
+def build_lock(target: Path) -> Iterator[None]:
+    """One builder per folder: two runs that need the same English model (a study's workers, two shells) must
+    not both train it. The second waits, saying so in one line, and then finds the folder built. The lock
+    (``filelock``: an OS lock the kernel drops when its holder dies, so a killed build blocks nobody) is a file
+    named for the folder's resolved path under ``$XLT_CACHE_DIR/locks``, beside the run folders' locks
+    (xlt.run_dir.output_lock), and stays (deleting a lock another process holds open would let two builders in)."""
+    from filelock import FileLock, Timeout
+
+    resolved = target.resolve()
+    key = hashlib.sha256(str(resolved).encode()).hexdigest()[:24]
+    path = cache_root() / "locks" / f"build-{re.sub(r'[^A-Za-z0-9+_.-]', '_', resolved.name)[:64]}-{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"xlt: waiting for another process building {target}", file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
