@@ -76,7 +76,7 @@ def test_a_new_run_replaces_the_old_one_whole(finished, tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == metrics == finished_run(new_cfg)
     assert sorted(snapshot(tmp_path / "run")) == [".xlt-run", "adapter/README.md", "adapter/adapter_config.json",
                                                   "adapter/adapter_model.safetensors", "adapter/xlt_adapter.json",
-                                                  "config.yaml", "metrics.json"]
+                                                  "config.yaml", "metrics.json", "predictions.jsonl"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert finished_run(old_cfg) is None
 

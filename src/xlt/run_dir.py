@@ -27,6 +27,7 @@ from xlt.io import building_dir, host_tag, remove_stale_temp_dirs, write_json, w
 
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
+PREDICTIONS = "predictions.jsonl"  # one row per test example: id, gold, prediction (score where the kind has one)
 ADAPTER = "adapter"
 CARD = "README.md"
 MARKER = ".xlt-run"
@@ -35,7 +36,7 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_INFO = "xlt_adapter.json"  # what PEFT's config does not hold: the method, the head's pooling, X-Mixup's mixing
 ADAPTER_FILES = (ADAPTER_WEIGHTS, ADAPTER_CONFIG, ADAPTER_INFO)
-RUN_ENTRIES = (CONFIG, METRICS, ADAPTER, MARKER)
+RUN_ENTRIES = (CONFIG, METRICS, PREDICTIONS, ADAPTER, MARKER)
 RUNS_ROOT = "runs"  # where runs go without --output-dir
 
 
@@ -163,16 +164,31 @@ def missing_files(run_dir: str | Path, trains: bool) -> list[str]:
     return [name for name in names if not (Path(run_dir) / name).is_file()]
 
 
-def write_run(out: str | Path, config: dict, metrics: dict, write_adapter: Callable[[Path], None] | None) -> None:
-    """Write config.yaml, the adapter (``write_adapter(folder)``), metrics.json and the marker into a temp
-    sibling of ``out``, then swap it in whole, keeping ``out``'s mode; the previous run in ``out`` is removed
-    only after that."""
+def write_run(out: str | Path, config: dict, metrics: dict, write_adapter: Callable[[Path], None] | None,
+              predictions: list[dict] | None = None) -> None:
+    """Write config.yaml, the adapter (``write_adapter(folder)``), metrics.json, predictions.jsonl (when given) and
+    the marker into a temp sibling of ``out``, then swap it in whole, keeping ``out``'s mode; the previous run in
+    ``out`` is removed only after that."""
     with building_dir(out, keep_mode=True) as tmp:
         write_marker(tmp)
         write_yaml(tmp / CONFIG, config)
         if write_adapter is not None:
             write_adapter(tmp / ADAPTER)
         write_json(tmp / METRICS, metrics)
+        if predictions is not None:
+            (tmp / PREDICTIONS).write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in predictions),
+                                           encoding="utf-8")
+
+
+def read_predictions(run_dir: str | Path) -> list[dict] | None:
+    """The rows of a run's predictions.jsonl, or None where the run has none (written before xlt kept them)."""
+    path = Path(run_dir) / PREDICTIONS
+    if not path.is_file():
+        return None
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except ValueError:
+        raise XltError(f"{path} is not JSON lines") from None
 
 
 def _number(value: object) -> str:

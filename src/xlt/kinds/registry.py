@@ -5,7 +5,9 @@
 - how a trained model is evaluated (argmax + accuracy/macro-F1, greedy decoding + the task's metric,
   one tag per word + entity-level P/R/F1, or the best span over a question's windows + SQuAD EM/F1);
 - what the English task model is checked against.
-``run.py`` is written once against this interface.
+Each evaluation also keeps its predictions, one row per test example (``Evaluation.predictions``: id, gold,
+prediction and, for classification, the predicted label's probability), which a run writes to predictions.jsonl.
+:mod:`xlt.runs.stage2` is written once against this interface.
 """
 
 from __future__ import annotations
@@ -30,6 +32,34 @@ from xlt.scoring.generation import get_metric
 from xlt.scoring.squad import squad_metrics
 from xlt.training.batches import make_batch
 from xlt.training.loop import predict
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The metrics of one evaluation and what they were computed from: one row per test example, in test order."""
+
+    metrics: dict
+    predictions: list[dict]
+
+
+def prediction_rows(data: AnyTaskData, golds: list, preds: list, scores: list[float] | None = None) -> list[dict]:
+    """One JSON-ready row per test example: its id, the gold answer and the prediction the metric read (tuples
+    as lists), and the prediction's probability where the kind has one."""
+    def plain(value):
+        return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+    rows = [{"id": ex.id, "gold": plain(gold), "prediction": plain(pred)}
+            for ex, gold, pred in zip(data.test, golds, preds)]
+    for row, score in zip(rows, scores or []):
+        row["score"] = round(score, 6)
+    return rows
+
+
+def _label_and_probability(batch, logits) -> list[tuple[int, float]]:
+    """The argmax label of each row (as plain prediction takes it) and its softmax probability."""
+    best = logits.argmax(-1).tolist()
+    probabilities = logits.float().softmax(-1)
+    return [(label, float(probabilities[row, label])) for row, label in enumerate(best)]
 
 
 @dataclass(frozen=True)
@@ -63,10 +93,17 @@ class Classification:
 
     def evaluate(self, cfg: RunConfig, model, tokenizer, data: TaskData, view: str, source: str | None,
                  desc: str) -> dict:
+        return self.evaluation(cfg, model, tokenizer, data, view, source, desc).metrics
+
+    def evaluation(self, cfg: RunConfig, model, tokenizer, data: TaskData, view: str, source: str | None,
+                   desc: str) -> Evaluation:
         to_batch = self.train_batches(cfg, tokenizer, model, data, view, source)
-        preds = predict(model, data.test, to_batch, bf16=cfg.bf16,
-                        show_progress=cfg.show_progress, desc=desc)
-        return classification_metrics(preds, [ex.label for ex in data.test], data.num_labels)
+        scored = predict(model, data.test, to_batch, bf16=cfg.bf16, show_progress=cfg.show_progress, desc=desc,
+                         read=_label_and_probability)
+        preds, golds = [label for label, _ in scored], [ex.label for ex in data.test]
+        return Evaluation(classification_metrics(preds, golds, data.num_labels),
+                          prediction_rows(data, [data.labels[g] for g in golds], [data.labels[p] for p in preds],
+                                          [probability for _, probability in scored]))
 
 
 @dataclass(frozen=True)
@@ -105,12 +142,17 @@ class Generation:
 
     def evaluate(self, cfg: RunConfig, model, tokenizer, data: GenTaskData, view: str, source: str | None,
                  desc: str) -> dict:
+        return self.evaluation(cfg, model, tokenizer, data, view, source, desc).metrics
+
+    def evaluation(self, cfg: RunConfig, model, tokenizer, data: GenTaskData, view: str, source: str | None,
+                   desc: str) -> Evaluation:
         batcher = self.batcher(cfg, tokenizer, model, data)
         preds = decode_answers(model, batcher, data.test, view, source,
                                 max_new_tokens=cfg.max_answer_length, bf16=cfg.bf16,
                                 show_progress=cfg.show_progress, desc=desc, num_beams=cfg.num_beams)
         lang = data.source_lang if view == "source" else data.target_lang  # the language of the gold answers
-        return get_metric(data.metric, lang)(preds, [scored_answers(ex, view) for ex in data.test])
+        golds = [scored_answers(ex, view) for ex in data.test]
+        return Evaluation(get_metric(data.metric, lang)(preds, golds), prediction_rows(data, golds, preds))
 
 
 @dataclass(frozen=True)
@@ -141,10 +183,15 @@ class Tagging:
     def evaluate(self, cfg: RunConfig, model, tokenizer, data: TagTaskData, view: str, source: str | None,
                  desc: str) -> dict:
         """Entity-level micro P/R/F1 against the tags of the sentence the view reads (English for translate-test)."""
+        return self.evaluation(cfg, model, tokenizer, data, view, source, desc).metrics
+
+    def evaluation(self, cfg: RunConfig, model, tokenizer, data: TagTaskData, view: str, source: str | None,
+                   desc: str) -> Evaluation:
         to_batch = self.train_batches(cfg, tokenizer, model, data, view, source)
         preds = predict(model, data.test, to_batch, bf16=cfg.bf16, show_progress=cfg.show_progress, desc=desc,
                         read=read_tags(data.labels))
-        return tagging_metrics(preds, [list(words(ex, view)[1]) for ex in data.test])
+        golds = [list(words(ex, view)[1]) for ex in data.test]
+        return Evaluation(tagging_metrics(preds, golds), prediction_rows(data, golds, preds))
 
 
 @dataclass(frozen=True)
@@ -176,12 +223,17 @@ class QA:
                  desc: str) -> dict:
         """SQuAD v1.1 EM/F1 against the answers of the side the view reads (English for translate-test),
         normalised for that side's language."""
+        return self.evaluation(cfg, model, tokenizer, data, view, source, desc).metrics
+
+    def evaluation(self, cfg: RunConfig, model, tokenizer, data: QATaskData, view: str, source: str | None,
+                   desc: str) -> Evaluation:
         to_batch = self.train_batches(cfg, tokenizer, model, data, view, source)
         preds = predict(model, data.test, to_batch, batch_size=cfg.batch_size, bf16=cfg.bf16,
                         show_progress=cfg.show_progress, desc=desc, read=read_answers(cfg.max_answer_length),
                         max_rows=cfg.qa_windows_per_pass)
         lang = data.source_lang if view == "source" else data.target_lang
-        return squad_metrics(preds, [list(labelled(ex, view)[2]) for ex in data.test], lang)
+        golds = [list(labelled(ex, view)[2]) for ex in data.test]
+        return Evaluation(squad_metrics(preds, golds, lang), prediction_rows(data, golds, preds))
 
 
 def task_architecture(kind, arch: Architecture) -> Architecture:

@@ -75,12 +75,15 @@ def mixup_settings(cfg: RunConfig):
     return MixupSettings(layers, cfg.mixup_lambda, cfg.mixup_schedule)
 
 
-def evaluate_adapted(run: Run, adapted: AdaptedModel, tokenizer, data: AnyTaskData) -> dict:
+def evaluate_adapted(run: Run, adapted: AdaptedModel, tokenizer, data: AnyTaskData) -> tuple[dict, list[dict]]:
+    """The test metrics (FLARE: also with the English states zeroed) and the predictions behind the first
+    (one row per test example, what predictions.jsonl holds)."""
     cfg, method = run.cfg, adapted.method
     kind = kind_of(data, cfg)
-    result = {"metrics": kind.evaluate(cfg, adapted.model, tokenizer, data, method.view, adapted.source,
-                                       f"test ({cfg.target_lang})")}
+    test = kind.evaluation(cfg, adapted.model, tokenizer, data, method.view, adapted.source,
+                           f"test ({cfg.target_lang})")
+    result = {"metrics": test.metrics}
     if adapted.flare is not None and cfg.zero_source_eval:
         result["metrics_zero_source"] = kind.evaluate(cfg, adapted.model, tokenizer, data, method.view, "zero",
                                                       "test, source zeroed")
-    return result
+    return result, test.predictions

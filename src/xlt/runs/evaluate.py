@@ -11,7 +11,7 @@ from xlt.data.examples import AnyTaskData
 from xlt.errors import XltError
 from xlt.methods.adapters import load_adapter
 from xlt.methods.table import get_method
-from xlt.run_dir import ADAPTER, CONFIG, METRICS, missing_files, stored_differences
+from xlt.run_dir import ADAPTER, CONFIG, METRICS, missing_files, read_predictions, stored_differences
 from xlt.runs.adapted_model import build_model, evaluate_adapted
 from xlt.runs.recipe import Run
 from xlt.runs.stage1 import STAGE1_INFO
@@ -30,7 +30,11 @@ def _read_metrics(run_dir: Path) -> dict:
 
 def reevaluate_run(run_dir: str | Path) -> dict:
     """Rebuild a finished run from its directory and evaluate it again on the same test set."""
-    run_dir = Path(run_dir)
+    return _reevaluate(Path(run_dir))[0]
+
+
+def _reevaluate(run_dir: Path) -> tuple[dict, list[dict]]:
+    """The recomputed metrics and the predictions behind them."""
     missing = missing_files(run_dir, trains=False)
     if missing:
         raise XltError(f"{run_dir} is not a finished run: {missing[0]} is missing")
@@ -63,16 +67,33 @@ def _check_test_data(run_dir: Path, saved: dict, data: AnyTaskData) -> None:
 
 def evaluate_run(run_dir: str | Path) -> dict:
     """:func:`reevaluate_run`, and whether it reproduces metrics.json: ``matches_stored`` (None when the
-    run stored no metrics, as a merge not evaluated yet) and ``stored_differences``."""
-    result = reevaluate_run(run_dir)
+    run stored no metrics, as a merge not evaluated yet) and ``stored_differences``; and its predictions.jsonl:
+    ``predictions_match`` (None when the run kept none) and ``prediction_differences``, the test examples whose
+    prediction (or probability, beyond 1e-4) differs now."""
+    result, predictions = _reevaluate(Path(run_dir))
     differences = stored_differences(_read_metrics(Path(run_dir)), result)
+    stored = read_predictions(run_dir)
+    changed = None if stored is None else changed_predictions(stored, predictions)
     return {**result, "matches_stored": None if differences is None else not differences,
-            "stored_differences": differences or []}
+            "stored_differences": differences or [],
+            "predictions_match": None if changed is None else not changed, "prediction_differences": changed or 0}
+
+
+def changed_predictions(stored: list[dict], now: list[dict]) -> int:
+    """How many test examples got another prediction (or, beyond 1e-4, another probability); a different number
+    or order of examples counts every row."""
+    if [row.get("id") for row in stored] != [row["id"] for row in now]:
+        return max(len(stored), len(now))
+    return sum(old.get("prediction") != new["prediction"] or abs(old.get("score", 0.0) - new.get("score", 0.0)) > 1e-4
+               for old, new in zip(stored, now))
 
 
 def differences_line(result: dict) -> str | None:
     """One line naming each metric that ``evaluate_run`` recomputed differently from metrics.json."""
-    if not result.get("stored_differences"):
-        return None
-    parts = [f"{d['metric']} stored {d['stored']}, recomputed {d['recomputed']}" for d in result["stored_differences"]]
-    return "recomputed metrics differ from the run's metrics.json: " + "; ".join(parts)
+    parts = [f"{d['metric']} stored {d['stored']}, recomputed {d['recomputed']}"
+             for d in result.get("stored_differences") or []]
+    lines = ["recomputed metrics differ from the run's metrics.json: " + "; ".join(parts)] if parts else []
+    if result.get("prediction_differences"):
+        lines.append(f"{result['prediction_differences']} recomputed test predictions differ from the run's "
+                     "predictions.jsonl")
+    return "; ".join(lines) or None

@@ -91,13 +91,13 @@ def _run_stage2(run: Run, out: Path) -> dict:
     # state: the model's tensors as the accelerator gathered them (every process), which the adapter is saved from
     trained, state = train_adapter(cfg, adapted, tokenizer, data, aligner) if method.trains else (
         {"train_seconds": 0.0}, None)
-    result = evaluate_adapted(run, adapted, tokenizer, data)
+    result, predictions = evaluate_adapted(run, adapted, tokenizer, data)
     if aligner is not None:
         result["alignment_retrieval"] = alignment_retrieval(cfg, adapted, tokenizer, aligner.layers)
     processes = run_processes()  # under accelerate launch every process trained its shard; one writes
     metrics = run_metrics(cfg, adapted, data, stage1, {**trained, **text_info}, result, processes.num_processes)
     if processes.is_main_process:
-        _write_run_dir(cfg, out, metrics, adapted if method.trains else None, state)
+        _write_run_dir(cfg, out, metrics, adapted if method.trains else None, state, predictions)
     processes.wait_for_everyone()
     return metrics
 
@@ -157,14 +157,14 @@ def _signatures(data: AnyTaskData) -> dict:
 
 
 def _write_run_dir(cfg: RunConfig, out: Path, metrics: dict, adapted: AdaptedModel | None,
-                   state: dict | None = None) -> None:
-    """config.yaml, adapter/ (with its model card, from ``state`` where training gathered one) and metrics.json,
-    swapped in whole (xlt.run_dir)."""
+                   state: dict | None = None, predictions: list[dict] | None = None) -> None:
+    """config.yaml, adapter/ (with its model card, from ``state`` where training gathered one), metrics.json and
+    predictions.jsonl, swapped in whole (xlt.run_dir)."""
     config = cfg.to_dict()
     card = model_card(config, metrics)
     write_adapter = None if adapted is None else (lambda folder: save_adapter(adapted, folder, card, state))
     with failed_writes_named(out):
-        write_run(out, config, metrics, write_adapter)
+        write_run(out, config, metrics, write_adapter, predictions)
 
 
 def finished_run(run: Run | RunConfig) -> dict | None:
