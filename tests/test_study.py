@@ -72,3 +72,38 @@ def test_a_bad_cell_stops_the_study_before_anything_runs(tmp_path, capsys):
     empty_axis = _study(tmp_path, "method: []\n")
     assert main(["study", str(empty_axis)]) == 2
     assert cli_error(capsys) == f"study file {empty_axis}: axis 'method' has no values"
+
+
+def test_compare_runs_every_method_over_seeds_on_a_users_file_with_fusion_only_for_flare(tmp_path, capsys):
+    import csv
+
+    words = {"positive": "good", "negative": "bad"}
+    for split, n in (("train", 24), ("test", 12)):
+        with (tmp_path / f"{split}.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["id", "source_text", "target_text", "label"])
+            for i in range(n):
+                label = ("positive", "negative")[i % 2]
+                writer.writerow([f"{split}-{i}", f"a {words[label]} day {i}", f"dina {words[label]} {i}", label])
+    out = tmp_path / "cmp"
+    argv = ["compare", "--model", "tiny-random/bert", "--task", "custom", "--train-file", str(tmp_path / "train.csv"),
+            "--test-file", str(tmp_path / "test.csv"), "--target-lang", "jv", "--methods", "zero-shot", "lora",
+            "flare", "--seeds", "0", "1", "--fusion", "add", "--epochs", "1", "--stage1-epochs", "1", "--lora-r", "4",
+            "--lora-alpha", "8", "--batch-size", "8", "--no-show-progress", "--output-dir", str(out), "--samples", "50"]
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    assert sum(line.startswith("ran   ") for line in printed.out.splitlines()) == 6
+    assert "| flare (add) − lora |" in printed.out and "| zero-shot | " in printed.out
+    assert json.loads((out / "method=flare__seed=1" / "metrics.json").read_text())["fusion"] == "add"
+    assert json.loads((out / "method=lora__seed=1" / "metrics.json").read_text())["fusion"] is None
+    assert "xlt: study run 6/6: method=flare__seed=1, about " in printed.err  # progress with the time left
+
+
+def test_the_shipped_study_files_expand_to_valid_runs(tmp_path):
+    from pathlib import Path
+
+    from xlt.runs.study import expand, read_study
+
+    shipped = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
+    sizes = {path.name: len(expand(*read_study(path), tmp_path)) for path in shipped}
+    assert sizes == {"alignment-nusax.yaml": 3 * 4 * 3, "flare-nusax.yaml": 11 * 5 * 3}

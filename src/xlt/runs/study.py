@@ -13,6 +13,8 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from xlt.config import RunConfig
 from xlt.data.registry import get_task
 from xlt.errors import XltError, echo
 from xlt.languages import dataset_name
+from xlt.methods.table import METHODS, get_method
 
 
 @dataclass(frozen=True)
@@ -58,11 +61,20 @@ def expand(shared: dict, axes: dict, output_dir: str | Path) -> list[StudyRun]:
         cell = dict(zip(axes, combination))
         folder = Path(output_dir) / _folder_name(cell)
         try:
-            cfg = RunConfig.from_dict({**shared, **cell, "output_dir": str(folder)})
+            settings = _for_method({**shared, **cell})
+            cfg = RunConfig.from_dict({**settings, "output_dir": str(folder)})
         except XltError as err:
             raise XltError(f"study run {_folder_name(cell)}: {err}") from None
         runs.append(StudyRun(cell, cfg))
     return runs
+
+
+def _for_method(settings: dict) -> dict:
+    """A shared setting that belongs to some methods only (``fusion``, ``mixup_lambda``, ...) goes to the runs of
+    those methods: a study of lora and flare with ``fusion: add`` fuses in its flare runs."""
+    method = get_method(settings.get("method", RunConfig.method))
+    owned = {option for row in METHODS.values() for option in row.options}
+    return {key: value for key, value in settings.items() if key not in owned or key in method.options}
 
 
 def _folder_name(cell: dict) -> str:
@@ -80,12 +92,17 @@ def plan(runs: list[StudyRun]) -> tuple[list[StudyRun], list[StudyRun]]:
 
 
 def run_study(path: str | Path, output_dir: str | Path, workers: int = 1, dry_run: bool = False) -> list[str]:
+    """The study of a file: :func:`run_cells` on its shared settings and axes."""
+    shared, axes = read_study(path)
+    return run_cells(shared, axes, output_dir, workers, dry_run)
+
+
+def run_cells(shared: dict, axes: dict, output_dir: str | Path, workers: int = 1, dry_run: bool = False) -> list[str]:
     """Check every run, then run those not finished (``workers`` at once); returns one line per run."""
     from xlt.runs.preflight import check_run
 
     if workers < 1:
         raise XltError(f"--workers must be >= 1, got {workers}")
-    shared, axes = read_study(path)
     runs = expand(shared, axes, output_dir)
     todo, done = plan(runs)
     for run in todo:  # bad input anywhere stops the study before the first run trains
@@ -100,13 +117,27 @@ def run_study(path: str | Path, output_dir: str | Path, workers: int = 1, dry_ru
         return lines + [f"to do {_folder_name(run.axes)}" for run in todo]
     threads = max(1, (os.cpu_count() or 1) // workers)
     if workers == 1:
-        results = [_run_one(run.cfg, threads) for run in todo]
+        results = _run_in_turn(todo, threads)
     else:
         import multiprocessing
 
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(_run_one, [run.cfg for run in todo], itertools.repeat(threads)))
     return lines + [f"ran   {_folder_name(run.axes)}: {result}" for run, result in zip(todo, results)]
+
+
+def _run_in_turn(todo: list[StudyRun], threads: int) -> list[str]:
+    """The runs one after another, each announced with how many are left and, once one has run, about how long
+    the rest will take at the pace so far (the first runs also train the English models, so it errs long)."""
+    results, started = [], time.monotonic()
+    for k, run in enumerate(todo):
+        left = ""
+        if k:
+            per_run = (time.monotonic() - started) / k
+            left = f", about {per_run * (len(todo) - k) / 60:.0f} min left"
+        print(f"xlt: study run {k + 1}/{len(todo)}: {_folder_name(run.axes)}{left}", file=sys.stderr, flush=True)
+        results.append(_run_one(run.cfg, threads))
+    return results
 
 
 def _run_one(cfg: RunConfig, threads: int) -> str:
