@@ -13,12 +13,16 @@ README = ROOT / "README.md"
 RESULTS = ROOT / "docs" / "results.md"
 
 
-def _gen_flags():
-    """docs/gen_flags.py, a script outside the package, loaded as a module."""
-    spec = importlib.util.spec_from_file_location("gen_flags", ROOT / "docs" / "gen_flags.py")
+def _docs_script(name: str):
+    """docs/NAME.py, a script outside the package, loaded as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _gen_flags():
+    return _docs_script("gen_flags")
 
 
 def test_committed_flag_reference_is_what_the_settings_generate_now():
@@ -72,11 +76,7 @@ def test_readme_nusax_tables_are_the_ones_on_the_results_page():
 
 
 def _gen_tables():
-    """docs/gen_tables.py, a script outside the package, loaded as a module."""
-    spec = importlib.util.spec_from_file_location("gen_tables", ROOT / "docs" / "gen_tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _docs_script("gen_tables")
 
 
 def test_committed_task_and_method_tables_are_the_rows_the_code_reads():

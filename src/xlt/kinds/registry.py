@@ -62,8 +62,16 @@ def _label_and_probability(batch, logits) -> list[tuple[int, float]]:
     return [(label, float(probabilities[row, label])) for row, label in enumerate(best)]
 
 
+class _Kind:
+    """What every kind shares: ``evaluate``, the metrics of :meth:`evaluation` (stage 1 keeps no predictions)."""
+
+    def evaluate(self, cfg: RunConfig, model, tokenizer, data: AnyTaskData, view: str, source: str | None,
+                 desc: str) -> dict:
+        return self.evaluation(cfg, model, tokenizer, data, view, source, desc).metrics
+
+
 @dataclass(frozen=True)
-class Classification:
+class Classification(_Kind):
     name: str = "classification"
 
     verbalizer: bool = False  # decoders: score label words instead of a classification head
@@ -91,10 +99,6 @@ class Classification:
                            max_length=cfg.max_length, source=source)
         return partial(make_batch, tokenizer, view=view, max_length=cfg.max_length, source=source)
 
-    def evaluate(self, cfg: RunConfig, model, tokenizer, data: TaskData, view: str, source: str | None,
-                 desc: str) -> dict:
-        return self.evaluation(cfg, model, tokenizer, data, view, source, desc).metrics
-
     def evaluation(self, cfg: RunConfig, model, tokenizer, data: TaskData, view: str, source: str | None,
                    desc: str) -> Evaluation:
         to_batch = self.train_batches(cfg, tokenizer, model, data, view, source)
@@ -107,7 +111,7 @@ class Classification:
 
 
 @dataclass(frozen=True)
-class Generation:
+class Generation(_Kind):
     name: str = "generation"
 
     def head_modules(self, arch: Architecture) -> list[str] | None:
@@ -140,10 +144,6 @@ class Generation:
         batcher = self.batcher(cfg, tokenizer, model, data)
         return lambda examples: batcher.batch(examples, view, source, teacher_forced=True)
 
-    def evaluate(self, cfg: RunConfig, model, tokenizer, data: GenTaskData, view: str, source: str | None,
-                 desc: str) -> dict:
-        return self.evaluation(cfg, model, tokenizer, data, view, source, desc).metrics
-
     def evaluation(self, cfg: RunConfig, model, tokenizer, data: GenTaskData, view: str, source: str | None,
                    desc: str) -> Evaluation:
         batcher = self.batcher(cfg, tokenizer, model, data)
@@ -156,7 +156,7 @@ class Generation:
 
 
 @dataclass(frozen=True)
-class Tagging:
+class Tagging(_Kind):
     """Named-entity tagging on encoders: one IOB2 tag per word (xlt.kinds.tagging)."""
 
     name: str = "tagging"
@@ -180,13 +180,9 @@ class Tagging:
     def train_batches(self, cfg: RunConfig, tokenizer, model, data: TagTaskData, view: str, source: str | None):
         return partial(tag_batch, tokenizer, labels=data.labels, view=view, max_length=cfg.max_length, source=source)
 
-    def evaluate(self, cfg: RunConfig, model, tokenizer, data: TagTaskData, view: str, source: str | None,
-                 desc: str) -> dict:
-        """Entity-level micro P/R/F1 against the tags of the sentence the view reads (English for translate-test)."""
-        return self.evaluation(cfg, model, tokenizer, data, view, source, desc).metrics
-
     def evaluation(self, cfg: RunConfig, model, tokenizer, data: TagTaskData, view: str, source: str | None,
                    desc: str) -> Evaluation:
+        """Entity-level micro P/R/F1 against the tags of the sentence the view reads (English for translate-test)."""
         to_batch = self.train_batches(cfg, tokenizer, model, data, view, source)
         preds = predict(model, data.test, to_batch, bf16=cfg.bf16, show_progress=cfg.show_progress, desc=desc,
                         read=read_tags(data.labels))
@@ -195,7 +191,7 @@ class Tagging:
 
 
 @dataclass(frozen=True)
-class QA:
+class QA(_Kind):
     """Extractive question answering on encoders: a span head over question + paragraph windows (xlt.kinds.extractive_qa).
     Decoders and mT5 generate the answer instead (xlt.data.qa_generation: the set becomes GenTaskData)."""
 
@@ -219,14 +215,10 @@ class QA:
         return partial(qa_batch, tokenizer, view=view, max_length=cfg.qa_max_length, stride=cfg.doc_stride,
                        source=source)
 
-    def evaluate(self, cfg: RunConfig, model, tokenizer, data: QATaskData, view: str, source: str | None,
-                 desc: str) -> dict:
-        """SQuAD v1.1 EM/F1 against the answers of the side the view reads (English for translate-test),
-        normalised for that side's language."""
-        return self.evaluation(cfg, model, tokenizer, data, view, source, desc).metrics
-
     def evaluation(self, cfg: RunConfig, model, tokenizer, data: QATaskData, view: str, source: str | None,
                    desc: str) -> Evaluation:
+        """SQuAD v1.1 EM/F1 against the answers of the side the view reads (English for translate-test),
+        normalised for that side's language."""
         to_batch = self.train_batches(cfg, tokenizer, model, data, view, source)
         preds = predict(model, data.test, to_batch, batch_size=cfg.batch_size, bf16=cfg.bf16,
                         show_progress=cfg.show_progress, desc=desc, read=read_answers(cfg.max_answer_length),
