@@ -163,7 +163,9 @@ def test_train_flags_come_from_run_config():
         assert action.help.startswith(f.metadata["help"])
     assert by_dest["method"].choices == ("zero-shot", "translate-test", "lora", "translate-train", "input-fusion",
                                          "flare", "flare-mt", "x-mixup", "align", "lora+align")
-    assert by_dest["fusion"].choices == ("add", "mul", "add_relu", "mul_relu", "cross_attention")
+    assert by_dest["fusion"].choices == (
+        "add", "mul", "add_relu", "mul_relu", "aligned_add", "aligned_mul", "aligned_add_relu", "aligned_mul_relu",
+        "summary_add", "summary_mul", "summary_add_relu", "summary_mul_relu", "cross_attention")
     assert by_dest["task"].choices == ("nusax", "xnli", "custom", "massive", "massive-intent", "panx", "uner",
                                        "uner-json", "nusax-mt", "wmt23", "mlqa", "tydiqa", "custom-qa", "custom-ner",
                                        "custom-mt")
@@ -188,7 +190,7 @@ def test_name_tables_match_the_torch_modules():
     from xlt.methods import table as method_table
     from xlt.runs import preflight
 
-    assert tuple(fusion.POSITIONWISE) == fusion_names.POSITIONWISE_FUSIONS
+    assert tuple(fusion.FUNCTIONS) == fusion_names.FUNCTIONS and tuple(fusion.PAIRINGS) == fusion_names.PAIRINGS
     assert fusion.FUSIONS is fusion_names.FUSIONS and merge.COMBINATIONS is merge_names.COMBINATIONS
     assert not hasattr(methods, "METHODS") and "flare" in method_table.METHODS  # one table, imported from methods.table
     assert preflight.ADAPTER_WEIGHTS == methods.ADAPTER_WEIGHTS

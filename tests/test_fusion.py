@@ -149,3 +149,45 @@ def test_any_flare_module_imports_first_and_registers_flare_with_peft(module):
             "assert mapping.PEFT_TYPE_TO_TUNER_MAPPING['FLARE'] is FlareTuner")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# --- pairings: which English state each target token meets ---------------------------------------------------
+
+SOURCE = torch.tensor([[[9.0, 9.0], [1.0, 2.0], [3.0, 4.0], [5.0, 0.0]]])  # left-padded: 3 real tokens
+SOURCE_MASK = torch.tensor([[0, 1, 1, 1]])
+TARGET_POSITIONS = torch.tensor([[-1, 0, 1, 2, 3, 4]])  # one left pad, then 5 real target tokens
+
+
+def test_the_summary_is_the_mean_of_the_real_english_tokens_or_in_a_causal_stack_of_those_seen_so_far():
+    from xlt.flare.fusion import source_summary
+
+    whole = source_summary(SOURCE, SOURCE_MASK, TARGET_POSITIONS, causal=False)
+    assert whole[0, 0].tolist() == [0.0, 0.0]  # a padded target position meets nothing
+    assert all(row == [3.0, 2.0] for row in whole[0, 1:].tolist())  # (1+3+5)/3, (2+4+0)/3: the pad's 9s never
+    prefix = source_summary(SOURCE, SOURCE_MASK, TARGET_POSITIONS, causal=True)
+    assert prefix[0].tolist() == [[0.0, 0.0], [1.0, 2.0], [2.0, 3.0], [3.0, 2.0], [3.0, 2.0], [3.0, 2.0]]
+    empty = source_summary(SOURCE, torch.zeros(1, 4, dtype=torch.long), TARGET_POSITIONS, causal=True)
+    assert torch.count_nonzero(empty) == 0
+
+
+def test_the_aligned_pairing_reads_each_tokens_aligned_english_token_and_the_summary_where_none():
+    alignment = torch.tensor([[-1, 2, -1, 0, 1, 2]])  # relative English index per target token (-1: none)
+    fusion = PositionwiseFusion("aligned_add")
+    target = torch.zeros(1, 6, 2)
+    out = fusion(target, SOURCE, SOURCE_MASK, TARGET_POSITIONS, alignment)
+    assert out[0].tolist() == [[0.0, 0.0], [5.0, 0.0], [3.0, 2.0], [1.0, 2.0], [3.0, 4.0], [5.0, 0.0]]
+    assert torch.equal(fusion(target, SOURCE, SOURCE_MASK, TARGET_POSITIONS, None),
+                       PositionwiseFusion("summary_add")(target, SOURCE, SOURCE_MASK, TARGET_POSITIONS))
+    causal = PositionwiseFusion("aligned_add", causal=True)(target, SOURCE, SOURCE_MASK, TARGET_POSITIONS, alignment)
+    assert causal[0, 1].tolist() == [1.0, 2.0]  # token 0 aligned to English 2, a later position: its prefix summary
+    assert torch.equal(causal[0, 3:], out[0, 3:])
+
+
+def test_fusion_names_are_pairings_times_functions_and_unknown_ones_are_refused():
+    from xlt.flare.fusion_names import needs_alignment, split_fusion
+
+    assert split_fusion("aligned_add_relu") == ("aligned", "add_relu") and split_fusion("mul") == ("position", "mul")
+    assert split_fusion("summary_mul_relu") == ("summary", "mul_relu")
+    assert needs_alignment("aligned_mul") and not needs_alignment("summary_add") and not needs_alignment("cross_attention")
+    with pytest.raises(XltError, match="unknown fusion 'aligned_cross_attention'"):
+        split_fusion("aligned_cross_attention")

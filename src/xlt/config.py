@@ -22,7 +22,7 @@ import yaml
 from xlt.data.paths import resolve_data_dir
 from xlt.data.registry import STAGE1_BUDGET, STAGE1_LORA_LR, TASKS, get_task
 from xlt.errors import XltError, clip, echo
-from xlt.flare.fusion_names import FUSIONS, check_fusion_name
+from xlt.flare.fusion_names import FUSIONS, check_fusion_name, needs_alignment
 from xlt.languages import canonical_code
 from xlt.methods.table import ALIGN_LORA_R, DEFAULT_LORA_R, METHODS, MIXUP_OPTIONS, get_method, methods_with
 from xlt.scoring.generation import check_bleu_tokenizer
@@ -212,6 +212,10 @@ class RunConfig:
         if refused:
             raise XltError(refused)
         self._check_mt_model(method)
+        if needs_alignment(self.fusion or "") and (method.mt_encoder or task.kind == "generation"):
+            raise XltError(f"--fusion {self.fusion} aligns the model's own states of whole target and English texts; "
+                           + ("flare-mt's source is another model's" if method.mt_encoder else
+                              f"{self.task} decodes token by token") + ": use a position or summary fusion")
         if self.num_beams > 1 and method.needs_source_pass:
             raise XltError(f"--num-beams is for methods without a source text; {self.method} decodes greedily")
         if task.translation:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from peft import LoraConfig
 
-from xlt.flare.fusion_names import check_fusion_name
+from xlt.flare.fusion_names import FUSIONS, check_fusion_name, needs_alignment
 
 PEFT_TYPE = "FLARE"  # the adapter_config.json ``peft_type``; registered with PEFT by xlt.flare.registration
 
@@ -59,16 +59,19 @@ class FlareConfig(LoraConfig):
     ``causal_stacks``: layer-stack paths (relative to the backbone, e.g. ``decoder.block``) whose
     fused projections must not look at later positions; every other stack fuses bidirectionally.
     Recorded per stack, not per model, because mT5's encoder is bidirectional and its decoder is not.
+    ``alignment_layer`` (``aligned_*`` fusions): see :mod:`xlt.flare.token_alignment`.
     ``mt_encoder`` (FLARE-MT): every fused layer fuses the MT encoder's states of the target text through one
     trained projection from ``mt_hidden_size`` to the model's width; ``source_layer_offset`` does not apply.
     """
 
-    fusion: str = field(default="add_relu", metadata={"help": "add, mul, add_relu, mul_relu, cross_attention"})
+    fusion: str = field(default="add_relu", metadata={"help": ", ".join(FUSIONS)})
     source_layer_offset: int = field(default=1, metadata={"help": "0: same layer, 1: the next layer's input"})
     causal_stacks: list[str] = field(default_factory=list, metadata={"help": "layer stacks fused causally"})
     mt_encoder: str | None = field(default=None, metadata={"help": "FLARE-MT: the MT model whose encoder reads the "
                                                                     "target text (None: FLARE's frozen source pass)"})
     mt_hidden_size: int | None = field(default=None, metadata={"help": "FLARE-MT: width of the MT encoder's states"})
+    alignment_layer: int | None = field(default=None, metadata={
+        "help": "aligned_* fusions: the layer (1-based) whose states align the two texts (None: two thirds up)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -78,6 +81,11 @@ class FlareConfig(LoraConfig):
             raise ValueError(f"source_layer_offset must be 0 or 1, got {self.source_layer_offset!r}")
         if (self.mt_encoder is None) != (self.mt_hidden_size is None):
             raise ValueError("FLARE-MT needs both mt_encoder and mt_hidden_size (or neither, for FLARE)")
+        if needs_alignment(self.fusion) and self.mt_encoder is not None:
+            raise ValueError(f"fusion {self.fusion!r} aligns the model's own states of both texts, but FLARE-MT's "
+                             "source is another model's: use a position or summary fusion")
+        if self.alignment_layer is not None and self.alignment_layer < 1:
+            raise ValueError(f"alignment_layer must be >= 1, got {self.alignment_layer!r}")
         if self.mt_hidden_size is not None and self.mt_hidden_size < 1:
             raise ValueError(f"mt_hidden_size must be >= 1, got {self.mt_hidden_size!r}")
         for option, why in UNSUPPORTED.items():

@@ -1,11 +1,15 @@
 """Fusion functions: how the source bottleneck S = A·x_src meets the target bottleneck T = A·x_tgt.
 
-A position-wise fusion is one function of two equal-shaped tensors plus one line in
-``POSITIONWISE`` and its name in :mod:`xlt.flare.fusion_names` (torch-free, for the CLI).
+A position-wise fusion is a *pairing*, which gives every target token its English partner (a row of
+S, or a mean of rows), and a *function* of two equal-shaped tensors, target and partner. A new
+function is one function plus one line in ``FUNCTIONS``; a new pairing one function plus one line in
+``PAIRINGS``; each also its name in :mod:`xlt.flare.fusion_names` (torch-free, for the CLI).
 Cross-attention is the one fusion with parameters. Every fusion is an ``nn.Module`` taking
-``(target, source, source_mask, target_positions)`` so the FLARE layer treats them alike;
+``(target, source, source_mask, target_positions, alignment)`` so the FLARE layer treats them alike;
 ``target_positions`` is each target token's index among the real tokens of its row
-(``relative_positions`` of the target mask; ``None``: no padding before the tokens).
+(``relative_positions`` of the target mask; ``None``: no padding before the tokens); ``alignment``
+is each target token's aligned English token, as an index among the real source tokens (-1: none;
+``None``: no alignment was computed), see :mod:`xlt.flare.token_alignment`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from xlt.flare.fusion_names import FUSIONS  # noqa: F401 (re-exported)
+from xlt.flare.fusion_names import FUSIONS, split_fusion  # noqa: F401 (FUSIONS re-exported)
 
 
 def add(t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -34,7 +38,7 @@ def mul_relu(t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return torch.relu(t * s)
 
 
-POSITIONWISE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+FUNCTIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "add": add,
     "mul": mul,
     "add_relu": add_relu,
@@ -91,22 +95,79 @@ def _alignment(source_mask: torch.Tensor, target_positions: torch.Tensor) -> tup
     return index, valid
 
 
-class PositionwiseFusion(nn.Module):
-    """A parameter-free fusion applied position by position after alignment."""
+def source_summary(source: torch.Tensor, source_mask: torch.Tensor, target_positions: torch.Tensor,
+                   causal: bool) -> torch.Tensor:
+    """The mean of the real source states each target token may see: all of them, or in a causal stack
+    those at relative positions <= its own (a decoder's last token sees the whole English prefix, never
+    nothing). Zeros at padded target positions and for a source without real tokens."""
+    dtype, source = source.dtype, source.float()  # a bf16 running sum over a long source loses digits
+    real = source_mask.to(source.dtype).unsqueeze(-1)
+    if not causal:
+        mean = (source * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp(min=1)
+        summary = mean.expand(-1, target_positions.shape[1], -1)
+    else:
+        running = torch.cumsum(source * real, 1)  # sums up to each padded position
+        start = source_mask.long().argmax(-1, keepdim=True)
+        count = source_mask.long().sum(-1, keepdim=True)
+        seen = torch.minimum(target_positions.clamp(min=0), (count - 1).clamp(min=0))  # last visible rel. index
+        ends = (start + seen).clamp(max=source.shape[1] - 1)
+        total = torch.gather(running, 1, ends.unsqueeze(-1).expand(-1, -1, source.shape[-1]))
+        summary = total / (seen + 1).unsqueeze(-1).to(source.dtype)
+    has_source = source_mask.long().sum(-1, keepdim=True) > 0
+    return (summary * ((target_positions >= 0) & has_source).unsqueeze(-1).to(source.dtype)).to(dtype)
 
-    def __init__(self, name: str):
+
+def position_partner(source, source_mask, target_positions, alignment, causal):
+    """The paper's pairing: the source token at the target token's own relative position (zeros past its end)."""
+    return align_to_target(source, source_mask, target_positions)
+
+
+def aligned_partner(source, source_mask, target_positions, alignment, causal):
+    """The source token the target token aligns to; the source summary where it aligns to none. In a causal
+    stack an alignment to a later position is ignored (the tuner never computes one)."""
+    summary = source_summary(source, source_mask, target_positions, causal)
+    if alignment is None:
+        return summary
+    valid = (alignment >= 0) & (target_positions >= 0)
+    if causal:
+        valid = valid & (alignment <= target_positions)
+    start = source_mask.long().argmax(-1, keepdim=True)
+    index = (start + alignment.clamp(min=0)).clamp(max=source.shape[1] - 1)
+    aligned = torch.gather(source, 1, index.unsqueeze(-1).expand(-1, -1, source.shape[-1]))
+    return torch.where(valid.unsqueeze(-1), aligned, summary)
+
+
+def summary_partner(source, source_mask, target_positions, alignment, causal):
+    """Every target token meets the mean of the English tokens it may see."""
+    return source_summary(source, source_mask, target_positions, causal)
+
+
+PAIRINGS = {
+    "position": position_partner,
+    "aligned": aligned_partner,
+    "summary": summary_partner,
+}
+
+
+class PositionwiseFusion(nn.Module):
+    """A parameter-free fusion: each target token's partner (its pairing), then the function of the two."""
+
+    def __init__(self, name: str, causal: bool = False):
         super().__init__()
         self.name = name
-        self.fn = POSITIONWISE[name]
+        pairing, function = split_fusion(name)
+        self.pairing, self.fn = PAIRINGS[pairing], FUNCTIONS[function]
+        self.causal = causal
 
     def forward(self, target: torch.Tensor, source: torch.Tensor, source_mask: torch.Tensor,
-                target_positions: torch.Tensor | None = None) -> torch.Tensor:
+                target_positions: torch.Tensor | None = None, alignment: torch.Tensor | None = None) -> torch.Tensor:
         check_rows(target, source)
         positions = default_positions(target) if target_positions is None else target_positions
-        return self.fn(target, align_to_target(source, source_mask, positions).to(target.dtype))
+        partner = self.pairing(source, source_mask, positions, alignment, self.causal)
+        return self.fn(target, partner.to(target.dtype))
 
     def extra_repr(self) -> str:
-        return self.name
+        return f"{self.name}, causal={self.causal}"
 
 
 class CrossAttentionFusion(nn.Module):
@@ -127,7 +188,7 @@ class CrossAttentionFusion(nn.Module):
         self.causal = causal
 
     def forward(self, target: torch.Tensor, source: torch.Tensor, source_mask: torch.Tensor,
-                target_positions: torch.Tensor | None = None) -> torch.Tensor:
+                target_positions: torch.Tensor | None = None, alignment: torch.Tensor | None = None) -> torch.Tensor:
         check_rows(target, source)
         source = source.to(target.dtype)
         visible = source_mask.bool().unsqueeze(1).expand(-1, target.shape[1], -1)
@@ -147,4 +208,4 @@ def build_fusion(name: str, rank: int, causal: bool = False) -> nn.Module:
     """The fusion module of one adapter (the name was checked by :class:`xlt.flare.config.FlareConfig`)."""
     if name == "cross_attention":
         return CrossAttentionFusion(rank, causal=causal)
-    return PositionwiseFusion(name)
+    return PositionwiseFusion(name, causal=causal)

@@ -3,7 +3,8 @@
 ``h = W·x + B(fuse(A·drop(x), A·x_src)) · scaling``: one down-projection A shared by both
 languages, the fusion in the bottleneck, the up-projection B after it, LoRA scaling once.
 
-The source input ``x_src`` and the target tokens' relative positions are set on the layer by
+The source input ``x_src``, the target tokens' relative positions and (``aligned_*`` fusions) each target
+token's aligned source token are set on the layer by
 :class:`xlt.flare.tuner.FlareTuner` at the start of every model call and stay until the next
 call, so a gradient-checkpointed re-forward during backward fuses exactly what the forward fused
 (as with PEFT's aLoRA this needs one forward per backward: two forwards before one backward under
@@ -81,6 +82,7 @@ class FlareLinear(LoraLinear):
         self.in_source_pass = False  # True while the frozen source pass runs: the base layer alone
         self.source: SourceStates | None = None
         self.target_positions: torch.Tensor | None = None  # (B, T) relative positions; None: no left padding
+        self.source_alignment: torch.Tensor | None = None  # (B, T) aligned source token per target token (aligned_*)
         self.flare_name = ""  # module path, set by the tuner, for error messages
         self.window: CallWindow | None = None  # the model's call window, set by the tuner
         self._kept_bottleneck: dict[str, tuple] = {}  # adapter → (source states, signature, A·x_src), no-grad calls
@@ -121,7 +123,8 @@ class FlareLinear(LoraLinear):
             x_in = self._cast_input_dtype(x, lora_A.weight.dtype)
             target = lora_A(self.lora_dropout[name](x_in))
             source = self._source_bottleneck(name, lora_A, x_in.dtype)
-            fused = self.lora_fusion[name](target, source, self.source.mask, self.target_positions)
+            fused = self.lora_fusion[name](target, source, self.source.mask, self.target_positions,
+                                           self.source_alignment)
             result = result + lora_B(fused) * self.scaling[name]
         return result.to(out_dtype)
 

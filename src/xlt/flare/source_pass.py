@@ -108,8 +108,7 @@ class SourceWiring:
 
     @torch.no_grad()
     def run(self, inputs: Mapping[str, torch.Tensor]) -> dict[SourceKey, torch.Tensor]:
-        """The frozen pass over a completed source batch: each distinct state, (B, Ts, d). Without a KV
-        cache where the backbone builds one (decoders, mT5): nothing would read it."""
+        """The frozen pass over a completed source batch: each distinct state, (B, Ts, d)."""
         captured: dict[SourceKey, torch.Tensor] = {}
         hooks = []
         for key in self.keys:
@@ -119,6 +118,28 @@ class SourceWiring:
             else:
                 hook = module.register_forward_pre_hook(lambda m, args, key=key: captured.__setitem__(key, args[0]))
             hooks.append(hook)
+        self._frozen_call(inputs, hooks)
+        if self.same_as is None:  # q and v of one layer read one tensor: keep (and cache) it once
+            firsts: dict[int, SourceKey] = {}
+            self.same_as = {key: firsts.setdefault(id(captured[key]), key) for key in self.keys}
+        return {key: captured[key].detach() for key in set(self.same_as.values())}
+
+    @torch.no_grad()
+    def run_layers(self, inputs: Mapping[str, torch.Tensor], layers: Mapping[int, int]) -> dict[int, torch.Tensor]:
+        """The frozen pass over a completed batch (either language): per stack s, the output of its layer
+        ``layers[s]``, (B, T, d) (the token alignment of the ``aligned_*`` fusions reads these)."""
+        captured: dict[int, torch.Tensor] = {}
+        hooks = []
+        for s, index in layers.items():
+            module = self.backbone.get_submodule(self.architecture.stacks[s].layers)[index]
+            hooks.append(module.register_forward_hook(
+                lambda m, a, out, s=s: captured.__setitem__(s, _output_tensor(out))))
+        self._frozen_call(inputs, hooks)
+        return {s: state.detach() for s, state in captured.items()}
+
+    def _frozen_call(self, inputs: Mapping[str, torch.Tensor], hooks: list) -> None:
+        """Call the backbone with every adapter bypassed, in eval mode, then remove ``hooks``. Without a KV
+        cache where the backbone builds one (decoders, mT5): nothing would read it."""
         for layer in self.all_layers:
             layer.in_source_pass = True
         try:
@@ -129,10 +150,6 @@ class SourceWiring:
                 hook.remove()
             for layer in self.all_layers:
                 layer.in_source_pass = False
-        if self.same_as is None:  # q and v of one layer read one tensor: keep (and cache) it once
-            firsts: dict[int, SourceKey] = {}
-            self.same_as = {key: firsts.setdefault(id(captured[key]), key) for key in self.keys}
-        return {key: captured[key].detach() for key in set(self.same_as.values())}
 
     @property
     def stack_keys(self) -> list[list[SourceKey]]:
@@ -186,12 +203,15 @@ class SourceWiring:
                 for s, stack in enumerate(self.architecture.stacks) if inputs.get(stack.mask_key) is not None
                 and s in lengths}
 
-    def set(self, states: Mapping[FlareLinear, SourceStates], positions: Mapping[int, torch.Tensor]) -> None:
+    def set(self, states: Mapping[FlareLinear, SourceStates], positions: Mapping[int, torch.Tensor],
+            alignments: Mapping[int, torch.Tensor] | None = None) -> None:
+        """Give every fused layer the call's source states, its stack's target positions and token alignment."""
         for layer, (stack, _, _) in self.layers.items():
             if layer.source is not states[layer]:
                 layer.drop_kept()
             layer.source = states[layer]
             layer.target_positions = positions.get(stack)
+            layer.source_alignment = (alignments or {}).get(stack)
 
 
 def _check_causality(layer: FlareLinear, stack: Stack, architecture: Architecture) -> None:

@@ -35,13 +35,16 @@ from torch import nn
 # the config module may be half-built here (xlt.flare.registration): its names are read at call time; the
 # layer and source-pass modules (which import PEFT themselves) are imported where they are used
 from xlt.flare import config as flare_config
+from xlt.flare.fusion_names import needs_alignment
 from xlt.flare.source_cache import SourceStateCache, precision_tag, row_keys
+from xlt.flare.token_alignment import alignment_layer, alignments
 from xlt.models.architectures import architecture_for
 
 if TYPE_CHECKING:
     from xlt.flare.source_pass import SourceWiring
 
 SOURCE_PREFIX = "source_"
+TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "decoder_input_ids", "decoder_attention_mask")
 ZERO_SOURCE = "zero_source"
 
 
@@ -166,16 +169,19 @@ class FlareTuner(LoraModel):
         if zero and source:
             raise ValueError(f"zero_source=True fuses zeros instead of the source text: drop it or the source inputs "
                              f"({', '.join(SOURCE_PREFIX + k for k in source)})")
+        alignments = None  # zero_source: the aligned pairing falls back to the summary of zeros
         if zero:
             device = next(iter(self.wiring.layers)).lora_A[self.active_adapters[0]].weight.device
             states = self.wiring.zero_states(rows, device)
         elif source:
             self._check_source(source, rows)
             states = self._source_states(source)
+            if any(needs_alignment(self.peft_config[name].fusion) for name in self.active_adapters):
+                alignments = self._alignments(target, source, lengths)
         else:
             raise ValueError("a FLARE model needs the source text of the batch: pass source_input_ids and "
                              "source_attention_mask (or zero_source=True for the diagnostic without a source)")
-        self.wiring.set(states, self.wiring.target_positions(target, lengths))
+        self.wiring.set(states, self.wiring.target_positions(target, lengths), alignments)
         return args, kwargs
 
     def _end_call(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
@@ -228,17 +234,60 @@ class FlareTuner(LoraModel):
         self._reused = (tensors, signature, frozen)
         return self._project(*frozen) if self.mt_encoder is not None else frozen
 
+    def _alignments(self, target: dict, source: dict[str, torch.Tensor], lengths: dict[int, int]
+                    ) -> dict[int, torch.Tensor]:
+        """Per stack, each target token's aligned English token (``aligned_*`` fusions): from one frozen pass of
+        each text, cached per (target, English) pair in training mode like the source states."""
+        target = self.wiring.complete({k: target[k] for k in TEXT_INPUTS if target.get(k) is not None})
+        stacks = self.wiring.architecture.stacks
+        used = [s for s in sorted(lengths) if stacks[s].mask_key in target]
+        for s in used:
+            if target[stacks[s].mask_key].shape[1] != lengths[s]:
+                raise ValueError("aligned fusions need each call's whole target sequence, but this call reads "
+                                 f"{lengths[s]} of {target[stacks[s].mask_key].shape[1]} positions (a decoding "
+                                 "step with a KV cache): use a position or summary fusion for generation")
+        configured = self.peft_config[self.active_adapters[0]].alignment_layer
+        layers = {s: alignment_layer(len(self.wiring.backbone.get_submodule(stacks[s].layers)), configured)
+                  for s in used}
+        if self.source_cache is None:
+            return self._align(target, self.wiring.complete(source), layers)
+        keys = [f"align:{t}:{s}" for t, s in zip(self._row_keys(target, count=False), self._row_keys(source))]
+        both = {**{"t:" + k: v for k, v in target.items()}, **{"s:" + k: v for k, v in source.items()}}
+
+        def compute(subset: dict) -> list:
+            part = {k[2:]: v for k, v in subset.items() if k.startswith("t:")}
+            aligned = self._align(part, self.wiring.complete({k[2:]: v for k, v in subset.items()
+                                                              if k.startswith("s:")}), layers)
+            masks = self.wiring.stack_masks(part) if used else []
+            return [tuple(aligned[s][b][masks[s][b].bool()] if s in aligned else None for s in range(len(stacks)))
+                    for b in range(len(next(iter(part.values()))))]
+
+        rows = self._cached_rows(both, keys, compute, counted=False)
+        masks = self.wiring.stack_masks(target)
+        joined = {}
+        for s in used:
+            joined[s] = torch.full(masks[s].shape, -1, dtype=torch.long, device=masks[s].device)
+            for b, row in enumerate(rows):
+                joined[s][b][masks[s][b].bool()] = row[s].to(joined[s].device)
+        return joined
+
+    def _align(self, target: dict, source: dict, layers: dict[int, int]) -> dict[int, torch.Tensor]:
+        causal = [stack.causal for stack in self.wiring.architecture.stacks]
+        return alignments(self.wiring.run_layers(target, layers), self.wiring.stack_masks(target),
+                          self.wiring.run_layers(source, layers), self.wiring.stack_masks(source), causal)
+
     def _weights_dtype(self) -> torch.dtype:
         return next(self.wiring.backbone.parameters()).dtype
 
-    def _row_keys(self, source: dict[str, torch.Tensor]) -> list[str]:
-        """Each row's content digest; in training mode the distinct ones are counted (source_passes_per_source)."""
+    def _row_keys(self, source: dict[str, torch.Tensor], count: bool = True) -> list[str]:
+        """Each row's content digest; in training mode the distinct ones are counted (source_passes_per_source)
+        unless ``count`` is False (the target text's digests, for the token alignment)."""
         if self.mt_encoder is not None:
             masks = {name: source["attention_mask"] for name in source}
         else:
             masks = {name: source[self._mask_name(name)] for name in source}
         keys = row_keys(source, masks)
-        if self.model.training:
+        if self.model.training and count:
             self.training_sources.update(keys)
         return keys
 
@@ -254,10 +303,11 @@ class FlareTuner(LoraModel):
         rows = self._cached_rows(source, keys, lambda subset: self.wiring.split_rows(self.wiring.run(subset), subset))
         return self.wiring.join_rows(rows, source)
 
-    def _cached_rows(self, source: dict[str, torch.Tensor], keys: list[str], compute) -> list:
+    def _cached_rows(self, source: dict[str, torch.Tensor], keys: list[str], compute, counted: bool = True) -> list:
         """Each example's row on the batch's device: cached, or from ``compute(subset)`` for the missing ones
-        (each distinct text once), stored only in training mode (see :meth:`enable_source_cache`)."""
-        device = source["input_ids"].device
+        (each distinct text once), stored only in training mode (see :meth:`enable_source_cache`). ``counted``:
+        the rows are source passes (source_passes_per_source), not token alignments."""
+        device = next(iter(source.values())).device
         tag = precision_tag(device, self._weights_dtype())
         cache_keys = [f"{tag}:{key}" for key in keys]
         rows = [self.source_cache.get(key, device) for key in cache_keys]
@@ -266,7 +316,8 @@ class FlareTuner(LoraModel):
             index = torch.tensor(sorted(first_missing.values()), device=device)
             subset = {name: value.index_select(0, index) for name, value in source.items()}
             computed = dict(zip(index.tolist(), compute(subset)))
-            self._count_computed(len(first_missing))
+            if counted:
+                self._count_computed(len(first_missing))
             for key, b in first_missing.items():
                 if self.model.training:
                     self.source_cache.put(key, computed[b])
