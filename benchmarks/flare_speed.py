@@ -9,6 +9,7 @@ Targets: FLARE/LoRA <= 1.10 with the cache, <= 1.35 without; input-fusion/FLARE 
 decoding FLARE/LoRA <= 1.5. Run it on an idle machine: a parallel job distorts every ratio.
 
     python benchmarks/flare_speed.py [--model e5-small] [--precisions fp32 bf16] [--steps 4] [--runs 7]
+    python benchmarks/flare_speed.py --fusions add aligned_add_relu ... [--length 64]   # one row per fusion
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from functools import partial
 import torch
 
 from xlt.data.examples import GenExample
+from xlt.flare.fusion_names import FUSIONS
 from xlt.kinds.generation import GenBatcher, decode_answers
 from xlt.methods.adapters import AdapterSettings, attach
 from xlt.methods.table import get_method
@@ -93,6 +95,33 @@ def bench_training(model: str, precision: str, steps: int, batch: int, length: i
     return times
 
 
+def bench_fusions(model: str, precision: str, steps: int, batch: int, length: int,
+                  fusions: list[str]) -> dict[str, float]:
+    """Median step time of LoRA, input-level fusion and FLARE with each fusion (source cache on, as runs use it)."""
+    path = resolve_model(model)
+    vocab = load_tokenizer(path).vocab_size
+    target = _batches(vocab, steps, batch, length, seed=1)
+    source = _batches(vocab, steps, batch, length, seed=2)
+    with_source = [{**t, **{f"source_{k}": v for k, v in s.items()}} for t, s in zip(target, source)]
+    concat = [{k: torch.cat([s[k], t[k]], 1) for k in t} for t, s in zip(target, source)]
+    autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16"
+                else contextlib.nullcontext)
+    times = {"lora": _median_step(_classifier(path, "lora", None), target, autocast, 2),
+             "input-fusion": _median_step(_classifier(path, "input-fusion", None), concat, autocast, 2)}
+    for fusion in fusions:
+        adapted = _classifier(path, "flare", fusion)
+        adapted.flare.enable_source_cache(8 * 2**30)
+        times[f"flare {fusion}"] = _median_step(adapted, with_source, autocast, 2)
+    return times
+
+
+def print_fusion_table(times: dict[str, float], precision: str) -> None:
+    print(f"\n{precision}: step time per method, and its ratio to LoRA and to input-level fusion")
+    print("| method | step (s) | / LoRA | / input-fusion |\n|---|---:|---:|---:|")
+    for name, seconds in times.items():
+        print(f"| {name} | {seconds:.3f} | {seconds / times['lora']:.2f} | {seconds / times['input-fusion']:.2f} |")
+
+
 class _NeverEnding:
     """The tokenizer with an end-of-sequence id no model emits, so every run decodes all its tokens."""
 
@@ -147,6 +176,8 @@ def main() -> int:
     parser.add_argument("--prompts", type=int, default=128, help="decoding: prompts (batches of 32)")
     parser.add_argument("--new-tokens", type=int, default=64, help="decoding: tokens generated per prompt")
     parser.add_argument("--runs", type=int, default=7, help="decoding: timed runs of each method (median)")
+    parser.add_argument("--fusions", nargs="+", choices=FUSIONS, help="instead: the step time of every fusion "
+                        "named, next to LoRA and input-level fusion (no targets)")
     args = parser.parse_args()
     import warnings
 
@@ -157,6 +188,11 @@ def main() -> int:
     hf_logging.disable_progress_bar()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.model}, batch {args.batch} x "
           f"{args.length} tokens, median of {args.steps} steps after one warm-up epoch")
+    if args.fusions:
+        for precision in args.precisions:
+            print_fusion_table(bench_fusions(args.model, precision, args.steps, args.batch, args.length,
+                                             args.fusions), precision)
+        return 0
     ratios: dict[str, float] = {}
     for precision in args.precisions:
         t = bench_training(args.model, precision, args.steps, args.batch, args.length)
