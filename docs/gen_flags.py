@@ -48,6 +48,8 @@ def flag_cell(f: Field, kind: type) -> str:
     flag = "--" + f.name.replace("_", "-")
     if kind is bool:
         return f"{code(flag)}, {code('--no-' + flag[2:])}"
+    if f.metadata.get("many"):  # several names after one flag
+        return code(f"{flag} NAME [NAME ...]")
     return code(flag)
 
 

@@ -45,10 +45,11 @@ def show_value(value: Any) -> str:
 
 
 def setting(default: Any, help: str, choices: tuple | Callable[[], tuple] | None = None,
-            shown: str | None = None) -> Any:
+            shown: str | None = None, many: bool = False) -> Any:
     """A RunConfig field with its help line; ``shown`` says what the default means when it is None; ``choices``
-    may be a function, read each time (the task table grows with xlt.data.registry.register_task)."""
-    return field(default=default, metadata={"help": help, "choices": choices, "shown": shown})
+    may be a function, read each time (the task table grows with xlt.data.registry.register_task); ``many``: a
+    list of names (``--flag A B``, a YAML list or one string), held as one comma-separated string."""
+    return field(default=default, metadata={"help": help, "choices": choices, "shown": shown, "many": many})
 
 
 def field_choices(f: Field) -> tuple | None:
@@ -180,8 +181,12 @@ class RunConfig:
     stage1_max_train_examples: int | None = setting(None, "English training examples for stage 1", shown=ALL)
     stage1_dir: str | None = setting(None, "cache root for stage-1 models", shown="$XLT_CACHE_DIR/stage1")
     show_progress: bool = setting(True, "progress bars")
+    report_to: str | None = setting(None, "experiment trackers (accelerate's: tensorboard, wandb, mlflow, ...) that log "
+                                    "each optimizer step's loss and learning rate and the test metrics; local logs go "
+                                    "to RUN_DIR/tracking/", shown="none (off)", many=True)
 
     def __post_init__(self) -> None:
+        self.report_to = _names(self.report_to)
         for f in fields(self):
             setattr(self, f.name, _typed(f.name, getattr(self, f.name)))
         method = get_method(self.method)
@@ -227,6 +232,7 @@ class RunConfig:
         if self.bf16 and self.fp16:
             raise XltError("choose one of bf16 and fp16")
         self._check_numbers()
+        self.report_to = _tracker_list(self.report_to)
 
     def _check_mt_model(self, method) -> None:
         if method.mt_encoder and not self.mt_model:
@@ -400,11 +406,36 @@ class RunConfig:
                 or (method.align and Path(self.align_data).suffix.lower() not in (".csv", ".jsonl"))
                 or "lexicon" in (self.translator, self.source_translator))
 
+    @property
+    def trackers(self) -> list[str]:
+        """The names of ``report_to`` (empty: no tracking)."""
+        return self.report_to.split(",") if self.report_to else []
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
+
+
+def _names(value: Any) -> Any:
+    """A list of names (the flag's ``NAME [NAME ...]``, a YAML list) as one comma-separated string; anything else
+    as it is, for the type check."""
+    if isinstance(value, (list, tuple)) and all(isinstance(name, str) for name in value):
+        return ",".join(value)
+    return value
+
+
+def _tracker_list(value: str | None) -> str | None:
+    """``report_to`` written one way: names separated by commas, each once, in the order given; "none" (or nothing)
+    is None, tracking off. Whether accelerate knows a name and its library is installed is checked before the run
+    (xlt.runs.preflight), where importing accelerate costs nothing the run would not pay."""
+    names = list(dict.fromkeys(name for name in re.split(r"[,\s]+", value or "") if name))
+    if names == ["none"] or not names:
+        return None
+    if "none" in names:
+        raise XltError(f"report_to: none turns tracking off and takes no other name, got {echo(value)}")
+    return ",".join(names)
 
 
 PATH_FIELDS = ("train_file", "test_file", "data_dir", "translation_cache", "stage1_dir")  # made absolute

@@ -36,7 +36,8 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_INFO = "xlt_adapter.json"  # what PEFT's config does not hold: the method, the head's pooling, X-Mixup's mixing
 ADAPTER_FILES = (ADAPTER_WEIGHTS, ADAPTER_CONFIG, ADAPTER_INFO)
-RUN_ENTRIES = (CONFIG, METRICS, PREDICTIONS, ADAPTER, MARKER)
+TRACKING = "tracking"  # --report-to: the trackers' local logs (TensorBoard's event files, ...)
+RUN_ENTRIES = (CONFIG, METRICS, PREDICTIONS, ADAPTER, MARKER, TRACKING)
 RUNS_ROOT = "runs"  # where runs go without --output-dir
 
 
@@ -165,11 +166,14 @@ def missing_files(run_dir: str | Path, trains: bool) -> list[str]:
 
 
 def write_run(out: str | Path, config: dict, metrics: dict, write_adapter: Callable[[Path], None] | None,
-              predictions: list[dict] | None = None) -> None:
+              predictions: list[dict] | None = None, tracking: Path | None = None) -> None:
     """Write config.yaml, the adapter (``write_adapter(folder)``), metrics.json, predictions.jsonl (when given) and
     the marker into a temp sibling of ``out``, then swap it in whole, keeping ``out``'s mode; the previous run in
-    ``out`` is removed only after that."""
+    ``out`` is removed only after that. ``tracking``: the trackers' logs, a finished folder beside ``out``, moved
+    in as ``tracking/``."""
     with building_dir(out, keep_mode=True) as tmp:
+        if tracking is not None:
+            os.rename(tracking, tmp / TRACKING)  # a sibling of out, as tmp is: one file system
         write_marker(tmp)
         write_yaml(tmp / CONFIG, config)
         if write_adapter is not None:

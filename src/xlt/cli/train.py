@@ -48,6 +48,8 @@ def add_run_flags(p: argparse.ArgumentParser, leave_out: tuple[str, ...] = ()) -
             kwargs = {"action": argparse.BooleanOptionalAction}
         else:
             kwargs = {"type": kind, "choices": field_choices(f)}  # --task: the task table as it is now
+        if f.metadata.get("many"):  # --report-to tensorboard wandb: RunConfig joins the names
+            kwargs.update(nargs="+", metavar="NAME")
         add_option(p, flag, dest=f.name, default=S, help=f.metadata.get("help", ""), shown=shown_default(f),
                    **kwargs)
     return p

@@ -2,7 +2,8 @@
 with nothing written: parse flags -> :func:`check_run` -> load data -> load model -> train.
 
 Values are checked by ``RunConfig`` itself; here are the checks that look at the file system (output
-folders, the user's files, a local model folder) and at the alignment data. Torch-free.
+folders, the user's files, a local model folder) and at the alignment data. Torch-free on import (checking
+``--report-to`` reads accelerate's table of trackers, which loads torch, only when the flag is given).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from xlt.methods.table import DEFAULT_LORA_R, get_method
 from xlt.models.cache import cache_root
 from xlt.models.loading import check_model, check_model_folder, check_safetensors, read_json_object, resolve_model
 from xlt.run_dir import ADAPTER, ADAPTER_WEIGHTS
+from xlt.training.tracking import check_trackers
 
 ENGLISH = ("en", "english")
 
@@ -52,6 +54,7 @@ def check_run(cfg: RunConfig, overwrite: bool = False) -> None:
     (``cfg.output_dir`` set: :func:`xlt.run_dir.output_dir_for`)."""
     from xlt.run_dir import check_replaceable, lock_folder
 
+    check_trackers(cfg.trackers)  # --report-to: accelerate's names, their libraries installed
     check_output_dir(cfg.output_dir)
     check_sibling_writable(cfg.output_dir)
     check_replaceable(cfg.output_dir, overwrite=overwrite)  # nothing of the user's, no finished run unasked

@@ -26,7 +26,7 @@ from xlt.models.loading import load_tokenizer, model_slug
 from xlt.runs.recipe import Run, as_run, resolve_defaults
 from xlt.runs.settings import check_precision, schedule, set_seed, train_settings
 from xlt.training.limits import check_steps
-from xlt.training.loop import task_steps, train
+from xlt.training.loop import StepLog, task_steps, train
 
 STAGE1_INFO = "stage1.json"
 
@@ -99,9 +99,10 @@ def stage1_dir(run: Run | RunConfig, english: AnyTaskData | None = None) -> Path
     return root / model_slug(cfg.model) / cfg.task / f"seed{cfg.seed}-{digest}"
 
 
-def ensure_stage1(run: Run | RunConfig) -> Path:
+def ensure_stage1(run: Run | RunConfig, log: StepLog | None = None) -> Path:
     """The English task model for (model, task, seed, settings, data): trained once, then reused by every
-    stage-2 run. It trains and is tested on the source (English) side of the task's examples."""
+    stage-2 run. It trains and is tested on the source (English) side of the task's examples. ``log``: the
+    tracked run's logger of training steps (only when this call trains it)."""
     run = as_run(run)
     english = run.english
     cfg = run.cfg
@@ -109,17 +110,18 @@ def ensure_stage1(run: Run | RunConfig) -> Path:
     run = resolve_defaults(run, english)
     folder = stage1_dir(run, english)
     with failed_writes_named(folder):
-        return build_once(folder, partial(_build, run, english), collective=True)  # every process trains
+        return build_once(folder, partial(_build, run, english, log=log), collective=True)  # every process trains
 
 
-def _build(run: Run, english: AnyTaskData, tmp: Path) -> None:
+def _build(run: Run, english: AnyTaskData, tmp: Path, log: StepLog | None = None) -> None:
     """Stage 1 as a recipe: set up the model, train it, evaluate it on the English test set, save it."""
     cfg = run.cfg
     set_seed(cfg.seed)
     kind, tokenizer, model = _setup(run, english)
     to_batch = kind.train_batches(cfg, tokenizer, model, english, "target", None)
     plan = task_steps(english.train, to_batch, cfg.batch_size, cfg.stage1_epochs, cfg.seed, cfg.qa_windows_per_pass)
-    fit = train(model, plan, train_settings(cfg, cfg.stage1_epochs, stage1_lr(run)), f"stage 1 ({cfg.source_lang})")
+    fit = train(model, plan, train_settings(cfg, cfg.stage1_epochs, stage1_lr(run)), f"stage 1 ({cfg.source_lang})",
+                log)
     tuning = stage1_method(run)
     # full fine-tuning saves the accelerator's gathered state (FSDP/ZeRO-3 shard the module's own); LoRA is
     # merged into the module's weights, which needs them whole (not checked under FSDP: no GPU here)

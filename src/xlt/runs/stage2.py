@@ -34,8 +34,9 @@ from xlt.runs.results import gap_to_source
 from xlt.runs.settings import set_seed, train_settings
 from xlt.runs.stage1 import STAGE1_INFO, ensure_stage1
 from xlt.runs.stage2_data import digest_of_test_set, stage2_data
+from xlt.runs.tracked import log_test_metrics, tracked
 from xlt.training.limits import check_steps
-from xlt.training.loop import task_steps, train
+from xlt.training.loop import StepLog, task_steps, train
 
 
 def run_stage2(run: Run | RunConfig, overwrite: bool = False) -> dict:
@@ -82,30 +83,39 @@ def _run_stage2(run: Run, out: Path) -> dict:
     if method.task_loss:  # a plan too long to build is refused before stage 1 trains
         check_steps(len(data.train), run.cfg.batch_size, run.cfg.epochs, "stage 2", "--epochs")
     run = resolve_defaults(run, data)
-    cfg = run.cfg
-    mt_input = mt_encoder_input(cfg)  # flare-mt: the MT model's tags for the target language, checked now
-    stage1 = ensure_stage1(run)  # the English task model, trained once and cached
+    mt_input = mt_encoder_input(run.cfg)  # flare-mt: the MT model's tags for the target language, checked now
+    with tracked(run, out) as tracking:  # --report-to: the trackers (else None)
+        return _train_and_evaluate(run, out, data, text_info, mt_input, tracking)
+
+
+def _train_and_evaluate(run: Run, out: Path, data: AnyTaskData, text_info: dict, mt_input, tracking) -> dict:
+    """The English model, the adapter, its training and evaluation, the run directory."""
+    cfg, method = run.cfg, run.method
+    stage1 = ensure_stage1(run, tracking and tracking.stage("stage1"))  # the English task model, trained once, cached
     set_seed(cfg.seed)
     adapted, tokenizer = build_model(run, stage1, data, mt_input)
     aligner = make_aligner(cfg, tokenizer, adapted.model) if method.align else None
     # state: the model's tensors as the accelerator gathered them (every process), which the adapter is saved from
-    trained, state = train_adapter(cfg, adapted, tokenizer, data, aligner) if method.trains else (
-        {"train_seconds": 0.0}, None)
+    trained, state = train_adapter(cfg, adapted, tokenizer, data, aligner, tracking and tracking.stage("stage2")) \
+        if method.trains else ({"train_seconds": 0.0}, None)
     result, predictions = evaluate_adapted(run, adapted, tokenizer, data)
     if aligner is not None:
         result["alignment_retrieval"] = alignment_retrieval(cfg, adapted, tokenizer, aligner.layers)
     processes = run_processes()  # under accelerate launch every process trained its shard; one writes
     metrics = run_metrics(cfg, adapted, data, stage1, {**trained, **text_info}, result, processes.num_processes)
+    log_test_metrics(tracking, metrics)  # and the trackers closed: their files complete before the run is written
     if processes.is_main_process:
-        _write_run_dir(cfg, out, metrics, adapted if method.trains else None, state, predictions)
+        _write_run_dir(cfg, out, metrics, adapted if method.trains else None, state, predictions,
+                       tracking and tracking.folder)
     processes.wait_for_everyone()
     return metrics
 
 
-def train_adapter(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTaskData, aligner) -> tuple[dict, dict]:
+def train_adapter(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTaskData, aligner,
+                  log: StepLog | None = None) -> tuple[dict, dict]:
     """Stage-2 training; returns what metrics.json records (its seconds and, for FLARE, the frozen English passes
     per distinct English text of the training set: 1.0 with the source-state cache, the number of epochs without)
-    and the trained state (``Trained.state_dict``)."""
+    and the trained state (``Trained.state_dict``). ``log``: the tracked run's logger of training steps."""
     if adapted.flare is not None and cfg.source_cache_gb > 0:
         adapted.flare.enable_source_cache(int(cfg.source_cache_gb * 2**30))
     method = adapted.method
@@ -114,7 +124,7 @@ def train_adapter(cfg: RunConfig, adapted: AdaptedModel, tokenizer, data: AnyTas
         if method.task_loss else []
     if aligner is not None:
         plan = aligner.plan(plan, cfg.epochs)
-    fit = train(adapted.model, plan, train_settings(cfg, cfg.epochs, cfg.lr), f"{cfg.method} ({cfg.target_lang})")
+    fit = train(adapted.model, plan, train_settings(cfg, cfg.epochs, cfg.lr), f"{cfg.method} ({cfg.target_lang})", log)
     trained = {"train_seconds": round(fit.seconds, 2)}
     if adapted.flare is not None:  # FLARE: frozen English passes; FLARE-MT: MT encoder passes
         name = "mt_encoder_passes_per_example" if method.mt_encoder else "source_passes_per_example"
@@ -157,14 +167,15 @@ def _signatures(data: AnyTaskData) -> dict:
 
 
 def _write_run_dir(cfg: RunConfig, out: Path, metrics: dict, adapted: AdaptedModel | None,
-                   state: dict | None = None, predictions: list[dict] | None = None) -> None:
-    """config.yaml, adapter/ (with its model card, from ``state`` where training gathered one), metrics.json and
-    predictions.jsonl, swapped in whole (xlt.run_dir)."""
+                   state: dict | None = None, predictions: list[dict] | None = None,
+                   tracking: Path | None = None) -> None:
+    """config.yaml, adapter/ (with its model card, from ``state`` where training gathered one), metrics.json,
+    predictions.jsonl and the trackers' logs (``tracking``), swapped in whole (xlt.run_dir)."""
     config = cfg.to_dict()
     card = model_card(config, metrics)
     write_adapter = None if adapted is None else (lambda folder: save_adapter(adapted, folder, card, state))
     with failed_writes_named(out):
-        write_run(out, config, metrics, write_adapter, predictions)
+        write_run(out, config, metrics, write_adapter, predictions, tracking)
 
 
 def finished_run(run: Run | RunConfig) -> dict | None:
@@ -191,6 +202,7 @@ def finished_run(run: Run | RunConfig) -> dict | None:
         return None
     if saved.pooling is not None and cfg.pooling is None:  # the run recorded the family default it resolved
         cfg = cfg.replace(pooling=resolve_pooling(None, run.architecture.family))
-    return metrics if saved.with_absolute_paths().replace(show_progress=cfg.show_progress) == cfg else None
+    unchanged = saved.with_absolute_paths().replace(show_progress=cfg.show_progress, report_to=cfg.report_to)
+    return metrics if unchanged == cfg else None  # progress bars and trackers change no result
 
 

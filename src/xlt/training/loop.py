@@ -53,11 +53,13 @@ def resolve_bf16(choice: bool | None) -> bool:
     return bf16_is_native() if choice is None else choice
 
 
-def make_accelerator(bf16: bool, fp16: bool = False) -> Accelerator:
+def make_accelerator(bf16: bool, fp16: bool = False, **tracking) -> Accelerator:
+    """The accelerator of a training loop, or (``tracking``: ``log_with``, ``project_dir``) of a run's trackers
+    (xlt.training.tracking), with the same precision: accelerate refuses a second one in the same process."""
     # several processes: parameters a step does not reach (BERT's unused pooler in stage 1) must not stall DDP
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(mixed_precision="bf16" if bf16 else "fp16" if fp16 else "no", kwargs_handlers=[ddp],
-                       cpu=cpu_processes())
+                       cpu=cpu_processes(), **tracking)
 
 
 def shard(step: list[int], rank: int, world: int) -> tuple[list[int], float]:
@@ -106,6 +108,8 @@ def length_grouped_batches(examples: Sequence[Example], batch_size: int, generat
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
+StepLog = Callable[[dict, int], None]
+"""What the loop calls after each optimizer step when a run is tracked: the step's values and its number."""
 Pass = Callable[[], torch.Tensor]
 """One forward pass of a step: computes its share of the step's loss (already weighted)."""
 Step = Callable[[torch.nn.Module, Accelerator], list[Pass]]
@@ -158,6 +162,11 @@ def backward(passes: list[Pass], model: torch.nn.Module, accelerator: Accelerato
     return loss
 
 
+def batch_loss(loss: torch.Tensor, accelerator: Accelerator) -> float:
+    """The step's loss over the whole batch: the mean of the processes' weighted losses (:func:`shard`)."""
+    return accelerator.reduce(loss.to(accelerator.device), reduction="mean").item()
+
+
 @dataclass
 class Trained:
     """What training leaves: its wall-clock seconds and the model as the accelerator holds it (a DDP, FSDP or
@@ -176,11 +185,13 @@ class Trained:
         return self.accelerator.unwrap_model(self.model)
 
 
-def train(model: torch.nn.Module, plan: Sequence[Step], settings: TrainSettings, desc: str = "train") -> Trained:
+def train(model: torch.nn.Module, plan: Sequence[Step], settings: TrainSettings, desc: str = "train",
+          log: StepLog | None = None) -> Trained:
     """Run the steps of ``plan`` (one optimizer step each) on the parameters that require grad; returns the
     seconds and the trained model (:class:`Trained`). The plan decides what a step computes (task batches, alignment batches, ...);
     the loop adds autocast, backward, gradient clipping (``max_grad_norm``), AdamW with transformers' linear
-    warm-up and decay, and DDP under ``accelerate launch``."""
+    warm-up and decay, and DDP under ``accelerate launch``. ``log`` (experiment tracking) gets each step's loss
+    (the whole batch's, over all processes) and learning rate, with the step's number from 1."""
     accelerator = make_accelerator(settings.bf16, settings.fp16)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -191,13 +202,16 @@ def train(model: torch.nn.Module, plan: Sequence[Step], settings: TrainSettings,
     start = time.perf_counter()
     show = settings.show_progress and accelerator.is_main_process
     bar = tqdm(total=total, desc=desc, disable=not show, leave=False)
-    for step in plan:
+    for number, step in enumerate(plan, 1):
         loss = backward(step(model, accelerator), model, accelerator)
         if settings.max_grad_norm > 0:  # as transformers' Trainer and the XTREME recipes (1.0)
             accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+        lr = schedule.get_last_lr()[0]  # the rate this step takes
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
+        if log is not None:  # every process takes part in the mean; only the main one's tracker writes
+            log({"loss": batch_loss(loss, accelerator), "lr": lr}, number)
         bar.set_postfix(loss=f"{loss.item():.3f}")
         bar.update()
     bar.close()
