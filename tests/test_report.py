@@ -259,3 +259,18 @@ def test_a_runs_scores_name_the_generation_metric_that_made_them():
         assert tuple(GEN_METRICS[name](preds, golds)) == SCORES[name]
         assert metric_of_scores(reversed(SCORES[name])) == name and MAIN_SCORE[name] in SCORES[name]
     assert metric_of_scores(["accuracy", "macro_f1"]) is None
+
+
+def test_each_run_is_scored_against_its_own_golds(tmp_path):
+    """translate-test's rows hold the English version of each example and its English gold (tagging: other words,
+    other tags); pairing by example must not score the baseline against the method's golds."""
+    from xlt.scoring.entities import tagging_metrics
+
+    english = [["B-PER", "O", "O"], ["O", "B-LOC"]] * 10
+    target = [["B-PER", "O"], ["O", "O", "B-LOC", "O"]] * 10
+    for method, golds, preds in (("translate-test", english, english),
+                                 ("lora", target, [["O"] * len(g) for g in target])):
+        rows = [{"id": str(i), "gold": g, "prediction": p} for i, (g, p) in enumerate(zip(golds, preds))]
+        write_run(tmp_path / method, {}, {"task": "uner", "method": method, "fusion": None, "target_lang": "de",
+                                          "seed": 0, "metrics": tagging_metrics(preds, golds)}, None, rows)
+    assert "| translate-test − lora | +1.000 [+1.000, +1.000]* |" in report(find_runs([tmp_path]), samples=50)

@@ -141,11 +141,18 @@ def main_metric(runs: list[FinishedRun]) -> str:
 
 @dataclass(frozen=True)
 class Rescoring:
-    """How the bootstrap recomputes a metric: ``metric(items, golds)`` on the drawn examples, where
-    ``items(predictions, golds)`` is what a run's predictions become (themselves, or sacreBLEU's statistics)."""
+    """How the bootstrap recomputes a metric: ``items(predictions, golds)`` is what one run's test rows become,
+    each paired with that run's own gold (translate-test scores the English version of an example against its
+    English gold), and ``metric(items, golds)`` the score of the drawn items."""
 
     metric: Metric
-    items: Callable[[list, list], list] = lambda predictions, golds: predictions
+    items: Callable[[list, list], list]
+
+
+def _on_own_golds(score: Callable[[list, list], float]) -> Rescoring:
+    """``score(predictions, golds)`` over drawn (prediction, gold) pairs."""
+    return Rescoring(lambda pairs, golds: score([p for p, _ in pairs], [g for _, g in pairs]),
+                     lambda predictions, golds: list(zip(predictions, golds)))
 
 
 def rescoring(task: str, lang: str, metric: str, scores: dict) -> Rescoring | None:
@@ -153,11 +160,11 @@ def rescoring(task: str, lang: str, metric: str, scores: dict) -> Rescoring | No
     corpus metric of the predictions, such as macro-F1 over labels the rows do not list)."""
     kind = get_task(task).kind
     if kind == "classification":
-        return Rescoring(accuracy_metric) if metric == "accuracy" else None
+        return _on_own_golds(accuracy_metric) if metric == "accuracy" else None
     if kind == "tagging":
-        return Rescoring(lambda preds, golds: tagging_metrics(preds, golds)[metric])
+        return _on_own_golds(lambda preds, golds: tagging_metrics(preds, golds)[metric])
     if kind == "extractive-qa":
-        return Rescoring(lambda preds, golds: squad_metrics(preds, golds, lang)[metric])
+        return _on_own_golds(lambda preds, golds: squad_metrics(preds, golds, lang)[metric])
     generation = metric_of_scores(scores)
     if generation == "mt":
         statistics, corpus = translation_statistics(metric, lang)
@@ -165,7 +172,7 @@ def rescoring(task: str, lang: str, metric: str, scores: dict) -> Rescoring | No
     if generation is None:
         return None
     score = get_metric(generation, lang)
-    return Rescoring(lambda preds, golds: score(preds, golds)[metric])
+    return _on_own_golds(lambda preds, golds: score(preds, golds)[metric])
 
 
 def compare(method_runs: list[FinishedRun], baseline_runs: list[FinishedRun], metric: str, samples: int) -> Difference | None:
@@ -185,7 +192,8 @@ def compare(method_runs: list[FinishedRun], baseline_runs: list[FinishedRun], me
                 raise XltError(f"{run.folder} was tested on other examples than {pairs[0][0].folder}; a paired "
                                "comparison needs the same test set")
     golds = [row["gold"] for row in pairs[0][0].predictions]
-    items = lambda run: rescore.items([row["prediction"] for row in run.predictions], golds)  # noqa: E731
+    items = lambda run: rescore.items([row["prediction"] for row in run.predictions],  # noqa: E731
+                                      [row["gold"] for row in run.predictions])
     return paired_bootstrap(rescore.metric, golds, [items(x) for x, _ in pairs], [items(y) for _, y in pairs],
                             samples=samples)
 
