@@ -274,3 +274,42 @@ def test_each_run_is_scored_against_its_own_golds(tmp_path):
         write_run(tmp_path / method, {}, {"task": "uner", "method": method, "fusion": None, "target_lang": "de",
                                           "seed": 0, "metrics": tagging_metrics(preds, golds)}, None, rows)
     assert "| translate-test − lora | +1.000 [+1.000, +1.000]* |" in report(find_runs([tmp_path]), samples=50)
+
+
+# plots
+
+
+def test_plots_are_pngs_of_the_table_and_of_the_gap_to_lora(study, tmp_path, capsys):
+    import math
+
+    import matplotlib.image
+
+    from xlt.runs.report import build_tables
+    from xlt.runs.report_plots import gap_matrix
+
+    out = tmp_path / "plots"
+    assert main(["report", str(study), "--samples", "50", "--plots", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["nusax-accuracy-vs-lora.png", "nusax-accuracy.png"]
+    assert capsys.readouterr().err == f"wrote {out / 'nusax-accuracy.png'}, {out / 'nusax-accuracy-vs-lora.png'}\n"
+    for png in out.iterdir():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+        height, width, channels = matplotlib.image.imread(png).shape
+        assert height > 100 and width > 100 and channels == 4
+    matrix = gap_matrix(build_tables(find_runs([study]), samples=50)[0])
+    assert (matrix.methods, matrix.languages) == (("input-fusion", "flare (add_relu)"), ("ace", "jv"))
+    assert matrix.values == (pytest.approx((0.25, 0.25)), pytest.approx((0.4, 0.4)))  # 0.775 and 0.925 - 0.525
+    assert matrix.significant == ((True, True), (True, True))
+    _run(tmp_path / "more", "zero-shot", "jv", 0, 19)  # only jv: nan for ace; 19 vs lora's 20 is noise
+    matrix = gap_matrix(build_tables(find_runs([study, tmp_path / "more"]), samples=50)[0])
+    assert matrix.methods[0] == "zero-shot" and math.isnan(matrix.values[0][0])
+    assert matrix.values[0][1] == pytest.approx(19 / 40 - 0.525) and matrix.significant[0] == (False, False)
+    assert gap_matrix(build_tables(find_runs([study / "jv-flare-seed0"]), samples=50)[0]) is None  # no lora
+
+
+def test_plots_without_matplotlib_are_one_line_naming_the_extra(study, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    assert main(["report", str(study), "--plots", str(tmp_path / "plots")]) == 2
+    assert cli_error(capsys) == '--plots needs matplotlib: pip install "xlt[plots]"'
+    assert not (tmp_path / "plots").exists()
