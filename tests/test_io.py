@@ -96,3 +96,19 @@ def test_a_copy_built_to_be_discarded_is_not_published(tmp_path):
     with building_dir(tmp_path / "out", publish=False) as tmp:
         (tmp / "f").write_text("x")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_atomic_target_appears_whole_or_not_at_all(tmp_path):
+    """What plots are written through: the block writes a temp sibling, renamed onto the target at its end."""
+    from xlt.io import atomic_target, file_mode
+
+    target = tmp_path / "sub" / "plot.png"
+    with atomic_target(target, suffix=".png") as tmp:
+        assert tmp.parent == target.parent and tmp.suffix == ".png" and not target.exists()
+        tmp.write_bytes(b"first")
+    assert target.read_bytes() == b"first" and target.stat().st_mode & 0o777 == file_mode()
+    with pytest.raises(RuntimeError, match="half way"):
+        with atomic_target(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("half way")
+    assert target.read_bytes() == b"first" and sorted(p.name for p in target.parent.iterdir()) == ["plot.png"]

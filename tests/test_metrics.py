@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from xlt.runs.results import format_mean_std, format_table, gap_to_source, mean_std, summarize_runs
+from xlt.runs.report import FinishedRun, build_table, markdown_table
+from xlt.runs.results import format_mean_std, gap_to_source, mean_std
 from xlt.scoring.classification import accuracy, classification_metrics, macro_f1
 
 # golds 0 0 0 1 1 2 / preds 0 0 1 1 2 2:
@@ -49,27 +50,27 @@ def run(method, lang, seed, acc, fusion=None):
             "metrics": {"accuracy": acc, "macro_f1": acc - 0.1}}
 
 
-def test_summarize_and_format_table():
+def test_one_table_of_mean_and_std_per_method_and_language():
+    """The report's table (xlt.runs.report), which the demo's summary prints too."""
     rows = [
         run("flare", "jv", 1, 0.80, fusion="add"), run("flare", "jv", 2, 0.82, fusion="add"),
         run("flare", "su", 1, 0.70, fusion="add"), run("flare", "su", 2, 0.74, fusion="add"),
         run("lora", "jv", 1, 0.75), run("lora", "su", 1, 0.65),
     ]
-    summary = summarize_runs(rows)
-    assert len(summary) == 4
-    jv = summary[0]
-    assert (jv["method"], jv["fusion"], jv["target_lang"], jv["n_seeds"]) == ("flare", "add", "jv", 2)
-    assert jv["metrics"]["accuracy"]["mean"] == pytest.approx(0.81)
-    assert jv["metrics"]["accuracy"]["std"] == pytest.approx(math.sqrt(2) * 0.01)
-    assert jv["metrics"]["macro_f1"]["mean"] == pytest.approx(0.71)
+    runs = [FinishedRun.from_row(row) for row in rows]
+    table = build_table(runs, "accuracy", samples=0, keep_order=True)
+    assert len(table.cells) == 4 and table.comparisons == ()
+    jv = table.cells["flare (add)", "jv"]
+    assert jv.seeds == (1, 2) and jv.mean == pytest.approx(0.81) and jv.std == pytest.approx(math.sqrt(2) * 0.01)
+    assert build_table(runs, "macro_f1", 0).cells["flare (add)", "jv"].mean == pytest.approx(0.71)
 
-    assert format_table(summary).splitlines() == [
+    assert markdown_table(table) == [
         "| method | jv | su | mean |",
         "|---|---:|---:|---:|",
         "| flare (add) | 0.810 ± 0.014 | 0.720 ± 0.028 | 0.765 |",
         "| lora | 0.750 | 0.650 | 0.700 |",
     ]
-    assert "| lora | 0.650 | 0.550 | 0.600 |" in format_table(summary, metric="macro_f1")
+    assert "| lora | 0.650 | 0.550 | 0.600 |" in markdown_table(build_table(runs, "macro_f1", 0, keep_order=True))
 
 
 def test_format_mean_std_shows_no_std_for_one_value():
@@ -126,3 +127,31 @@ def test_summary_says_when_sizes_were_not_recorded():
 
     row = {k: v for k, v in demo_row("lora", "jv", 0, 0.6).items() if k != "stage1_examples"}
     assert "- stage 1 (English): example counts not recorded (runs of an older xlt)" in summary_markdown([row])
+
+
+def test_the_demo_summary_prints_the_reports_table_and_intervals_against_lora_and_input_fusion(tmp_path):
+    """One implementation: the demo's tables and paired intervals are xlt report's on the same runs."""
+    from xlt.run_dir import write_run
+    from xlt.runs.demo import summary_markdown
+    from xlt.runs.report import find_runs, report
+
+    golds = ["positive", "negative"] * 20
+    rows = []
+    for seed in (0, 1):
+        for method, fusion, right in (("lora", None, 20), ("input-fusion", None, 30), ("flare", "add_relu", 34)):
+            right += 2 * seed
+            row = {**demo_row(method, "jv", seed, right / 40, fusion), "output_dir": str(tmp_path / f"{method}{seed}")}
+            predictions = [{"id": str(i), "gold": g, "prediction": g if i < right else "neutral"}
+                           for i, g in enumerate(golds)]
+            write_run(row["output_dir"], {}, row, None, predictions)
+            rows.append(row)
+    text = summary_markdown(rows, samples=200)
+    ours = report(find_runs([tmp_path]), samples=200)
+    comparisons = [line for line in ours.splitlines() if " − " in line]
+    assert [line.split(" |")[0] for line in comparisons] == [
+        "| input-fusion − lora", "| flare (add_relu) − lora", "| flare (add_relu) − input-fusion"]
+    section = text.split("## accuracy")[1].split("## macro_f1")[0]
+    assert "| flare (add_relu) | 0.875 ± 0.035 | 0.875 |" in section  # 34/40 and 36/40
+    assert all(line in section.splitlines() for line in comparisons)
+    assert "(200 samples)" in section and "+0.350 [" in section  # flare − lora: (34 + 36 - 20 - 22) / 80
+    assert " − " not in summary_markdown(rows, samples=0).split("## macro_f1")[0]  # no intervals asked: none

@@ -118,16 +118,27 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, file_mode())  # mkstemp makes it 0600
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_target(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def atomic_target(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """A temp sibling of ``path`` (an ordinary file's mode) for the block to write, renamed onto ``path`` when the
+    block ends and removed if it fails, so no reader sees a half-written file (a plot: ``fig.savefig(tmp)``); a
+    write that fails for want of room names ``path``."""
+    path = Path(path)
+    with failed_writes_named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        try:
+            os.fchmod(fd, file_mode())  # mkstemp makes it 0600
+            os.close(fd)
+            yield Path(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def write_json(path: str | Path, obj: Any) -> None:

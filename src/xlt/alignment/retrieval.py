@@ -10,8 +10,6 @@ transformer layer as 1).
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -137,17 +135,10 @@ def layerwise_retrieval(embeddings: dict[str, torch.Tensor], k: int = 4, show_pr
 
 def _save_png(fig, path: Path) -> None:
     """Atomic: render to a temp file beside ``path``, then rename."""
-    from xlt.io import file_mode
+    from xlt.io import atomic_target
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.fchmod(fd, file_mode())  # mkstemp makes it 0600; a plot is an ordinary file
-    os.close(fd)
-    try:
+    with atomic_target(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def plot_layers(result: dict, path: Path, title: str = "") -> None:

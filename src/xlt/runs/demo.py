@@ -6,7 +6,9 @@ the merge of task LoRA and alignment module), or ``mt`` (each method with gold, 
 The ``flare`` suite also runs the other parallel tasks (``--task xnli``, ``uner``, ``mlqa``: TASK_PLANS);
 ``results.jsonl`` (one object per run) and ``summary.md`` are rewritten atomically after each run,
 so an interrupted demo leaves complete files describing the runs that finished, and running it
-again with the same settings reuses those runs.
+again with the same settings reuses those runs. The summary's tables are ``xlt report``'s
+(:mod:`xlt.runs.report`); its paired bootstrap intervals, against lora and FLARE against input-fusion, are
+added when the last run has finished.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from xlt.config import RunConfig
 from xlt.errors import XltError
 from xlt.io import write_json, write_text_atomic
 from xlt.runs.recipe import Run
-from xlt.runs.results import format_mean_std, format_table, gap_to_source, mean_std, summarize_runs
+from xlt.runs.report import FinishedRun, build_table, markdown_comparisons, markdown_table
+from xlt.runs.results import format_mean_std, gap_to_source, mean_std
 from xlt.runs.stage2 import finished_run, run_stage2
 from xlt.training import loop
 
@@ -198,8 +201,11 @@ def _source_quality_lines(rows: list[dict]) -> list[str]:
     return lines + ["", f"sacreBLEU signature: `{signature}`", ""]
 
 
-def summary_markdown(rows: list[dict], model: str = "e5-small", quick: bool = False) -> str:
-    summary = summarize_runs(rows)
+def summary_markdown(rows: list[dict], model: str = "e5-small", quick: bool = False, samples: int = 1000) -> str:
+    """The demo's summary, its tables printed by :mod:`xlt.runs.report`: per metric mean ± std per method and
+    language, and for the primary metric each method against lora (FLARE also against input-fusion) with a paired
+    bootstrap interval of ``samples`` draws from the runs' predictions (none for 0)."""
+    runs = [FinishedRun.from_row(row, predictions=samples > 0) for row in rows]
     english = {}
     for row in rows:
         english.setdefault(row["seed"], row["source_metrics"])
@@ -207,22 +213,24 @@ def summary_markdown(rows: list[dict], model: str = "e5-small", quick: bool = Fa
     task = TASK_TITLES.get(rows[0]["task"], rows[0]["task"])
     lines = [f"# xlt demo: {task}, {model}, English → target", "", *_setup_lines(rows, quick)]
     for metric in dict.fromkeys([primary, *rows[0]["metrics"]]):
+        table = build_table(runs, metric, samples if metric == primary else 0, keep_order=True)
         lines += [f"## {metric}", "",
                   f"English (stage-1 model on English test): {format_mean_std([m[metric] for m in english.values()])}",
-                  "", format_table(summary, metric), ""]
-    quality = _source_quality_lines(rows)
-    if quality:
-        lines += quality
-    zero = [r for r in rows if "metrics_zero_source" in r]
+                  "", *markdown_table(table), ""]
+        lines += [*markdown_comparisons(table), ""] if table.comparisons else []
+    lines += _source_quality_lines(rows)
+    zero = [FinishedRun.from_row({**r, "method": f"{r['method']}, English zeroed at test",
+                                  "metrics": r["metrics_zero_source"]}, predictions=False)
+            for r in rows if "metrics_zero_source" in r]
     if zero:
-        zero_rows = [{**r, "method": f"{r['method']}, English zeroed at test", "metrics": r["metrics_zero_source"]}
-                     for r in zero]
         lines += [f"## FLARE with the English states zeroed at test time ({primary})", "",
-                  format_table(summarize_runs(zero_rows), primary), ""]
+                  *markdown_table(build_table(zero, primary, 0, keep_order=True)), ""]
     lines += _retrieval_lines(rows)
-    gap_rows = [{**r, "metrics": {"gap": r["gap"][primary]["absolute"]}} for r in rows if primary in r["gap"]]
+    gaps = [FinishedRun.from_row({**r, "metrics": {"gap": r["gap"][primary]["absolute"]}}, predictions=False)
+            for r in rows if primary in r["gap"]]
     lines += [f"## gap to English ({primary}, English − target)", "",
-              format_table(summarize_runs(gap_rows), "gap") if gap_rows else f"none: the English {primary} is 0", ""]
+              *(markdown_table(build_table(gaps, "gap", 0, keep_order=True)) if gaps
+                else [f"none: the English {primary} is 0"]), ""]
     return "\n".join(lines)
 
 
@@ -296,5 +304,8 @@ def run_demo(output_dir: str | Path, plan: DemoPlan, model: str = "e5-small", da
                 print(f"[{done}/{total}] seed {seed} {lang:>4} {method.name:<16} {metric} "
                       f"{metrics['metrics'][metric]:.3f}  ({metrics['train_seconds']:.0f}s train)", flush=True)
                 write_text_atomic(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-                write_text_atomic(out / "summary.md", summary_markdown(rows, model, plan.quick))
-    return summary_markdown(rows, model, plan.quick)
+                # after each run the tables; the bootstrap intervals, which read every run's predictions, once at the end
+                write_text_atomic(out / "summary.md", summary_markdown(rows, model, plan.quick, samples=0))
+    summary = summary_markdown(rows, model, plan.quick)
+    write_text_atomic(out / "summary.md", summary)
+    return summary

@@ -1,12 +1,20 @@
-"""``xlt report``: any set of finished runs as one comparison. Per task, language and method the mean ± std over
-seeds of the main metric, and for each method against its baselines (``lora``; FLARE also against
+"""``xlt report``: any set of finished runs as one comparison, the one implementation of xlt's result tables (the
+demo's summary prints through it too). Per task, language and method the mean ± std over seeds of the main metric
+and the gap to English, and for each method against its baselines (``lora``; FLARE, any fusion, also against
 ``input-fusion``) the difference with a 95% paired bootstrap interval over the test examples and seeds
-(:mod:`xlt.scoring.bootstrap`), read from each run's predictions.jsonl and recomputed with the task's metric.
+(:mod:`xlt.scoring.bootstrap`), read from each run's predictions.jsonl and recomputed with the task's metric — a
+corpus metric (entity F1, SQuAD F1, BLEU, chrF) from the drawn examples, never a mean of per-example scores.
+
+:func:`build_tables` computes everything once into :class:`Table` objects; :func:`render` writes them as Markdown,
+CSV or LaTeX, and :mod:`xlt.runs.report_plots` draws them.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,13 +22,15 @@ from xlt.data.registry import get_task
 from xlt.errors import XltError
 from xlt.methods.table import METHODS
 from xlt.run_dir import MARKER, METRICS, read_predictions
-from xlt.runs.results import format_mean_std
-from xlt.scoring.bootstrap import Difference, accuracy_metric, paired_bootstrap
+from xlt.runs.results import format_mean_std, mean_std
+from xlt.scoring.bootstrap import Difference, Metric, accuracy_metric, paired_bootstrap, summed_statistics
 from xlt.scoring.entities import tagging_metrics
+from xlt.scoring.generation import MAIN_SCORE, get_metric, metric_of_scores, translation_statistics
 from xlt.scoring.squad import squad_metrics
 
-BASELINES = {"*": ("lora",), "flare": ("lora", "input-fusion")}  # method -> what it is compared against
-MAIN_METRIC = {"classification": "accuracy", "tagging": "f1", "extractive-qa": "f1"}  # generation: its first
+BASELINES = {"*": ("lora",), "flare": ("lora", "input-fusion")}  # method (label before " (fusion)") -> baselines
+MAIN_METRIC = {"classification": "accuracy", "tagging": "f1", "extractive-qa": "f1"}  # generation: MAIN_SCORE
+FORMATS = ("markdown", "csv", "latex")
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,13 @@ class FinishedRun:
     metrics: dict
     predictions: list[dict] | None
 
+    @classmethod
+    def from_row(cls, row: dict, predictions: bool = True) -> FinishedRun:
+        """A run from its metrics.json as a row (the demo's results.jsonl: ``method`` may be the row's label), with
+        the predictions of its ``output_dir`` where ``predictions`` and the row names one."""
+        folder = row.get("output_dir")
+        return cls(Path(folder or "."), row, read_predictions(folder) if folder and predictions else None)
+
     @property
     def method(self) -> str:
         return f"{self.metrics['method']} ({self.metrics['fusion']})" if self.metrics.get("fusion") \
@@ -39,6 +56,64 @@ class FinishedRun:
     @property
     def key(self) -> tuple[str, str]:
         return self.metrics["task"], self.metrics["target_lang"]
+
+    def gap(self, metric: str) -> float | None:
+        """English − target in ``metric`` as the run recorded it (None where it did not: an English score of 0)."""
+        return ((self.metrics.get("gap") or {}).get(metric) or {}).get("absolute")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One task, language and method: each seed's score and gap to English."""
+
+    values: tuple[float, ...]
+    seeds: tuple
+    gaps: tuple[float | None, ...]
+
+    @property
+    def mean(self) -> float:
+        return mean_std(self.values)[0]
+
+    @property
+    def std(self) -> float | None:
+        """The sample standard deviation over seeds (None for one seed: it says nothing)."""
+        return mean_std(self.values)[1] if len(self.values) > 1 else None
+
+    @property
+    def gap(self) -> float | None:
+        """The mean gap to English over seeds (None unless every run recorded one)."""
+        return None if None in self.gaps or not self.gaps else mean_std(self.gaps)[0]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``method`` − ``baseline`` per language of its table (None where predictions cannot say)."""
+
+    method: str
+    baseline: str
+    differences: tuple[Difference | None, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} − {self.baseline}"
+
+
+@dataclass(frozen=True)
+class Table:
+    """One task's ``metric``: a cell per method and language, and the paired comparisons (``samples`` draws)."""
+
+    task: str
+    metric: str
+    languages: tuple[str, ...]
+    methods: tuple[str, ...]
+    cells: dict[tuple[str, str], Cell]
+    comparisons: tuple[Comparison, ...] = ()
+    samples: int = 0
+
+    def method_mean(self, method: str) -> float | None:
+        """The mean over the languages ``method`` has of its cells' means."""
+        means = [self.cells[method, lang].mean for lang in self.languages if (method, lang) in self.cells]
+        return sum(means) / len(means) if means else None
 
 
 def find_runs(paths: list[str | Path]) -> list[FinishedRun]:
@@ -58,20 +133,46 @@ def find_runs(paths: list[str | Path]) -> list[FinishedRun]:
 
 
 def main_metric(runs: list[FinishedRun]) -> str:
+    """The task kind's metric; a generation task's main score (chrF for translation), else its first."""
+    scores = runs[0].metrics["metrics"]
     kind = get_task(runs[0].metrics["task"]).kind
-    return MAIN_METRIC.get(kind) or next(iter(runs[0].metrics["metrics"]))
+    return MAIN_METRIC.get(kind) or MAIN_SCORE.get(metric_of_scores(scores)) or next(iter(scores))
 
 
-def rescoring_metric(task: str, lang: str, metric: str):
-    """The metric recomputed from drawn predictions (None where predictions.jsonl cannot say: generation)."""
+@dataclass(frozen=True)
+class Rescoring:
+    """How the bootstrap recomputes a metric: ``items(predictions, golds)`` is what one run's test rows become,
+    each paired with that run's own gold (translate-test scores the English version of an example against its
+    English gold), and ``metric(items, golds)`` the score of the drawn items."""
+
+    metric: Metric
+    items: Callable[[list, list], list]
+
+
+def _on_own_golds(score: Callable[[list, list], float]) -> Rescoring:
+    """``score(predictions, golds)`` over drawn (prediction, gold) pairs."""
+    return Rescoring(lambda pairs, golds: score([p for p, _ in pairs], [g for _, g in pairs]),
+                     lambda predictions, golds: list(zip(predictions, golds)))
+
+
+def rescoring(task: str, lang: str, metric: str, scores: dict) -> Rescoring | None:
+    """The metric recomputed from drawn predictions (None where predictions.jsonl cannot say: a score that is no
+    corpus metric of the predictions, such as macro-F1 over labels the rows do not list)."""
     kind = get_task(task).kind
     if kind == "classification":
-        return accuracy_metric
+        return _on_own_golds(accuracy_metric) if metric == "accuracy" else None
     if kind == "tagging":
-        return lambda preds, golds: tagging_metrics(preds, golds)[metric]
+        return _on_own_golds(lambda preds, golds: tagging_metrics(preds, golds)[metric])
     if kind == "extractive-qa":
-        return lambda preds, golds: squad_metrics(preds, golds, lang)[metric]
-    return None
+        return _on_own_golds(lambda preds, golds: squad_metrics(preds, golds, lang)[metric])
+    generation = metric_of_scores(scores)
+    if generation == "mt":
+        statistics, corpus = translation_statistics(metric, lang)
+        return Rescoring(summed_statistics(corpus), statistics)
+    if generation is None:
+        return None
+    score = get_metric(generation, lang)
+    return _on_own_golds(lambda preds, golds: score(preds, golds)[metric])
 
 
 def compare(method_runs: list[FinishedRun], baseline_runs: list[FinishedRun], metric: str, samples: int) -> Difference | None:
@@ -81,7 +182,7 @@ def compare(method_runs: list[FinishedRun], baseline_runs: list[FinishedRun], me
     a, b = by_seed(method_runs), by_seed(baseline_runs)
     pairs = [(a[s], b[s]) for s in seeds if a[s].predictions is not None and b[s].predictions is not None]
     task, lang = method_runs[0].key
-    rescore = rescoring_metric(task, lang, metric)
+    rescore = rescoring(task, lang, metric, method_runs[0].metrics["metrics"])
     if not pairs or rescore is None:
         return None
     ids = [row["id"] for row in pairs[0][0].predictions]
@@ -91,44 +192,58 @@ def compare(method_runs: list[FinishedRun], baseline_runs: list[FinishedRun], me
                 raise XltError(f"{run.folder} was tested on other examples than {pairs[0][0].folder}; a paired "
                                "comparison needs the same test set")
     golds = [row["gold"] for row in pairs[0][0].predictions]
-    return paired_bootstrap(rescore, golds, [[row["prediction"] for row in x.predictions] for x, _ in pairs],
-                            [[row["prediction"] for row in y.predictions] for _, y in pairs], samples=samples)
+    items = lambda run: rescore.items([row["prediction"] for row in run.predictions],  # noqa: E731
+                                      [row["gold"] for row in run.predictions])
+    return paired_bootstrap(rescore.metric, golds, [items(x) for x, _ in pairs], [items(y) for _, y in pairs],
+                            samples=samples)
 
 
-def report(runs: list[FinishedRun], samples: int = 1000) -> str:
-    """The Markdown report: one table of mean ± std per task, and the paired differences against baselines."""
-    lines = []
-    for task in dict.fromkeys(r.metrics["task"] for r in runs):
-        task_runs = [r for r in runs if r.metrics["task"] == task]
-        metric = main_metric(task_runs)
-        langs = list(dict.fromkeys(r.metrics["target_lang"] for r in task_runs))
-        methods = sorted(dict.fromkeys(r.method for r in task_runs), key=_table_order)
-        cell = {(m, lang): [r for r in task_runs if r.method == m and r.metrics["target_lang"] == lang]
-                for m in methods for lang in langs}
-        lines += [f"## {task}: {metric}, mean ± std over seeds", "", f"| method | {' | '.join(langs)} |",
-                  "|---|" + "---:|" * len(langs)]
-        lines += [f"| {m} | " + " | ".join(format_mean_std([r.metrics["metrics"][metric] for r in cell[m, lang]])
-                                           if cell[m, lang] else "" for lang in langs) + " |" for m in methods]
-        lines += ["", *_differences(cell, methods, langs, metric, samples), ""]
-    return "\n".join(lines)
+def comparison_pairs(methods: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+    """(method, baseline) for every method and each of its baselines among ``methods``, in ``methods``' order; a
+    method label's fusion (``flare (mul)``) does not change its baselines."""
+    pairs = []
+    for method in methods:
+        name = method.split(" (")[0]
+        pairs += [(method, b) for b in BASELINES.get(name, BASELINES["*"]) if b != name and b in methods]
+    return pairs
 
 
-def _differences(cell: dict, methods: list[str], langs: list[str], metric: str, samples: int) -> list[str]:
-    """The paired-bootstrap table: method − baseline per language, its 95% interval, * where it excludes 0."""
-    rows = []
-    for m in methods:
-        name = m.split(" (")[0]
-        for baseline in BASELINES.get(name, BASELINES["*"]):
-            if baseline == name or baseline not in methods:
-                continue
-            found = [compare(cell[m, lang], cell[baseline, lang], metric, samples)
-                     if cell[m, lang] and cell[baseline, lang] else None for lang in langs]
-            rows.append(f"| {m} − {baseline} | " + " | ".join(_difference_cell(d) for d in found) + " |")
-    if not rows:
-        return []
-    return [f"Differences in {metric}, 95% paired bootstrap interval over test examples and seeds "
-            f"({samples} samples); * the interval excludes 0:", "", f"| comparison | {' | '.join(langs)} |",
-            "|---|" + "---:|" * len(langs), *rows]
+def build_table(runs: list[FinishedRun], metric: str, samples: int = 1000, keep_order: bool = False) -> Table:
+    """One task's table of ``metric`` over ``runs``, with the paired comparisons bootstrapped with ``samples`` draws
+    (none for 0). Methods in the method table's order, or in the order they come (``keep_order``)."""
+    langs = tuple(dict.fromkeys(r.metrics["target_lang"] for r in runs))
+    found = list(dict.fromkeys(r.method for r in runs))
+    methods = tuple(found if keep_order else sorted(found, key=_table_order))
+    groups = {(m, lang): [r for r in runs if r.method == m and r.metrics["target_lang"] == lang
+                          and metric in r.metrics["metrics"]] for m in methods for lang in langs}
+    cells = {key: Cell(tuple(float(r.metrics["metrics"][metric]) for r in group),
+                       tuple(r.metrics.get("seed") for r in group), tuple(r.gap(metric) for r in group))
+             for key, group in groups.items() if group}
+    comparisons = tuple(
+        Comparison(m, b, tuple(compare(groups[m, lang], groups[b, lang], metric, samples)
+                               if groups[m, lang] and groups[b, lang] else None for lang in langs))
+        for m, b in (comparison_pairs(methods) if samples else []))
+    return Table(runs[0].metrics["task"], metric, langs, methods, cells, comparisons, samples)
+
+
+def build_tables(runs: list[FinishedRun], samples: int = 1000) -> list[Table]:
+    """One table per task (in the order the runs come) of its main metric."""
+    tasks = dict.fromkeys(r.metrics["task"] for r in runs)
+    return [build_table(task_runs, main_metric(task_runs), samples)
+            for task_runs in ([r for r in runs if r.metrics["task"] == task] for task in tasks)]
+
+
+def render(tables: list[Table], fmt: str = "markdown") -> str:
+    """The tables as ``fmt``: one of :data:`FORMATS`."""
+    writers = {"markdown": markdown, "csv": csv_text, "latex": latex}
+    if fmt not in writers:
+        raise XltError(f"unknown report format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    return writers[fmt](tables)
+
+
+def report(runs: list[FinishedRun], samples: int = 1000, fmt: str = "markdown") -> str:
+    """The report of ``runs`` as ``fmt``: each task's table, and the paired differences against baselines."""
+    return render(build_tables(runs, samples), fmt)
 
 
 def _table_order(method: str) -> tuple[int, str]:
@@ -137,7 +252,110 @@ def _table_order(method: str) -> tuple[int, str]:
     return (list(METHODS).index(name) if name in METHODS else len(METHODS), method)
 
 
+# Markdown
+
+
+def markdown(tables: list[Table]) -> str:
+    lines = []
+    for table in tables:
+        lines += [f"## {table.task}: {table.metric}, mean ± std over seeds", "", *markdown_table(table), ""]
+        lines += [*markdown_comparisons(table), ""] if table.comparisons else []
+    return "\n".join(lines)
+
+
+def markdown_table(table: Table) -> list[str]:
+    """One row per method, one column per language ("mean ± std", the mean alone for one seed, – where the method
+    has no run), then the mean over the languages the method has."""
+    lines = [f"| method | {' | '.join(table.languages)} | mean |", "|---|" + "---:|" * (len(table.languages) + 1)]
+    for method in table.methods:
+        cells = [table.cells.get((method, lang)) for lang in table.languages]
+        mean = table.method_mean(method)
+        lines.append(f"| {method} | " + " | ".join(format_mean_std(c.values) if c else "–" for c in cells)
+                     + f" | {'–' if mean is None else f'{mean:.3f}'} |")
+    return lines
+
+
+def markdown_comparisons(table: Table) -> list[str]:
+    """The paired-bootstrap table: method − baseline per language, its 95% interval, * where it excludes 0."""
+    return [f"Differences in {table.metric}, 95% paired bootstrap interval over test examples and seeds "
+            f"({table.samples} samples); * the interval excludes 0:", "",
+            f"| comparison | {' | '.join(table.languages)} |", "|---|" + "---:|" * len(table.languages),
+            *(f"| {c.label} | " + " | ".join(map(_difference_cell, c.differences)) + " |" for c in table.comparisons)]
+
+
 def _difference_cell(d: Difference | None) -> str:
     if d is None:
         return "n/a"
     return f"{d.observed:+.3f} [{d.low:+.3f}, {d.high:+.3f}]" + ("*" if d.excludes_zero else "")
+
+
+# CSV
+
+CSV_COLUMNS = ("row", "task", "metric", "language", "method", "baseline", "mean", "std", "seeds", "gap_to_english",
+               "difference", "low", "high", "significant")
+
+
+def csv_text(tables: list[Table]) -> str:
+    """One ``mean`` row per task, language and method (mean, std over seeds, their number, the mean gap to English)
+    and one ``difference`` row per comparison and language (difference, interval, whether it excludes 0); numbers
+    to 6 decimals, a field left empty where it does not apply or is not known."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for t in tables:
+        for method in t.methods:
+            for lang in t.languages:
+                if (cell := t.cells.get((method, lang))) is not None:
+                    writer.writerow(["mean", t.task, t.metric, lang, method, "", _fixed(cell.mean), _fixed(cell.std),
+                                     len(cell.values), _fixed(cell.gap), "", "", "", ""])
+        for c in t.comparisons:
+            for lang, d in zip(t.languages, c.differences):
+                numbers = ["", "", "", ""] if d is None else [_fixed(d.observed), _fixed(d.low), _fixed(d.high),
+                                                             str(d.excludes_zero).lower()]
+                writer.writerow(["difference", t.task, t.metric, lang, c.method, c.baseline, "", "", "", "", *numbers])
+    return out.getvalue()
+
+
+def _fixed(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+# LaTeX
+
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "−": "$-$", "→": r"$\to$"}
+
+
+def latex_escape(text: str) -> str:
+    """``text`` safe in a LaTeX table cell (``_``, ``&``, ``%`` ... escaped; ``±`` and ``−`` in math mode)."""
+    return "".join(_LATEX.get(char, char) for char in text)
+
+
+def latex(tables: list[Table]) -> str:
+    """Each task's table as a booktabs tabular (mean $\\pm$ std), then its comparisons' intervals, $^*$ where the
+    interval excludes 0; each preceded by a comment naming the task and the metric."""
+    lines = []
+    for t in tables:
+        rows = [[m, *(format_mean_std(t.cells[m, lang].values) if (m, lang) in t.cells else "–" for lang in
+                      t.languages), "–" if t.method_mean(m) is None else f"{t.method_mean(m):.3f}"] for m in t.methods]
+        lines += [f"% {t.task}: {t.metric}, mean and sample standard deviation over seeds",
+                  *_tabular(["method", *t.languages, "mean"], [[latex_escape(x) for x in row] for row in rows]), ""]
+        if t.comparisons:
+            lines += [f"% {t.task}: differences in {t.metric}, 95 percent paired bootstrap intervals over test examples "
+                      f"and seeds ({t.samples} samples); * the interval excludes 0",
+                      *_tabular(["comparison", *t.languages], [[latex_escape(c.label), *map(_latex_difference,
+                                                                                            c.differences)]
+                                                               for c in t.comparisons]), ""]
+    return "\n".join(lines)
+
+
+def _tabular(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
+            " & ".join(map(latex_escape, header)) + r" \\", r"\midrule", *(" & ".join(row) + r" \\" for row in rows),
+            r"\bottomrule", r"\end{tabular}"]
+
+
+def _latex_difference(d: Difference | None) -> str:
+    if d is None:
+        return "n/a"
+    return f"${d.observed:+.3f}{'^*' if d.excludes_zero else ''}$ [${d.low:+.3f}$, ${d.high:+.3f}$]"

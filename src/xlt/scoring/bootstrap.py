@@ -65,3 +65,9 @@ def paired_bootstrap(metric: Metric, golds: Sequence, system_a: Sequence[Sequenc
 def accuracy_metric(predictions: list, golds: list) -> float:
     """Accuracy as the bootstrap recomputes it (any comparable labels)."""
     return sum(p == g for p, g in zip(predictions, golds)) / len(golds)
+
+
+def summed_statistics(corpus: Callable[[np.ndarray], float]) -> Metric:
+    """A corpus metric over rows of per-example sufficient statistics (sacreBLEU's BLEU and chrF counts, which
+    already pair each prediction with its gold): the corpus score of the drawn rows' sum."""
+    return lambda rows, golds: corpus(np.sum(np.asarray(rows, dtype=float), axis=0))

@@ -8,7 +8,7 @@ is case-folded. Generated and gold words are compared only after it, so ``Five  
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from xlt.errors import XltError
@@ -131,6 +131,25 @@ def translation_metrics(preds: list[str], golds: list[str], lang: str = "en") ->
             "chrf": CHRF().corpus_score(hypotheses, [list(golds)]).score}
 
 
+def translation_statistics(score: str, lang: str = "en") -> tuple[Callable[[list[str], list[str]], list],
+                                                                    Callable[[Sequence[float]], float]]:
+    """sacreBLEU's sufficient statistics of corpus ``score`` (``bleu`` or ``chrf``, as :func:`translation_metrics`
+    computes it): ``statistics(preds, golds)`` gives one row of counts per sentence, and ``corpus(summed rows)`` the
+    corpus score of those sentences. A bootstrap sums the rows of the sentences it draws: the corpus score of the
+    drawn hypotheses and references, without tokenizing them again (sacreBLEU's own bootstrap does the same)."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    if score not in ("bleu", "chrf"):
+        raise XltError(f"translation statistics are of bleu or chrf, not {score!r}")
+    metric = BLEU(tokenize=bleu_tokenizer(lang)) if score == "bleu" else CHRF()
+
+    def statistics(preds: list[str], golds: list[str]) -> list:
+        _check(preds, golds)
+        return metric._extract_corpus_statistics([p.strip() for p in preds], [list(golds)])
+
+    return statistics, lambda summed: metric._compute_score_from_stats(list(summed)).score
+
+
 def translation_signatures(lang: str = "en") -> dict[str, str]:
     """sacreBLEU's signatures of :func:`translation_metrics` (scores compare only under equal signatures)."""
     from sacrebleu.metrics import BLEU, CHRF
@@ -158,6 +177,16 @@ GEN_METRICS: dict[str, Callable[[list[str], list], dict]] = {
     "mt": translation_metrics,
     "qa": qa_metrics,
 }
+# the scores each metric reports (a run's metrics.json keys say which metric scored it), and the one a report leads
+# with: chrF for translation (steadier than BLEU on short sentences and low-resource languages)
+SCORES: dict[str, tuple[str, ...]] = {
+    "slots": ("slot_f1", "slot_precision", "slot_recall", "exact_match"),
+    "intent": ("accuracy",),
+    "json_ner": ("precision", "recall", "f1", "invalid_outputs"),
+    "mt": ("bleu", "chrf"),
+    "qa": ("exact_match", "f1"),
+}
+MAIN_SCORE = {"slots": "slot_f1", "intent": "accuracy", "json_ner": "f1", "mt": "chrf", "qa": "f1"}
 BY_LANGUAGE = frozenset({"qa", "mt"})  # metrics that read the answers' language (they take ``lang``)
 
 
@@ -166,3 +195,9 @@ def get_metric(name: str, lang: str = "en") -> Callable[[list[str], list], dict]
     if name not in GEN_METRICS:
         raise XltError(f"unknown generation metric {name!r}; known: {', '.join(GEN_METRICS)}")
     return partial(GEN_METRICS[name], lang=lang) if name in BY_LANGUAGE else GEN_METRICS[name]
+
+
+def metric_of_scores(names) -> str | None:
+    """The generation metric whose scores ``names`` are (a run's metrics.json keys; None: no generation metric's)."""
+    names = set(names)
+    return next((metric for metric, scores in SCORES.items() if set(scores) == names), None)
