@@ -3,6 +3,7 @@ redoing finished runs, fanned out over local workers, ending with the report."""
 
 import json
 
+import pytest
 from helpers import cli_error
 
 from xlt.cli.main import main
@@ -186,6 +187,10 @@ def test_a_slurm_block_becomes_submitits_slurm_parameters_checked_by_submitit(tm
                           "slurm_mem": "32G", "slurm_time": 240, "slurm_array_parallelism": 4}
     assert executor_parameters({**block, "array_parallelism": 2}, workers=4)["slurm_array_parallelism"] == 2
     assert executor_parameters(None, workers=2) == {"timeout_min": 7 * 24 * 60}
+    with pytest.raises(XltError) as err:
+        executor_parameters({**block, "gpus_per_node": 4}, workers=1)
+    assert str(err.value) == ("the study file's slurm: block asks for gpus_per_node: 4; a study run is one process on "
+                              "one GPU (several GPUs per run: xlt train under accelerate launch, docs/several-gpus.md)")
     make_executor(tmp_path / "logs", parameters, cluster="debug")  # submitit accepts every one of them
     try:
         make_executor(tmp_path / "logs", executor_parameters({**block, "partiton": "gpu"}, 1), cluster="debug")

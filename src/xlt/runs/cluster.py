@@ -19,6 +19,7 @@ from xlt.errors import XltError
 LOGS = "logs"  # submitit's folder inside the study's output folder
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # a local job is never cut short (submitit's default is 2 minutes)
 _POLL_S = 1.0
+ONE_PROCESS = ("nodes", "ntasks_per_node", "gpus_per_node", "gpus_per_task")  # SLURM parameters that must stay 1
 
 
 def submitit():
@@ -40,6 +41,11 @@ def executor_parameters(slurm: dict | None, workers: int) -> dict:
         raise XltError("the study file's slurm: block must be a mapping of submitit's SLURM parameters to values")
     if "time" not in slurm:  # submitit's default is 5 minutes, which would cut every run short
         raise XltError("the study file's slurm: block needs time: the minutes one run may take (e.g. time: 240)")
+    several = {key: slurm[key] for key in ONE_PROCESS if isinstance(slurm.get(key), int) and slurm[key] > 1}
+    if several:  # every task would run the whole run, all into one folder
+        key, value = next(iter(several.items()))
+        raise XltError(f"the study file's slurm: block asks for {key}: {value}; a study run is one process on one "
+                       "GPU (several GPUs per run: xlt train under accelerate launch, docs/several-gpus.md)")
     parameters = {f"slurm_{key}": value for key, value in slurm.items()}
     if workers > 1:
         parameters.setdefault("slurm_array_parallelism", workers)
