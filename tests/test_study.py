@@ -155,24 +155,35 @@ def test_the_submitit_engine_runs_a_study_as_local_jobs_two_at_once_and_resumes(
     assert len(list((out / "logs").glob("*/*_log.err"))) == 4
 
 
-def test_a_failed_job_is_one_line_naming_its_log(tmp_path):
-    """A job that raises (here: settings RunConfig refuses, read in the job's own process) reaches the user as its
-    error and the path of its log; the other job's result stays."""
-    from types import SimpleNamespace
+def test_a_failed_job_is_one_line_naming_its_log_and_the_study_exits_1_keeping_the_finished_run(
+        tmp_path, capsys, data_dir):
+    """One run reads an empty data folder (which no check before the run looks into): its job fails in its own
+    process; the study prints its error and log, reports the run that finished and exits 1; run again, only the
+    failed run is submitted."""
+    (tmp_path / "empty").mkdir()
+    study = _study(tmp_path, f"target_lang: jv\nmethod: zero-shot\ndata_dir: [{data_dir}, {tmp_path / 'empty'}]\n")
+    out = tmp_path / "runs"
+    argv = ["study", str(study), "--output-dir", str(out), "--engine", "submitit", "--workers", "2", "--samples", "20"]
+    assert main(argv) == 1
+    printed = capsys.readouterr()
+    failed = [line for line in printed.out.splitlines() if line.startswith("failed")]
+    (log,) = [p for p in (out / "logs").glob("*/*_log.err") if "train.csv" in p.read_text()]
+    missing = f"failed data_dir={_name(tmp_path / 'empty')}: file not found: {tmp_path / 'empty' / 'nusax'}/"
+    assert len(failed) == 1 and failed[0].startswith(missing) and failed[0].endswith(f"/train.csv (log: {log})")
+    assert "| zero-shot | " in printed.out  # the finished run's report
+    assert printed.err.strip().splitlines()[-1] == (
+        "xlt: error: 1 of the study's runs failed (their lines above name their logs); the finished ones stay: run "
+        "the same command again to run the failed ones")
+    assert main(argv) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines if line.startswith(("done", "failed", "ran"))] == [
+        f"done  data_dir={_name(data_dir)}", f"failed data_dir={_name(tmp_path / 'empty')}"]
 
-    from xlt.runs.cluster import run_jobs
-    from xlt.runs.study import run_job
 
-    def job(settings, name):
-        return SimpleNamespace(cfg=SimpleNamespace(to_dict=lambda: settings, output_dir=str(tmp_path / name)))
+def _name(path) -> str:
+    import re
 
-    lines = run_jobs(run_job, [job({"lora_r": -1}, "bad"), job({"lora_r": 0}, "worse")], ["bad", "worse"],
-                     tmp_path, workers=2, slurm=None)
-    logs = sorted((tmp_path / "logs").glob("*/*_log.err"), key=lambda p: p.stat().st_mtime)
-    assert len(lines) == 2 and len(logs) == 2
-    assert lines[0].startswith("failed bad: lora_r must be >= 1, got -1 (log: ")
-    assert lines[1].startswith("failed worse: lora_r must be >= 1, got 0 (log: ")
-    assert {line.split("(log: ")[1][:-1] for line in lines} == {str(p) for p in logs}
+    return re.sub(r"[^A-Za-z0-9=+_.,-]", "_", str(path))
 
 
 def test_a_slurm_block_becomes_submitits_slurm_parameters_checked_by_submitit(tmp_path, capsys):
