@@ -57,6 +57,16 @@ def test_lora_plus_align_then_merge_with_a_task_module(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", "--run-dir", str(merged)]) == 0
     assert set(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["metrics"]) == {"accuracy", "macro_f1"}
+    # its first evaluation is kept as a trained run's is: metrics.json's metrics and predictions.jsonl beside it
+    first = json.loads((merged / "metrics.json").read_text())
+    rows = [json.loads(line) for line in (merged / "predictions.jsonl").read_text().splitlines()]
+    task_rows = [json.loads(line) for line in (task / "predictions.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [r["id"] for r in task_rows] and {"gold", "prediction"} <= set(rows[0])
+    assert main(["evaluate", "--run-dir", str(merged)]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (again["matches_stored"], again["predictions_match"], again["metrics"]) == (True, True, first["metrics"])
+    assert main(["report", str(merged), str(task), "--samples", "20"]) == 0  # the merge is a run report reads
+    assert "| lora |" in capsys.readouterr().out
 
 
 def test_bad_alignment_settings_are_one_line_errors(tmp_path, capsys):

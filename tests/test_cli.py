@@ -9,6 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from helpers import cli_error
 
 import xlt
 from xlt.cli.main import build_parser, main
@@ -150,6 +151,16 @@ def test_every_flag_has_a_help_line_with_its_default_and_choices():
                 assert str(choice) in text, (name, flag, choice)
     merge_help = commands["merge"].format_help()
     assert "{exact,linear,svd," in merge_help  # the combinations are listed though checked after parsing
+
+
+def test_compare_has_no_overwrite_flag_because_a_study_skips_finished_runs(capsys):
+    """xlt compare once listed xlt train's --overwrite, which it ignored: its finished runs are skipped, never
+    replaced. The flag is gone from its help, and giving it is a usage error; xlt train keeps it."""
+    commands = _subcommands()
+    assert "--overwrite" not in commands["compare"].format_help()
+    assert "--overwrite" in commands["train"].format_help()
+    assert main(["compare", "--overwrite"]) == 2
+    assert cli_error(capsys) == "unrecognized arguments: --overwrite (see xlt --help)"
 
 
 def test_train_flags_come_from_run_config():

@@ -82,6 +82,7 @@ def test_alignment_demo_compares_lora_alignment_and_their_merge(tmp_path, monkey
     # the merged run is a normal run directory: evaluating it again gives the recorded metrics
     again = evaluate_run(merged["output_dir"])
     assert again["metrics"] == merged["metrics"] and again["matches_stored"] is True
+    assert again["predictions_match"] is True  # the merge kept its predictions.jsonl, as a trained run does
     card = (tmp_path / "runs" / "jv" / "merge_0.9lora+0.1align" / "seed0" / "adapter" / "README.md").read_text()
     assert f"| jv: accuracy | {merged['metrics']['accuracy']:.4f} |" in card  # the card got the merge's scores
     assert "| merge: 0.9 lora + 0.1 align |" in table and "before → after" in table

@@ -221,6 +221,49 @@ def test_no_cache_translates_each_distinct_text_once():
     assert result.translations == ["A", "B", "A"] and counting.texts == ["a", "b"] and result.hits == 0
 
 
+MOUNTINFO = """22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+30 22 0:40 / /home rw,relatime shared:2 - ext4 /dev/sda2 rw
+31 30 0:41 /export /home/ana/shared rw,relatime shared:3 - nfs4 server:/export rw,vers=4.2
+32 31 8:3 / /home/ana/shared/scratch rw,relatime shared:4 - xfs /dev/sdb1 rw
+33 22 0:42 / /mnt/team\\040drive rw,relatime - cifs //nas/team rw
+34 22 0:43 / /data rw,relatime - nfs server:/data rw
+35 22 8:4 / /data rw,relatime - ext4 /dev/sdc1 rw
+"""
+
+
+def test_the_mount_holding_a_path_is_the_longest_mount_point_containing_it():
+    from xlt.mt.cache import mount_type
+
+    assert [mount_type(MOUNTINFO, path) for path in (
+        "/home/ana/x.sqlite", "/home/ana/shared/c.sqlite", "/home/ana/shared/scratch/c.sqlite", "/home/ana/sharedx",
+        "/mnt/team drive/c.sqlite", "/mnt/team", "/data/c.sqlite", "/tmp")] == [
+        "ext4", "nfs4", "xfs", "ext4", "cifs", "ext4", "ext4", "ext4"]  # /data: the later mount over the NFS one
+    proc_mounts = "/dev/sda1 / ext4 rw 0 0\nfs1:/vol /lustre lustre rw 0 0\n"
+    assert mount_type(proc_mounts, "/lustre/u/c.sqlite") == "lustre" and mount_type("", "/x") is None
+
+
+def test_a_translation_cache_on_a_network_filesystem_is_refused_before_anything_loads(tmp_path, monkeypatch, capsys):
+    import xlt.mt.cache as cache
+
+    (tmp_path / "nfs").mkdir()  # the mount point
+    table = tmp_path / "mountinfo"
+    table.write_text(MOUNTINFO + f"40 22 0:50 / {tmp_path / 'nfs'} rw - nfs4 server:/home rw\n")
+    monkeypatch.setattr(cache, "MOUNT_TABLES", (str(tmp_path / "missing"), str(table)))
+    refused = f"the translation cache {tmp_path / 'nfs' / 'new' / 'c.sqlite'} is on a network filesystem (nfs4), "
+    with pytest.raises(XltError) as err:
+        TranslationCache(tmp_path / "nfs" / "new" / "c.sqlite")
+    assert str(err.value) == refused + ("where sqlite's locks fail and concurrent runs corrupt it; set XLT_CACHE_DIR "
+                                        "(or --translation-cache, xlt translate's --cache-file) to a local disk")
+    assert not (tmp_path / "nfs" / "new").exists()  # refused before sqlite made the file
+    assert len(TranslationCache(tmp_path / "local" / "c.sqlite")) == 0  # a local disk is fine
+    argv = ["train", "--model", "tiny-random/bert", "--task", "nusax", "--target-lang", "jv", "--method",
+            "translate-train", "--translator", "lexicon", "--translation-cache",
+            str(tmp_path / "nfs" / "new" / "c.sqlite"), "--output-dir", str(tmp_path / "run")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().startswith("xlt: error: " + refused)
+    assert not (tmp_path / "run").exists()
+
+
 class _FakeUpper:
     fingerprint = {"backend": "upper"}
 

@@ -180,8 +180,14 @@ def write_run(out: str | Path, config: dict, metrics: dict, write_adapter: Calla
             write_adapter(tmp / ADAPTER)
         write_json(tmp / METRICS, metrics)
         if predictions is not None:
-            (tmp / PREDICTIONS).write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in predictions),
-                                           encoding="utf-8")
+            write_predictions(tmp, predictions)
+
+
+def write_predictions(run_dir: str | Path, predictions: list[dict]) -> None:
+    """A run's predictions.jsonl (one JSON object per test example), written atomically: a trained run's when
+    it is written, a merged run's when it is first evaluated."""
+    write_text_atomic(Path(run_dir) / PREDICTIONS,
+                      "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in predictions))
 
 
 def read_predictions(run_dir: str | Path) -> list[dict] | None:

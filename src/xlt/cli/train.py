@@ -31,14 +31,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def add_run_flags(p: argparse.ArgumentParser, leave_out: tuple[str, ...] = ()) -> argparse.ArgumentParser:
-    """One flag per RunConfig field (but ``leave_out``): type from the annotation, choices and help from the
-    field's metadata; xlt train's flags, and xlt compare's."""
+    """One flag per RunConfig field, and ``--config`` and ``--overwrite`` (but those in ``leave_out``): type from
+    the annotation, choices and help from the field's metadata; xlt train's flags, and xlt compare's."""
     from xlt.config import FIELD_TYPES, RunConfig, field_choices, shown_default
 
     S = argparse.SUPPRESS  # only flags given on the command line override --config
     add_option(p, "--config", help="YAML file with the same keys as the flags (flags win)", shown="none")
-    add_option(p, "--overwrite", action="store_true", default=S, shown="off",
-               help="replace the finished xlt run in --output-dir (without it, such a folder is refused)")
+    if "overwrite" not in leave_out:
+        add_option(p, "--overwrite", action="store_true", default=S, shown="off",
+                   help="replace the finished xlt run in --output-dir (without it, such a folder is refused)")
     for f in fields(RunConfig):
         if f.name in leave_out:
             continue

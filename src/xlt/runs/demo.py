@@ -21,7 +21,7 @@ from pathlib import Path
 
 from xlt.config import RunConfig
 from xlt.errors import XltError
-from xlt.io import write_json, write_text_atomic
+from xlt.io import write_text_atomic
 from xlt.runs.recipe import Run
 from xlt.runs.report import FinishedRun, build_table, markdown_comparisons, markdown_table
 from xlt.runs.results import format_mean_std, gap_to_source, mean_std
@@ -244,7 +244,7 @@ def _merged_run(out: Path, parts: list[tuple[dict, float]]) -> dict:
     """Merge finished runs' adapters into ``out`` and evaluate it; reused while its inputs are unchanged."""
     from xlt.alignment.merge import merge_runs
     from xlt.run_dir import ADAPTER, CARD, missing_files, model_card
-    from xlt.runs.evaluate import reevaluate_run
+    from xlt.runs.evaluate import record_merge_evaluation, reevaluate_with_predictions
 
     inputs = [{"run": str(Path(m["output_dir"]).resolve()), "finished": m["finished"], "weight": w} for m, w in parts]
     saved = out / "metrics.json"
@@ -254,14 +254,14 @@ def _merged_run(out: Path, parts: list[tuple[dict, float]]) -> dict:
             return metrics
     merge_runs([i["run"] for i in inputs], [w for _, w in parts], out, overwrite=True)  # the demo's own folder
     first = parts[0][0]
-    result = reevaluate_run(out)
+    result, predictions = reevaluate_with_predictions(out)
     source = first["source_metrics"]
     metrics = {**json.loads(saved.read_text()), **result, "source_metrics": source, "demo_inputs": inputs,
                "fusion": None, "train_seconds": 0.0, "output_dir": str(out.resolve()), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                "gap": {k: gap_to_source(source[k], v) for k, v in result["metrics"].items() if source.get(k)}}
     write_text_atomic(out / ADAPTER / CARD, model_card(RunConfig.from_yaml(out / "config.yaml").to_dict(),
                                                        metrics))  # the card now with the merge's scores
-    write_json(saved, metrics)  # last: metrics.json with "metrics" marks the evaluated merge
+    record_merge_evaluation(out, metrics, predictions)  # predictions.jsonl, then metrics.json with "metrics"
     return metrics
 
 

@@ -11,7 +11,9 @@ from xlt.data.examples import AnyTaskData
 from xlt.errors import XltError
 from xlt.methods.adapters import load_adapter
 from xlt.methods.table import get_method
-from xlt.run_dir import ADAPTER, CONFIG, METRICS, missing_files, read_predictions, stored_differences
+from xlt.io import write_json
+from xlt.run_dir import (ADAPTER, CONFIG, METRICS, missing_files, read_predictions, stored_differences,
+                         write_predictions)
 from xlt.runs.adapted_model import build_model, evaluate_adapted
 from xlt.runs.recipe import Run
 from xlt.runs.stage1 import STAGE1_INFO
@@ -30,7 +32,12 @@ def _read_metrics(run_dir: Path) -> dict:
 
 def reevaluate_run(run_dir: str | Path) -> dict:
     """Rebuild a finished run from its directory and evaluate it again on the same test set."""
-    return _reevaluate(Path(run_dir))[0]
+    return reevaluate_with_predictions(run_dir)[0]
+
+
+def reevaluate_with_predictions(run_dir: str | Path) -> tuple[dict, list[dict]]:
+    """:func:`reevaluate_run`'s metrics and the predictions behind them (one row per test example)."""
+    return _reevaluate(Path(run_dir))
 
 
 def _reevaluate(run_dir: Path) -> tuple[dict, list[dict]]:
@@ -69,14 +76,25 @@ def evaluate_run(run_dir: str | Path) -> dict:
     """:func:`reevaluate_run`, and whether it reproduces metrics.json: ``matches_stored`` (None when the
     run stored no metrics, as a merge not evaluated yet) and ``stored_differences``; and its predictions.jsonl:
     ``predictions_match`` (None when the run kept none) and ``prediction_differences``, the test examples whose
-    prediction (or probability, beyond 1e-4) differs now."""
+    prediction (or probability, beyond 1e-4) differs now. A merge evaluated for the first time keeps what a
+    trained run keeps: :func:`record_merge_evaluation`."""
     result, predictions = _reevaluate(Path(run_dir))
-    differences = stored_differences(_read_metrics(Path(run_dir)), result)
+    saved = _read_metrics(Path(run_dir))
+    differences = stored_differences(saved, result)
     stored = read_predictions(run_dir)
     changed = None if stored is None else changed_predictions(stored, predictions)
+    if "merged_from" in saved and "metrics" not in saved:
+        record_merge_evaluation(Path(run_dir), {**saved, **result}, predictions)
     return {**result, "matches_stored": None if differences is None else not differences,
             "stored_differences": differences or [],
             "predictions_match": None if changed is None else not changed, "prediction_differences": changed or 0}
+
+
+def record_merge_evaluation(run_dir: Path, metrics: dict, predictions: list[dict]) -> None:
+    """A merged run's first evaluation written as a trained run's is: predictions.jsonl beside metrics.json,
+    which is written last (its ``metrics`` mark an evaluated run, which ``xlt report`` reads)."""
+    write_predictions(run_dir, predictions)
+    write_json(run_dir / METRICS, metrics)
 
 
 def changed_predictions(stored: list[dict], now: list[dict]) -> int:

@@ -68,6 +68,10 @@ def check_run(cfg: RunConfig, overwrite: bool = False) -> None:
         check_files(cfg.task, cfg.train_file, cfg.test_file)
         user_files.read(cfg.train_file)
         user_files.read(cfg.test_file)
+    if cfg.source_translator is not None or get_method(cfg.method).translated_train:  # the run reads the cache
+        from xlt.mt.cache import check_local_disk, default_cache_path
+
+        check_local_disk(cfg.translation_cache or default_cache_path())
     check_model(cfg.model)
     _check_model_sizes(cfg)
     if get_method(cfg.method).align:
