@@ -397,8 +397,8 @@ def test_tydiqa_refuses_methods_that_need_the_english_version(tmp_path, capsys, 
                  "--output-dir", str(tmp_path / "run"), "--stage1-dir", str(tmp_path / "s1")]) == 2
     # input-fusion and flare read a machine-translated English side (tests/test_qa_translated_source.py)
     instead = "use zero-shot or lora" if method == "translate-test" else (
-        "give it one with --source-from mt:MODEL (the question and paragraph machine-translated into English), or use "
-        "zero-shot or lora")
+        "give it one with --source-from mt:MODEL (the question and paragraph machine-translated into English), "
+        "or use zero-shot or lora")
     assert cli_error(capsys) == (f"method {method} needs the English version of each example, and task tydiqa is not "
                               f"parallel; {instead}")
     assert not (tmp_path / "s1").exists() and not (tmp_path / "run").exists()

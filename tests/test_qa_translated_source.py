@@ -44,7 +44,8 @@ def _qa(id_: str, question: str, context: str, answer: str, gold_english: bool =
 
 def test_each_distinct_question_and_sentence_is_translated_once_and_chrf_is_scored_only_against_a_gold():
     shared = "Jiji ni Nairobi."  # a sentence of two paragraphs: translated once
-    train = [_qa("a", "Nini?", f"{shared} Jibu ni moja.", "moja"), _qa("b", "Nini?", f"{shared}\nJibu ni mbili.", "mbili")]
+    train = [_qa("a", "Nini?", f"{shared} Jibu ni moja.", "moja"),
+             _qa("b", "Nini?", f"{shared}\nJibu ni mbili.", "mbili")]
     test = [_qa("c", "Wapi?", "Hapa ni Mombasa. Sawa!", "Mombasa", gold_english=True)]
     english = QATaskData("tydiqa", "en", "en", [_qa("e", "What?", "It is one.", "one")], [], [])
     data = QATaskData("tydiqa", "en", "sw", train, [], test, english=english)
@@ -92,7 +93,8 @@ def _tydiqa(root):
     for lang in ("en", "sw"):
         (root / "tydiqa-goldp" / "train" / f"tydiqa.goldp.{lang}.train.json").write_text(
             json.dumps(squad(lang, "train", range(4))))
-        (root / "tydiqa-goldp" / f"tydiqa.goldp.{lang}.dev.json").write_text(json.dumps(squad(lang, "dev", range(4, 7))))
+        (root / "tydiqa-goldp" / f"tydiqa.goldp.{lang}.dev.json").write_text(
+            json.dumps(squad(lang, "dev", range(4, 7))))
     return root
 
 
@@ -116,7 +118,7 @@ def _counting_translations(monkeypatch) -> list[list[str]]:
     return calls
 
 
-def test_flare_on_tydiqa_fuses_the_machine_translated_question_and_paragraph(tmp_path, monkeypatch):
+def test_flare_on_tydiqa_fuses_the_machine_translated_question_and_paragraph(tmp_path, monkeypatch, capsys):
     import xlt.kinds.extractive_qa as qa
     from xlt.mt.cache import TranslationCache, translate_cached
     from xlt.mt.factory import load_translator
@@ -144,8 +146,11 @@ def test_flare_on_tydiqa_fuses_the_machine_translated_question_and_paragraph(tmp
         assert ex.source_question == english[ex.question]
         assert ex.source_context == " ".join(english[s] for s in split_sentences(ex.context))
     cache.close()
-    # a second run reads every translation from the cache
+    # a second run reads every translation from the cache; so does xlt evaluate, which scores the run again
     calls.clear()
+    assert main(["evaluate", "--run-dir", str(tmp_path / "run")]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["matches_stored"] is True and calls == []
     assert main(_args(tmp_path, "tydiqa", "sw", "input-fusion", "again", "tiny-random/bert", "--source-from",
                       f"mt:{MT}", "--data-dir", str(root))) == 0
     assert calls == []

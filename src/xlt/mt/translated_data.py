@@ -70,7 +70,7 @@ def translated_source(data: TaskData, translator, cache, splits: tuple[str, ...]
     return replace(data, **new), quality
 
 
-# a sentence ends at . ! ? (Arabic ؟, the danda । ॥ of Bengali and Hindi) followed by white space, or at a line break
+# a sentence ends at . ! ? (Arabic ؟, the danda । ॥ of Bengali and Hindi) and white space, or at a line break
 _SENTENCE_END = re.compile(r"(?<=[.!?\u061f\u0964\u0965])\s+|\s*\n\s*")
 
 
