@@ -395,8 +395,12 @@ def test_tydiqa_runs_lora_and_its_english_model_is_cached_with_the_window_settin
 def test_tydiqa_refuses_methods_that_need_the_english_version(tmp_path, capsys, method):
     assert main(["train", "--task", "tydiqa", "--target-lang", "sw", "--method", method,
                  "--output-dir", str(tmp_path / "run"), "--stage1-dir", str(tmp_path / "s1")]) == 2
+    # input-fusion and flare read a machine-translated English side (tests/test_qa_translated_source.py)
+    instead = "use zero-shot or lora" if method == "translate-test" else (
+        "give it one with --source-from mt:MODEL (the question and paragraph machine-translated into English), "
+        "or use zero-shot or lora")
     assert cli_error(capsys) == (f"method {method} needs the English version of each example, and task tydiqa is not "
-                              "parallel; use zero-shot or lora")
+                              f"parallel; {instead}")
     assert not (tmp_path / "s1").exists() and not (tmp_path / "run").exists()
 
 
@@ -470,7 +474,8 @@ def test_qa_refuses_a_translator_without_the_pair_and_a_pivot_before_any_model_l
                                      "from Acehnese (ace), Balinese (ban),")
     assert main(_train(tmp_path, tmp_path / "s1", "mlqa", "de", "flare", "tiny-random/bert",
                        "--source-from", "pivot:es")) == 2
-    assert cli_error(capsys) == "task mlqa reads the gold English side only; --source-from pivot:es is not available for QA"
+    assert cli_error(capsys) == ("task mlqa reads the gold English side or its machine translation (--source-from "
+                                 "mt:MODEL); --source-from pivot:es is not available for QA")
     assert not (tmp_path / "s1").exists()
 
 

@@ -112,6 +112,12 @@ def test_the_row_refuses_its_methods_with_its_reason_and_takes_the_others(name):
     assert refused == expected
 
 
+def test_a_machine_translated_source_lifts_only_the_refusals_of_qa_sets_without_an_english_side():
+    lifted = {(name, m) for name, spec in TASKS.items() for m, method in METHODS.items()
+              if spec.refusal(method) and not spec.refusal(method, translated_source=True)}
+    assert lifted == {("tydiqa", "flare"), ("tydiqa", "input-fusion")}  # translate-test needs English answer spans
+
+
 def test_the_reasons_read_as_before():
     assert TASKS["panx"].refusal(METHODS["flare"]) == ("method flare needs the English version of each example, and "
                                                        "task panx is not parallel; use zero-shot or lora")

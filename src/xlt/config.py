@@ -213,7 +213,9 @@ class RunConfig:
         task = get_task(self.task)
         if task.user_files:  # the other tasks' loaders check it against the data set's languages
             canonical_code(self.source_lang)  # metrics.json records its code: unknown, refused after training
-        refused = task.refusal(method)  # what the task's row refuses (not parallel, not classification, ...)
+        self._check_qa_source(task, method)
+        # what the task's row refuses (not parallel, not classification, ...); a machine-translated source lifts some
+        refused = task.refusal(method, translated_source=self.source_translator is not None)
         if refused:
             raise XltError(refused)
         self._check_mt_model(method)
@@ -226,13 +228,23 @@ class RunConfig:
         if task.translation:
             for lang in (self.target_lang, self.source_lang):  # what stage 2 and (custom-mt) stage 1 translate into
                 check_bleu_tokenizer(lang)
-        if task.kind == "extractive-qa" and self.source_from != "gold":
-            raise XltError(f"task {self.task} reads the gold English side only; --source-from {clip(self.source_from)} "
-                           "is not available for QA")
         if self.bf16 and self.fp16:
             raise XltError("choose one of bf16 and fp16")
         self._check_numbers()
         self.report_to = _tracker_list(self.report_to)
+
+    def _check_qa_source(self, task, method) -> None:
+        """Extractive QA reads the gold English side or its machine translation (FLARE and input-fusion read it as
+        input); translate-test is scored on English answer spans, which a translated paragraph does not carry."""
+        if task.kind != "extractive-qa" or self.source_from == "gold":
+            return
+        if self.source_translator is None:
+            raise XltError(f"task {self.task} reads the gold English side or its machine translation (--source-from "
+                           f"mt:MODEL); --source-from {clip(self.source_from)} is not available for QA")
+        if method.translated_test:
+            raise XltError(f"translate-test on extractive QA ({self.task}) scores answer spans of the English "
+                           "paragraph, which machine translation does not carry; use flare or input-fusion with "
+                           "--source-from mt:MODEL")
 
     def _check_mt_model(self, method) -> None:
         if method.mt_encoder and not self.mt_model:

@@ -51,10 +51,12 @@ class UserFiles:
 class Refusal:
     """Methods a task refuses: those for which ``applies(method)`` holds (an xlt.methods.table.Method, read by
     its properties only, so the data layer imports no method code), with the one-line reason
-    (``{method}``, ``{task}`` and ``{classification}``, the classification tasks, filled in)."""
+    (``{method}``, ``{task}`` and ``{classification}``, the classification tasks, filled in). ``lifted_by_mt``:
+    the refusal does not hold when the run machine-translates the source text (``--source-from mt:MODEL``)."""
 
     applies: Callable[[Any], bool]
     reason: str
+    lifted_by_mt: bool = False
 
 
 # what a task's facts refuse, in the order RunConfig reports them
@@ -63,6 +65,13 @@ MIXES_CLASSIFIER_STATES = Refusal(lambda m: m.mixes,
 NEEDS_ENGLISH_SIDE = Refusal(lambda m: m.reads_source,
                              "method {method} needs the English version of each example, and task {task} is not "
                              "parallel; use zero-shot or lora")
+# extractive QA without an English side: translate-test would need English answer spans, which MT does not carry;
+# the methods that only read the English as input take the target question and paragraph machine-translated
+TRANSLATES_NO_ANSWERS = Refusal(lambda m: m.translated_test, NEEDS_ENGLISH_SIDE.reason)
+MT_GIVES_ENGLISH_SIDE = Refusal(lambda m: m.reads_source and not m.translated_test,
+                                "method {method} needs the English version of each example, and task {task} is not "
+                                "parallel; give it one with --source-from mt:MODEL (the question and paragraph "
+                                "machine-translated into English), or use zero-shot or lora", lifted_by_mt=True)
 FEEDS_MT_ENCODER = Refusal(lambda m: m.mt_encoder,
                            "flare-mt runs sentence classification tasks ({classification}), not {task}")
 READS_OTHER_VERSION = Refusal(lambda m: m.reads_source or m.translated_train or m.mt_encoder,
@@ -94,17 +103,21 @@ class TaskSpec:
     @property
     def refuses(self) -> tuple[Refusal, ...]:
         """The methods this task refuses, from its facts: x-mixup and flare-mt off sentence classification, the
-        methods that read the English version where there is none, or where it is the same sentence."""
-        sentences = self.kind == "classification"
+        methods that read the English version where there is none (extractive QA: unless it is machine-translated),
+        or where it is the same sentence."""
+        sentences, qa = self.kind == "classification", self.kind == "extractive-qa"
         return tuple(r for r, applies in ((MIXES_CLASSIFIER_STATES, not sentences),
-                                          (NEEDS_ENGLISH_SIDE, not self.parallel),
+                                          (NEEDS_ENGLISH_SIDE, not self.parallel and not qa),
+                                          (TRANSLATES_NO_ANSWERS, not self.parallel and qa),
+                                          (MT_GIVES_ENGLISH_SIDE, not self.parallel and qa),
                                           (FEEDS_MT_ENCODER, not sentences),
                                           (READS_OTHER_VERSION, self.translation)) if applies)
 
-    def refusal(self, method) -> str | None:
-        """Why this task refuses ``method`` (an xlt.methods.table.Method), or None."""
+    def refusal(self, method, translated_source: bool = False) -> str | None:
+        """Why this task refuses ``method`` (an xlt.methods.table.Method), or None; ``translated_source``: the run
+        reads a machine-translated source text, which lifts the refusals that say so."""
         for r in self.refuses:
-            if r.applies(method):
+            if r.applies(method) and not (translated_source and r.lifted_by_mt):
                 return r.reason.format(method=method.name, task=self.name,
                                        classification=", ".join(sorted(classification_tasks())))
         return None

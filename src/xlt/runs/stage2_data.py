@@ -1,6 +1,7 @@
 """Stage 2's data: the task's target-side data as the run reads it, with its source text machine-translated
-(``--source-from mt:M``/``lexicon``) or its training set translated into the target (translate-train), and what
-metrics.json records about that text (chrF of a translated or pivot source, the answers a QA projection kept)."""
+(``--source-from mt:M``/``lexicon``; for extractive QA each question and paragraph) or its training set translated
+into the target (translate-train), and what metrics.json records about that text (chrF of a translated or pivot
+source, the answers a QA projection kept)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ def stage2_data(run: Run) -> tuple[AnyTaskData, dict]:
     cfg, method = run.cfg, run.method
     if method.translated_train and get_task(cfg.task).kind == "extractive-qa":
         return _translated_qa(run)
+    if cfg.source_translator is not None and get_task(cfg.task).kind == "extractive-qa":
+        return _qa_translated_source(run)
     data = run.data
     if cfg.source_from.startswith("pivot:"):  # how far the pivot's text is from the gold English
         return data, {"source_chrf": pivot_chrf(run, data)}
@@ -63,6 +66,20 @@ def _translated_qa(run: Run) -> tuple[AnyTaskData, dict]:
         data, projection = translated_qa_training_set(load_data(run, as_read=True), translator, cache,
                                                       cfg.max_train_examples)
     return as_written_for(run, data), {"translator": cfg.translator, "answer_projection": projection}
+
+
+def _qa_translated_source(run: Run) -> tuple[AnyTaskData, dict]:
+    """QA with ``--source-from mt:M`` (FLARE, input-fusion): each question and paragraph machine-translated into
+    English (as read, then converted for decoders and mT5), and the chrF against the gold English where the set
+    has one (MLQA)."""
+    from xlt.mt.translated_data import translated_qa_source
+
+    cfg = run.cfg
+    splits = ("train", "test") if run.method.trains else ("test",)
+    with _translator(cfg, cfg.source_translator) as (translator, cache):
+        data, quality = translated_qa_source(load_data(run, as_read=True), translator, cache, splits)
+    return as_written_for(run, data), {"translator": cfg.source_translator, **({"source_chrf": quality} if quality
+                                                                              else {})}
 
 
 def pivot_chrf(run: Run, data: AnyTaskData) -> dict:
