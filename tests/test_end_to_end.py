@@ -199,12 +199,13 @@ def test_flare_demo_on_uner_reports_f1_tables_and_its_gap(tmp_path, capsys):
     assert headings[:4] == ["# xlt demo: UNER PUD named entities (tagging), tiny-random/bert, English → target",
                             "## f1", "## precision", "## recall"]
     lora = next(r for r in rows if r["method"] == "lora")
-    assert f"| lora | {lora['metrics']['f1']:.3f} | {lora['metrics']['f1']:.3f} |" in table
-    assert "## gap to English (f1, English − target)" in table
+    gap = lora["gap"]["f1"]["absolute"]
+    assert f"| lora | {lora['metrics']['f1']:.3f} | {lora['metrics']['f1']:.3f} | {gap:.3f} |" in table
+    assert "| method | de | mean | gap to English |" in table
     from xlt.runs.demo import summary_markdown
 
     untrained = [{**r, "gap": {}, "source_metrics": {"precision": 0.0, "recall": 0.0, "f1": 0.0}} for r in rows]
-    assert summary_markdown(untrained).endswith("## gap to English (f1, English − target)\n\nnone: the English f1 is 0\n")
+    assert "| method | de | mean |" in summary_markdown(untrained).splitlines()  # no gap where English scores 0
 
 
 @pytest.mark.parametrize("extra, words", [

@@ -133,8 +133,9 @@ def test_the_markdown_table_has_a_mean_over_languages_and_a_dash_for_a_missing_c
     _run(tmp_path, "lora", "jv", 0, 30)
     _run(tmp_path, "flare", "jv", 0, 36, fusion="mul")
     lines = report(find_runs([tmp_path]), samples=50).splitlines()
-    assert lines[:6] == ["## nusax: accuracy, mean ± std over seeds", "", "| method | ace | jv | mean |",
-                         "|---|---:|---:|---:|", "| lora | 0.500 | 0.750 | 0.625 |", "| flare (mul) | – | 0.900 | 0.900 |"]
+    assert lines[:6] == ["## nusax: accuracy, mean ± std over seeds", "", "| method | ace | jv | mean | gap to English |",
+                         "|---|---:|---:|---:|---:|", "| lora | 0.500 | 0.750 | 0.625 | 0.275 |",
+                         "| flare (mul) | – | 0.900 | 0.900 | 0.000 |"]
 
 
 def test_flare_with_any_fusion_is_compared_with_lora_and_input_fusion(tmp_path):
@@ -313,3 +314,19 @@ def test_plots_without_matplotlib_are_one_line_naming_the_extra(study, tmp_path,
     assert main(["report", str(study), "--plots", str(tmp_path / "plots")]) == 2
     assert cli_error(capsys) == '--plots needs matplotlib: pip install "xlt[plots]"'
     assert not (tmp_path / "plots").exists()
+
+
+def test_the_table_has_the_english_models_row_flares_zeroed_row_and_the_gap_to_english(tmp_path):
+    for seed, english in ((0, 0.9), (1, 0.8)):
+        for lang in ("ace", "jv"):
+            metrics = {"task": "nusax", "method": "flare", "fusion": "add", "target_lang": lang, "seed": seed,
+                       "metrics": {"accuracy": 0.75}, "metrics_zero_source": {"accuracy": 0.5},
+                       "source_metrics": {"accuracy": english}, "stage1_dir": f"/stage1/seed{seed}",
+                       "gap": {"accuracy": {"absolute": english - 0.75}}}
+            write_run(tmp_path / f"{lang}-{seed}", {"method": "flare"}, metrics, None, _predictions(30))
+    lines = report(find_runs([tmp_path]), samples=20).splitlines()
+    assert lines[2] == "| method | ace | jv | mean | gap to English |"
+    assert lines[4] == "| English (stage-1 model) |  |  | 0.850 ± 0.071 | |"  # one score per English model, not per run
+    assert lines[5] == "| flare (add) | 0.750 ± 0.000 | 0.750 ± 0.000 | 0.750 | 0.100 |"
+    assert lines[6] == "| flare (add), English zeroed at test | 0.500 ± 0.000 | 0.500 ± 0.000 | 0.500 | – |"
+    assert not any("zeroed at test −" in line or "− flare (add), English" in line for line in lines)

@@ -150,5 +150,5 @@ def test_the_mt_demo_suite_compares_sources_and_reports_their_chrf(tmp_path):
     pivot = by_name["flare [Indonesian pivot]"]["source_chrf"]["test"]["chrf"]
     assert f"| lexicon | ace | {lexicon:.1f} |" in table and f"| pivot:id | ace | {pivot:.1f} |" in table
     assert "A pivot is another language, not a translation into English" in table
-    assert "flare [lexicon MT], English zeroed at test" in table
+    assert "| flare [lexicon MT] (add_relu), English zeroed at test |" in table
     assert "reads the gold (human) English" in table  # the gold translate-test row is still an upper bound

@@ -23,7 +23,7 @@ from xlt.config import RunConfig
 from xlt.errors import XltError
 from xlt.io import write_text_atomic
 from xlt.runs.recipe import Run
-from xlt.runs.report import FinishedRun, build_table, markdown_comparisons, markdown_table
+from xlt.runs.report import FinishedRun, full_table, markdown_comparisons, markdown_table
 from xlt.runs.results import format_mean_std, gap_to_source, mean_std
 from xlt.runs.stage2 import finished_run, run_stage2
 from xlt.training import loop
@@ -206,31 +206,15 @@ def summary_markdown(rows: list[dict], model: str = "e5-small", quick: bool = Fa
     language, and for the primary metric each method against lora (FLARE also against input-fusion) with a paired
     bootstrap interval of ``samples`` draws from the runs' predictions (none for 0)."""
     runs = [FinishedRun.from_row(row, predictions=samples > 0) for row in rows]
-    english = {}
-    for row in rows:
-        english.setdefault(row["seed"], row["source_metrics"])
     primary = primary_metric(rows[0]["metrics"])
     task = TASK_TITLES.get(rows[0]["task"], rows[0]["task"])
     lines = [f"# xlt demo: {task}, {model}, English → target", "", *_setup_lines(rows, quick)]
     for metric in dict.fromkeys([primary, *rows[0]["metrics"]]):
-        table = build_table(runs, metric, samples if metric == primary else 0, keep_order=True)
-        lines += [f"## {metric}", "",
-                  f"English (stage-1 model on English test): {format_mean_std([m[metric] for m in english.values()])}",
-                  "", *markdown_table(table), ""]
+        table = full_table(runs, metric, samples if metric == primary else 0, keep_order=True)
+        lines += [f"## {metric}", "", *markdown_table(table), ""]
         lines += [*markdown_comparisons(table), ""] if table.comparisons else []
     lines += _source_quality_lines(rows)
-    zero = [FinishedRun.from_row({**r, "method": f"{r['method']}, English zeroed at test",
-                                  "metrics": r["metrics_zero_source"]}, predictions=False)
-            for r in rows if "metrics_zero_source" in r]
-    if zero:
-        lines += [f"## FLARE with the English states zeroed at test time ({primary})", "",
-                  *markdown_table(build_table(zero, primary, 0, keep_order=True)), ""]
     lines += _retrieval_lines(rows)
-    gaps = [FinishedRun.from_row({**r, "metrics": {"gap": r["gap"][primary]["absolute"]}}, predictions=False)
-            for r in rows if primary in r["gap"]]
-    lines += [f"## gap to English ({primary}, English − target)", "",
-              *(markdown_table(build_table(gaps, "gap", 0, keep_order=True)) if gaps
-                else [f"none: the English {primary} is 0"]), ""]
     return "\n".join(lines)
 
 

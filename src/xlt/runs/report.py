@@ -11,6 +11,8 @@ CSV or LaTeX, and :mod:`xlt.runs.report_plots` draws them.
 
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 import io
 import json
@@ -31,6 +33,8 @@ from xlt.scoring.squad import squad_metrics
 BASELINES = {"*": ("lora",), "flare": ("lora", "input-fusion")}  # method (label before " (fusion)") -> baselines
 MAIN_METRIC = {"classification": "accuracy", "tagging": "f1", "extractive-qa": "f1"}  # generation: MAIN_SCORE
 FORMATS = ("markdown", "csv", "latex")
+ENGLISH = "English (stage-1 model)"  # the row of the English models' own test scores
+ZEROED = "{method}, English zeroed at test"  # FLARE's diagnostic rows (no comparisons: no predictions are kept)
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,18 @@ class FinishedRun:
 
     @property
     def method(self) -> str:
+        if self.metrics.get("label"):  # a diagnostic row (ZEROED)
+            return self.metrics["label"]
         return f"{self.metrics['method']} ({self.metrics['fusion']})" if self.metrics.get("fusion") \
             else self.metrics["method"]
+
+    def zeroed(self) -> FinishedRun | None:
+        """The same run scored with the English states zeroed at test (FLARE's diagnostic), as a row of its own."""
+        scores = self.metrics.get("metrics_zero_source")
+        if not scores:
+            return None
+        return FinishedRun(self.folder, {**self.metrics, "metrics": scores, "gap": None,
+                                         "label": ZEROED.format(method=self.method)}, None)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -109,6 +123,7 @@ class Table:
     cells: dict[tuple[str, str], Cell]
     comparisons: tuple[Comparison, ...] = ()
     samples: int = 0
+    english: Cell | None = None  # the English score of each distinct English model (stage 1) the runs used
 
     def method_mean(self, method: str) -> float | None:
         """The mean over the languages ``method`` has of its cells' means."""
@@ -202,7 +217,7 @@ def comparison_pairs(methods: list[str] | tuple[str, ...]) -> list[tuple[str, st
     """(method, baseline) for every method and each of its baselines among ``methods``, in ``methods``' order; a
     method label's fusion (``flare (mul)``) does not change its baselines."""
     pairs = []
-    for method in methods:
+    for method in (m for m in methods if not m.endswith(ZEROED.format(method=""))):
         name = method.split(" (")[0]
         pairs += [(method, b) for b in BASELINES.get(name, BASELINES["*"]) if b != name and b in methods]
     return pairs
@@ -227,10 +242,30 @@ def build_table(runs: list[FinishedRun], metric: str, samples: int = 1000, keep_
 
 
 def build_tables(runs: list[FinishedRun], samples: int = 1000) -> list[Table]:
-    """One table per task (in the order the runs come) of its main metric."""
+    """One table per task (in the order the runs come) of its main metric, with the English models' row and
+    FLARE's rows with the English zeroed at test."""
     tasks = dict.fromkeys(r.metrics["task"] for r in runs)
-    return [build_table(task_runs, main_metric(task_runs), samples)
+    return [full_table(task_runs, main_metric(task_runs), samples)
             for task_runs in ([r for r in runs if r.metrics["task"] == task] for task in tasks)]
+
+
+def full_table(runs: list[FinishedRun], metric: str, samples: int = 1000, keep_order: bool = False) -> Table:
+    """:func:`build_table` plus the English models' row and FLARE's rows with the English zeroed at test."""
+    zeroed = [z for z in map(FinishedRun.zeroed, runs) if z is not None]
+    table = build_table(runs + zeroed, metric, samples, keep_order)
+    return dataclasses.replace(table, english=english_cell(runs, metric))
+
+
+def english_cell(runs: list[FinishedRun], metric: str) -> Cell | None:
+    """The English test score of each distinct English model the runs were adapted from (one per stage-1 folder)."""
+    models = {}
+    for r in runs:
+        score = (r.metrics.get("source_metrics") or {}).get(metric)
+        if score is not None:
+            models.setdefault(r.metrics.get("stage1_dir") or r.metrics.get("seed"), (float(score), r.metrics.get("seed")))
+    if not models:
+        return None
+    return Cell(tuple(v for v, _ in models.values()), tuple(seed for _, seed in models.values()), ())
 
 
 def render(tables: list[Table], fmt: str = "markdown") -> str:
@@ -265,13 +300,23 @@ def markdown(tables: list[Table]) -> str:
 
 def markdown_table(table: Table) -> list[str]:
     """One row per method, one column per language ("mean ± std", the mean alone for one seed, – where the method
-    has no run), then the mean over the languages the method has."""
-    lines = [f"| method | {' | '.join(table.languages)} | mean |", "|---|" + "---:|" * (len(table.languages) + 1)]
+    has no run), then the mean over the languages the method has, and (where the runs recorded it) the mean gap
+    to English; first the English models' own score where the table has it."""
+    gaps = any(c.gap is not None for c in table.cells.values())
+    header = f"| method | {' | '.join(table.languages)} | mean |" + (" gap to English |" if gaps else "")
+    lines = [header, "|---|" + "---:|" * (len(table.languages) + 1 + gaps)]
+    if table.english is not None:
+        lines.append(f"| {ENGLISH} | " + " | " * len(table.languages) + format_mean_std(table.english.values)
+                     + (" | |" if gaps else " |"))
     for method in table.methods:
         cells = [table.cells.get((method, lang)) for lang in table.languages]
         mean = table.method_mean(method)
-        lines.append(f"| {method} | " + " | ".join(format_mean_std(c.values) if c else "–" for c in cells)
-                     + f" | {'–' if mean is None else f'{mean:.3f}'} |")
+        row = f"| {method} | " + " | ".join(format_mean_std(c.values) if c else "–" for c in cells) \
+            + f" | {'–' if mean is None else f'{mean:.3f}'} |"
+        if gaps:
+            known = [c.gap for c in cells if c is not None and c.gap is not None]
+            row += f" {sum(known) / len(known):.3f} |" if known else " – |"
+        lines.append(row)
     return lines
 
 
