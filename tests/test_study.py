@@ -228,3 +228,45 @@ def test_the_submitit_engine_without_submitit_is_one_line(tmp_path, capsys, monk
     study = _study(tmp_path, "method: [zero-shot, lora]\n")
     assert main(["study", str(study), "--engine", "submitit", "--output-dir", str(tmp_path / "runs")]) == 2
     assert cli_error(capsys) == '--engine submitit needs submitit: pip install "xlt[cluster]"'
+
+
+def test_a_killed_study_of_two_languages_five_methods_and_two_seeds_resumes_and_reports_every_cell(tmp_path, capsys):
+    """The issue's acceptance case: 20 runs on a tiny model, the study process killed (SIGKILL) mid-way, then run
+    again: finished runs are kept untouched, the rest run, and the report has 10 cells and 5 comparisons × 2
+    languages with intervals."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    study = _study(tmp_path, "seed: [0, 1]\ntarget_lang: [ace, jv]\n"
+                             "method: [zero-shot, translate-test, lora, input-fusion, flare]\n")
+    out = tmp_path / "runs"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "xlt.cli", "study", str(study), "--output-dir", str(out)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    finished = lambda: sorted(p.parent.name for p in out.glob("*/metrics.json"))  # noqa: E731
+    deadline = time.monotonic() + 600
+    while len(finished()) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    kept = {name: (out / name / "metrics.json").stat().st_mtime_ns for name in finished()}
+    assert 3 <= len(kept) < 20
+    assert main(["study", str(study), "--output-dir", str(out), "--samples", "50"]) == 0
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    assert sorted(line.split()[1] for line in lines if line.startswith("done  ")) == sorted(kept)
+    assert sum(line.startswith("ran   ") for line in lines) == 20 - len(kept)
+    assert {name: (out / name / "metrics.json").stat().st_mtime_ns for name in kept} == kept  # not redone
+    assert len(finished()) == 20 and sorted(p.name for p in out.iterdir() if p.name != "logs") == finished()
+    table = printed[printed.index("| method | ace | jv |"):].split("\n\n")[0].splitlines()
+    cells = [row for row in table[2:] if not row.startswith(("| English", "| flare (add_relu), English"))]
+    assert len(cells) == 5 and all(re.search(r"\| \d\.\d{3} ± \d\.\d{3} \| \d\.\d{3} ± \d\.\d{3} \|", c) for c in cells)
+    comparisons = [row for row in printed.split("Differences")[1].splitlines() if " − " in row]
+    assert [row.split(" | ")[0] for row in comparisons] == [
+        "| zero-shot − lora", "| translate-test − lora", "| input-fusion − lora", "| flare (add_relu) − lora",
+        "| flare (add_relu) − input-fusion"]
+    assert all(len(re.findall(r"[+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", row)) == 2 for row in comparisons)
