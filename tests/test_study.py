@@ -172,8 +172,8 @@ def test_a_failed_job_is_one_line_naming_its_log_and_the_study_exits_1_keeping_t
     assert len(failed) == 1 and failed[0].startswith(missing) and failed[0].endswith(f"/train.csv (log: {log})")
     assert "| zero-shot | " in printed.out  # the finished run's report
     assert printed.err.strip().splitlines()[-1] == (
-        "xlt: error: 1 of the study's runs failed (their lines above name their logs); the finished ones stay: run "
-        "the same command again to run the failed ones")
+        "xlt: error: 1 of the study's runs failed (their lines above say why); the finished ones stay: run the same "
+        "command again to run the failed ones")
     assert main(argv) == 1
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines if line.startswith(("done", "failed", "ran"))] == [
@@ -270,3 +270,18 @@ def test_a_killed_study_of_two_languages_five_methods_and_two_seeds_resumes_and_
         "| zero-shot − lora", "| translate-test − lora", "| input-fusion − lora", "| flare (add_relu) − lora",
         "| flare (add_relu) − input-fusion"]
     assert all(len(re.findall(r"[+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", row)) == 2 for row in comparisons)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_failed_run_of_the_local_engines_is_one_line_and_the_other_runs_go_on(tmp_path, capsys, data_dir, workers):
+    (tmp_path / "empty").mkdir()
+    study = _study(tmp_path, f"target_lang: jv\nmethod: zero-shot\ndata_dir: [{tmp_path / 'empty'}, {data_dir}]\n")
+    out = tmp_path / "runs"
+    assert main(["study", str(study), "--output-dir", str(out), "--workers", workers, "--samples", "20"]) == 1
+    printed = capsys.readouterr()
+    lines = [line for line in printed.out.splitlines() if line.startswith(("failed", "ran"))]
+    assert lines[0] == (f"failed data_dir={_name(tmp_path / 'empty')}: file not found: "
+                        f"{tmp_path / 'empty' / 'nusax' / 'sentiment' / 'english' / 'train.csv'}")
+    assert lines[1].startswith(f"ran   data_dir={_name(data_dir)}: accuracy ")  # the run after the failed one ran
+    assert "| zero-shot | " in printed.out and printed.err.strip().splitlines()[-1].startswith(
+        "xlt: error: 1 of the study's runs failed")

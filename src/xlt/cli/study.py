@@ -38,6 +38,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run and failed < len(lines):
         print(report(find_runs([output_dir]), samples=args.samples))
     if failed:
-        print(f"xlt: error: {failed} of the study's runs failed (their lines above name their logs); the finished "
-              "ones stay: run the same command again to run the failed ones", file=sys.stderr)
+        print(f"xlt: error: {failed} of the study's runs failed (their lines above say why); the finished ones "
+              "stay: run the same command again to run the failed ones", file=sys.stderr)
     return EXIT_FAILED_RUNS if failed else 0

@@ -178,11 +178,20 @@ def _run_todo(todo: list[StudyRun], output_dir: str | Path, workers: int, engine
         import multiprocessing
 
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_run_one, [run.cfg for run in todo], itertools.repeat(threads)))
-    return [f"ran   {name}: {result}" for name, result in zip(names, results)]
+            results = list(pool.map(_run_kept, [run.cfg for run in todo], itertools.repeat(threads)))
+    return [f"ran   {name}: {result}" if ok else f"failed {name}: {result}" for name, (ok, result) in zip(names, results)]
 
 
-def _run_in_turn(todo: list[StudyRun], threads: int) -> list[str]:
+def _run_kept(cfg: RunConfig, threads: int) -> tuple[bool, str]:
+    """:func:`_run_one`, its failure kept as one line so the study's other runs go on (as submitit's jobs do)."""
+    try:
+        return True, _run_one(cfg, threads)
+    except Exception as err:  # noqa: BLE001 - any failure of one run: reported, the others still run
+        first = (str(err).strip().splitlines() or [""])[0]
+        return False, f"{type(err).__name__}: {first}" if not isinstance(err, XltError) else first
+
+
+def _run_in_turn(todo: list[StudyRun], threads: int) -> list[tuple[bool, str]]:
     """The runs one after another, each announced with how many are left and, once one has run, about how long
     the rest will take at the pace so far (the first runs also train the English models, so it errs long)."""
     results, started = [], time.monotonic()
@@ -192,7 +201,7 @@ def _run_in_turn(todo: list[StudyRun], threads: int) -> list[str]:
             per_run = (time.monotonic() - started) / k
             left = f", about {per_run * (len(todo) - k) / 60:.0f} min left"
         print(f"xlt: study run {k + 1}/{len(todo)}: {_folder_name(run.axes)}{left}", file=sys.stderr, flush=True)
-        results.append(_run_one(run.cfg, threads))
+        results.append(_run_kept(run.cfg, threads))
     return results
 
 
