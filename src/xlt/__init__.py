@@ -3,6 +3,9 @@
 ``import xlt`` makes PEFT know FLARE adapters (``peft_type: FLARE``), so a saved FLARE adapter
 loads with stock ``PeftModel.from_pretrained``; how and when is :mod:`xlt.flare.registration`'s
 business (as soon as PEFT is imported, keeping the command line's up-front checks free of torch).
+
+``xlt.Predictor`` (:class:`xlt.runs.predict.Predictor`) loads a finished run and predicts on new text; it is
+imported on first use, so ``import xlt`` stays light.
 """
 
 from __future__ import annotations
@@ -12,3 +15,12 @@ __version__ = "0.1.0"
 from xlt.flare.registration import register_when_peft_loads  # noqa: E402
 
 register_when_peft_loads()
+
+
+def __getattr__(name: str):
+    """``xlt.Predictor``, imported when first asked for (it brings torch)."""
+    if name == "Predictor":
+        from xlt.runs.predict import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'xlt' has no attribute {name!r}")

@@ -7,6 +7,8 @@
 - what the English task model is checked against.
 Each evaluation also keeps its predictions, one row per test example (``Evaluation.predictions``: id, gold,
 prediction and, for classification, the predicted label's probability), which a run writes to predictions.jsonl.
+Each kind's ``predict`` is what its evaluation reads: the model's answers for any examples (``xlt predict`` feeds
+it the user's rows; classification: the argmax label and every label's probability).
 :mod:`xlt.runs.stage2` is written once against this interface.
 """
 
@@ -55,11 +57,10 @@ def prediction_rows(data: AnyTaskData, golds: list, preds: list, scores: list[fl
     return rows
 
 
-def _label_and_probability(batch, logits) -> list[tuple[int, float]]:
-    """The argmax label of each row (as plain prediction takes it) and its softmax probability."""
+def _label_and_probabilities(batch, logits) -> list[tuple[int, list[float]]]:
+    """The argmax label of each row (as plain prediction takes it) and the softmax probability of every label."""
     best = logits.argmax(-1).tolist()
-    probabilities = logits.float().softmax(-1)
-    return [(label, float(probabilities[row, label])) for row, label in enumerate(best)]
+    return list(zip(best, logits.float().softmax(-1).tolist()))
 
 
 class _Kind:
@@ -99,15 +100,20 @@ class Classification(_Kind):
                            max_length=cfg.max_length, source=source)
         return partial(make_batch, tokenizer, view=view, max_length=cfg.max_length, source=source)
 
+    def predict(self, cfg: RunConfig, model, tokenizer, data: TaskData, examples: list, view: str,
+                source: str | None, desc: str) -> list[tuple[int, list[float]]]:
+        """Per example: the argmax label and the probability of each label (in ``data.labels`` order)."""
+        to_batch = self.train_batches(cfg, tokenizer, model, data, view, source)
+        return predict(model, examples, to_batch, bf16=cfg.bf16, show_progress=cfg.show_progress, desc=desc,
+                       read=_label_and_probabilities)
+
     def evaluation(self, cfg: RunConfig, model, tokenizer, data: TaskData, view: str, source: str | None,
                    desc: str) -> Evaluation:
-        to_batch = self.train_batches(cfg, tokenizer, model, data, view, source)
-        scored = predict(model, data.test, to_batch, bf16=cfg.bf16, show_progress=cfg.show_progress, desc=desc,
-                         read=_label_and_probability)
+        scored = self.predict(cfg, model, tokenizer, data, data.test, view, source, desc)
         preds, golds = [label for label, _ in scored], [ex.label for ex in data.test]
         return Evaluation(classification_metrics(preds, golds, data.num_labels),
                           prediction_rows(data, [data.labels[g] for g in golds], [data.labels[p] for p in preds],
-                                          [probability for _, probability in scored]))
+                                          [probabilities[label] for label, probabilities in scored]))
 
 
 @dataclass(frozen=True)
@@ -144,12 +150,16 @@ class Generation(_Kind):
         batcher = self.batcher(cfg, tokenizer, model, data)
         return lambda examples: batcher.batch(examples, view, source, teacher_forced=True)
 
+    def predict(self, cfg: RunConfig, model, tokenizer, data: GenTaskData, examples: list, view: str,
+                source: str | None, desc: str) -> list[str]:
+        """Per example: the decoded answer."""
+        batcher = self.batcher(cfg, tokenizer, model, data)
+        return decode_answers(model, batcher, examples, view, source, max_new_tokens=cfg.max_answer_length,
+                              bf16=cfg.bf16, show_progress=cfg.show_progress, desc=desc, num_beams=cfg.num_beams)
+
     def evaluation(self, cfg: RunConfig, model, tokenizer, data: GenTaskData, view: str, source: str | None,
                    desc: str) -> Evaluation:
-        batcher = self.batcher(cfg, tokenizer, model, data)
-        preds = decode_answers(model, batcher, data.test, view, source,
-                                max_new_tokens=cfg.max_answer_length, bf16=cfg.bf16,
-                                show_progress=cfg.show_progress, desc=desc, num_beams=cfg.num_beams)
+        preds = self.predict(cfg, model, tokenizer, data, data.test, view, source, desc)
         lang = data.source_lang if view == "source" else data.target_lang  # the language of the gold answers
         golds = [scored_answers(ex, view) for ex in data.test]
         return Evaluation(get_metric(data.metric, lang)(preds, golds), prediction_rows(data, golds, preds))
@@ -180,12 +190,17 @@ class Tagging(_Kind):
     def train_batches(self, cfg: RunConfig, tokenizer, model, data: TagTaskData, view: str, source: str | None):
         return partial(tag_batch, tokenizer, labels=data.labels, view=view, max_length=cfg.max_length, source=source)
 
+    def predict(self, cfg: RunConfig, model, tokenizer, data: TagTaskData, examples: list, view: str,
+                source: str | None, desc: str) -> list[list[str]]:
+        """Per example: one tag per word of the sentence the view reads."""
+        to_batch = self.train_batches(cfg, tokenizer, model, data, view, source)
+        return predict(model, examples, to_batch, bf16=cfg.bf16, show_progress=cfg.show_progress, desc=desc,
+                       read=read_tags(data.labels))
+
     def evaluation(self, cfg: RunConfig, model, tokenizer, data: TagTaskData, view: str, source: str | None,
                    desc: str) -> Evaluation:
         """Entity-level micro P/R/F1 against the tags of the sentence the view reads (English for translate-test)."""
-        to_batch = self.train_batches(cfg, tokenizer, model, data, view, source)
-        preds = predict(model, data.test, to_batch, bf16=cfg.bf16, show_progress=cfg.show_progress, desc=desc,
-                        read=read_tags(data.labels))
+        preds = self.predict(cfg, model, tokenizer, data, data.test, view, source, desc)
         golds = [list(words(ex, view)[1]) for ex in data.test]
         return Evaluation(tagging_metrics(preds, golds), prediction_rows(data, golds, preds))
 
@@ -215,14 +230,19 @@ class QA(_Kind):
         return partial(qa_batch, tokenizer, view=view, max_length=cfg.qa_max_length, stride=cfg.doc_stride,
                        source=source)
 
+    def predict(self, cfg: RunConfig, model, tokenizer, data: QATaskData, examples: list, view: str,
+                source: str | None, desc: str) -> list[str]:
+        """Per question: the answer text, the best span over its paragraph's windows."""
+        to_batch = self.train_batches(cfg, tokenizer, model, data, view, source)
+        return predict(model, examples, to_batch, batch_size=cfg.batch_size, bf16=cfg.bf16,
+                       show_progress=cfg.show_progress, desc=desc, read=read_answers(cfg.max_answer_length),
+                       max_rows=cfg.qa_windows_per_pass)
+
     def evaluation(self, cfg: RunConfig, model, tokenizer, data: QATaskData, view: str, source: str | None,
                    desc: str) -> Evaluation:
         """SQuAD v1.1 EM/F1 against the answers of the side the view reads (English for translate-test),
         normalised for that side's language."""
-        to_batch = self.train_batches(cfg, tokenizer, model, data, view, source)
-        preds = predict(model, data.test, to_batch, batch_size=cfg.batch_size, bf16=cfg.bf16,
-                        show_progress=cfg.show_progress, desc=desc, read=read_answers(cfg.max_answer_length),
-                        max_rows=cfg.qa_windows_per_pass)
+        preds = self.predict(cfg, model, tokenizer, data, data.test, view, source, desc)
         lang = data.source_lang if view == "source" else data.target_lang
         golds = [list(labelled(ex, view)[2]) for ex in data.test]
         return Evaluation(squad_metrics(preds, golds, lang), prediction_rows(data, golds, preds))

@@ -3,31 +3,15 @@ names) and evaluated again on the same test set, checked against its metrics.jso
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from xlt.config import RunConfig
 from xlt.data.examples import AnyTaskData
 from xlt.errors import XltError
-from xlt.methods.adapters import load_adapter
-from xlt.methods.table import get_method
 from xlt.io import write_json
-from xlt.run_dir import (ADAPTER, CONFIG, METRICS, missing_files, read_predictions, stored_differences,
-                         write_predictions)
-from xlt.runs.adapted_model import build_model, evaluate_adapted
-from xlt.runs.recipe import Run
-from xlt.runs.stage1 import STAGE1_INFO
+from xlt.run_dir import METRICS, read_predictions, stored_differences, write_predictions
+from xlt.runs.adapted_model import evaluate_adapted
+from xlt.runs.rebuild import open_finished_run, read_metrics, rebuild_model
 from xlt.runs.stage2_data import digest_of_test_set, stage2_data
-
-
-def _read_metrics(run_dir: Path) -> dict:
-    try:
-        saved = json.loads((run_dir / METRICS).read_text())
-    except ValueError:
-        raise XltError(f"{run_dir / METRICS} is not valid JSON") from None
-    if not isinstance(saved, dict):
-        raise XltError(f"{run_dir / METRICS} does not hold a JSON object")
-    return saved
 
 
 def reevaluate_run(run_dir: str | Path) -> dict:
@@ -42,23 +26,10 @@ def reevaluate_with_predictions(run_dir: str | Path) -> tuple[dict, list[dict]]:
 
 def _reevaluate(run_dir: Path) -> tuple[dict, list[dict]]:
     """The recomputed metrics and the predictions behind them."""
-    missing = missing_files(run_dir, trains=False)
-    if missing:
-        raise XltError(f"{run_dir} is not a finished run: {missing[0]} is missing")
-    cfg = RunConfig.from_yaml(run_dir / CONFIG)
-    missing = missing_files(run_dir, get_method(cfg.method).trains)
-    if missing:
-        raise XltError(f"{run_dir} is not a finished run: {missing[0]} is missing")
-    saved = _read_metrics(run_dir)
-    stage1 = Path(saved.get("stage1_dir", ""))
-    if "stage1_dir" not in saved or not (stage1 / STAGE1_INFO).is_file():
-        raise XltError(f"the run's English model {saved.get('stage1_dir')} is missing")
-    run = Run(cfg, architecture_from=str(stage1))  # the English model's folder: the base model may be elsewhere
+    run, saved, stage1 = open_finished_run(run_dir)
     data, _ = stage2_data(run)
     _check_test_data(run_dir, saved, data)
-    adapted, tokenizer = build_model(run, stage1, data)
-    if adapted.method.trains:
-        load_adapter(adapted, run_dir / ADAPTER)
+    adapted, tokenizer = rebuild_model(run_dir, run, stage1, data)
     return evaluate_adapted(run, adapted, tokenizer, data)
 
 
@@ -79,7 +50,7 @@ def evaluate_run(run_dir: str | Path) -> dict:
     prediction (or probability, beyond 1e-4) differs now. A merge evaluated for the first time keeps what a
     trained run keeps: :func:`record_merge_evaluation`."""
     result, predictions = _reevaluate(Path(run_dir))
-    saved = _read_metrics(Path(run_dir))
+    saved = read_metrics(Path(run_dir))
     differences = stored_differences(saved, result)
     stored = read_predictions(run_dir)
     changed = None if stored is None else changed_predictions(stored, predictions)
