@@ -12,8 +12,8 @@ from xlt.errors import XltError
 from xlt.methods.adapters import load_adapter
 from xlt.methods.table import get_method
 from xlt.io import write_json
-from xlt.run_dir import (ADAPTER, CONFIG, METRICS, missing_files, read_predictions, stored_differences,
-                         write_predictions)
+from xlt.run_dir import (ADAPTER, CONFIG, METRICS, missing_files, read_predictions, stage1_dir_of,
+                         stored_differences, write_predictions)
 from xlt.runs.adapted_model import build_model, evaluate_adapted
 from xlt.runs.recipe import Run
 from xlt.runs.stage1 import STAGE1_INFO
@@ -50,9 +50,9 @@ def _reevaluate(run_dir: Path) -> tuple[dict, list[dict]]:
     if missing:
         raise XltError(f"{run_dir} is not a finished run: {missing[0]} is missing")
     saved = _read_metrics(run_dir)
-    stage1 = Path(saved.get("stage1_dir", ""))
-    if "stage1_dir" not in saved or not (stage1 / STAGE1_INFO).is_file():
-        raise XltError(f"the run's English model {saved.get('stage1_dir')} is missing")
+    stage1 = stage1_dir_of(run_dir, saved)  # relative: the run's own copy (an exported run)
+    if stage1 is None or not (stage1 / STAGE1_INFO).is_file():
+        raise XltError(f"the run's English model {stage1 or saved.get('stage1_dir')} is missing")
     run = Run(cfg, architecture_from=str(stage1))  # the English model's folder: the base model may be elsewhere
     data, _ = stage2_data(run)
     _check_test_data(run_dir, saved, data)
