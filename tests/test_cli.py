@@ -136,8 +136,8 @@ def _subcommands() -> dict[str, argparse.ArgumentParser]:
 
 def test_every_flag_has_a_help_line_with_its_default_and_choices():
     commands = _subcommands()
-    assert set(commands) == {"train", "study", "compare", "evaluate", "predict", "report", "demo", "retrieval", "merge",
-                             "translate"}
+    assert set(commands) == {"train", "study", "compare", "evaluate", "predict", "export", "report", "demo",
+                             "retrieval", "merge", "translate"}
     for name, parser in commands.items():
         text = parser.format_help()
         options = [a for a in parser._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]
@@ -214,7 +214,7 @@ def test_help_imports_neither_torch_nor_transformers():
     code = ("import sys\n"
             "from xlt.cli import main\n"
             "for argv in (['--help'], *([name, '--help'] for name in ('train', 'evaluate', 'demo', 'retrieval', 'merge',\n"
-            "                                                        'translate'))):\n"
+            "                                                        'translate', 'export'))):\n"
             "    try:\n"
             "        main(argv)\n"
             "    except SystemExit as e:\n"

@@ -12,7 +12,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # bottom to top; a module's layer is that of the longest prefix listed (xlt/__init__.py, which only calls
-# xlt.flare.registration, is left out)
+# xlt.flare.registration and xlt.models.registration, is left out)
 LAYERS = [
     ("foundation", ("xlt.errors", "xlt.io", "xlt.processes", "xlt.languages")),
     ("scoring, models", ("xlt.scoring", "xlt.models")),

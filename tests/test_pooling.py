@@ -42,8 +42,9 @@ def test_a_saved_classifier_reloads_with_identical_logits_and_refuses_other_pool
     mask = (ids != 0).long()
     expected = model(input_ids=ids, attention_mask=mask).logits
     model.save_pretrained(tmp_path / "m")
-    assert json.loads((tmp_path / "m" / "xlt_classifier.json").read_text()) == {"labels": list(labels),
-                                                                                 "pooling": "mean"}
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())  # a Hugging Face folder (tests/test_export.py)
+    assert (saved["model_type"], saved["pooling"], saved["id2label"]) == ("xlt-pooled-classifier", "mean",
+                                                                          {"0": "a", "1": "b", "2": "c"})
     again = PooledClassifier.from_pretrained(str(tmp_path / "m"), labels, "mean", "encoder").eval()
     assert torch.equal(again(input_ids=ids, attention_mask=mask).logits, expected)
     # padding does not change a row's logits

@@ -159,6 +159,36 @@ def default_output_dir(task: str, target_lang: str, method: str, fusion: str | N
     return path
 
 
+STAGE1 = "stage1"  # an exported run's own copy of its English model (metrics.json: ``stage1_dir: stage1``)
+STAGE1_INFO = "stage1.json"  # in a stage-1 folder: its settings, labels, pooling and English test metrics
+
+
+def stage1_dir_of(run_dir: str | Path, metrics: dict) -> Path | None:
+    """The English (stage-1) model a run names in metrics.json (``stage1_dir``): an absolute path as training
+    wrote it, or a path relative to the run directory (an exported run's ``stage1``), so a copied folder
+    finds its own copy; None where metrics.json names none."""
+    stage1 = metrics.get("stage1_dir")
+    if not isinstance(stage1, str) or not stage1:
+        return None
+    return Path(run_dir) / stage1  # an absolute stage1 stays as it is
+
+
+def stage1_key(stage1: str | Path) -> str:
+    """An English model by name, not path (model cards travel): ``MODEL/TASK/seedN-DIGEST`` of its cache folder."""
+    return "/".join(Path(stage1).parts[-3:])
+
+
+def set_base_model(folder: str | Path, base_model: str) -> None:
+    """Name ``base_model`` (a stage-1 folder) in an adapter folder's PEFT config (``base_model_name_or_path``)
+    and, where it exists, its xlt_adapter.json (``base_model``)."""
+    folder = Path(folder)
+    for name, key in ((ADAPTER_CONFIG, "base_model_name_or_path"), (ADAPTER_INFO, "base_model")):
+        if (folder / name).is_file():
+            saved = json.loads((folder / name).read_text())
+            saved[key] = base_model
+            write_text_atomic(folder / name, json.dumps(saved, indent=2 if name == ADAPTER_CONFIG else None) + "\n")
+
+
 def missing_files(run_dir: str | Path, trains: bool) -> list[str]:
     """The files a finished run lacks (empty: complete); ``trains``: the method saves an adapter."""
     names = [CONFIG, METRICS, *(f"{ADAPTER}/{name}" for name in ADAPTER_FILES if trains)]
@@ -223,7 +253,7 @@ def model_card(config: dict, metrics: dict) -> str:
     merge = metrics.get("merge")
     stage1 = metrics.get("stage1_dir")
     lines = ["---", "library_name: peft", "language:", f"- {source}", f"- {target}",
-             "tags:", "- xlt", f"- {method}", "---", "",
+             "tags:", "- xlt", f"- {method}", *([f"base_model: {stage1_key(stage1)}"] if stage1 else []), "---", "",
              f"# xlt adapter: {title}, {source} → {target}, task {metrics.get('task', config.get('task'))}", "",
              "| | |", "|---|---|", f"| method | {method} |", f"| fusion | {fusion or '–'} |",
              f"| languages | {source} (the English task model's language) → {target} |",
@@ -253,7 +283,12 @@ def model_card(config: dict, metrics: dict) -> str:
     lines += ["", "## Load it", "", "```bash", "xlt evaluate --run-dir RUN_DIR", "```", "",
               "with RUN_DIR the run directory that holds this `adapter/` folder: rebuilds the model from that "
               "directory alone (its config.yaml, the stage-1 model above and this adapter) and evaluates it "
-              "again on the same test set.", ""]
+              "again on the same test set. `xlt export --run-dir RUN_DIR --output-dir DIR` writes one folder "
+              "with the stage-1 model in `DIR/stage1`, which stock transformers and PEFT load after `import xlt`:",
+              "", "```python", "import xlt  # registers xlt's classifier with transformers and FLARE with PEFT",
+              "from peft import PeftModel", "from transformers import AutoModelForSequenceClassification", "",
+              'base = AutoModelForSequenceClassification.from_pretrained("DIR/stage1")',
+              'model = PeftModel.from_pretrained(base, "DIR/adapter")', "```", ""]
     return "\n".join(lines)
 
 

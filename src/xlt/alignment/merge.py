@@ -21,7 +21,7 @@ from xlt.errors import XltError, echo
 from xlt.io import building_dir, failed_writes_named, file_sha256, write_json, write_text_atomic
 from xlt.models.loading import read_json_object
 from xlt.run_dir import (ADAPTER_CONFIG, ADAPTER_INFO, ADAPTER_WEIGHTS, CARD, MARKER, check_replaceable, missing_files,
-                         model_card, output_lock, run_id, write_marker, write_run)
+                         model_card, output_lock, run_id, stage1_dir_of, write_marker, write_run)
 
 MERGE_INFO = "xlt_merge.json"
 LORA_KEYS = (".lora_A.weight", ".lora_B.weight")
@@ -155,8 +155,8 @@ def english_model_of(adapter: str | Path) -> str | None:
     run = folder.parent if folder.name == "adapter" else None
     if run is None or not (run / "metrics.json").is_file():
         return None
-    stage1 = read_json_object(run / "metrics.json").get("stage1_dir")
-    return stage1 if isinstance(stage1, str) and stage1 else None
+    stage1 = stage1_dir_of(run, read_json_object(run / "metrics.json"))
+    return None if stage1 is None else str(stage1)
 
 
 def check_same_english_model(adapters: list[str | Path]) -> None:
@@ -309,6 +309,8 @@ def _merge_runs(run_dirs: list[str | Path], weights: list[float], out: Path, com
     metrics = {**{k: saved[k] for k in keep if k in saved},
                "merged_from": [str(Path(r).resolve()) for r in run_dirs], "merge": summary,
                "merged_runs": [_run_name(Path(r)) for r in run_dirs]}
+    if "stage1_dir" in metrics:  # an exported first run names its own copy relatively: the merge is elsewhere
+        metrics["stage1_dir"] = str(stage1_dir_of(run_dirs[0], saved).resolve())
     card = model_card(config, metrics)
     with failed_writes_named(out):
         write_run(out, config, metrics, lambda folder: _write_adapter(folder, tensors, adapter_config, summary, card))

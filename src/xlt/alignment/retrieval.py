@@ -186,10 +186,17 @@ def plot_heatmap(result: dict, path: Path, title: str = "") -> None:
 
 
 def load_backbone(path: str):
-    """The model folder's backbone alone (``AutoModel``: no task head), whose layers retrieval embeds with."""
+    """The model folder's backbone alone (``AutoModel``: no task head; of a stage-1 classifier, its backbone),
+    whose layers retrieval embeds with."""
     from transformers import AutoModel
 
+    from xlt.models.classifier import saved_layout
+
     try:
+        if saved_layout(path) == "pretrained":
+            from xlt.models.auto_classes import load_pooled
+
+            return load_pooled(path).backbone
         return AutoModel.from_pretrained(path, trust_remote_code=False)
     except OSError as err:
         raise XltError(f"cannot load model {path!r}: {str(err).splitlines()[0]}") from None

@@ -38,7 +38,7 @@ from xlt.flare import config as flare_config
 from xlt.flare.fusion_names import needs_alignment
 from xlt.flare.source_cache import SourceStateCache, precision_tag, row_keys
 from xlt.flare.token_alignment import alignment_layer, alignments
-from xlt.models.architectures import architecture_for
+from xlt.models.architectures import architecture_for, backbone_model_type
 
 if TYPE_CHECKING:
     from xlt.flare.source_pass import SourceWiring
@@ -91,7 +91,7 @@ class FlareTuner(LoraModel):
         config = self.peft_config[adapter_name]
         from xlt.flare.source_pass import SourceWiring
 
-        architecture = architecture_for(model.config.model_type)
+        architecture = architecture_for(backbone_model_type(model.config))  # xlt's pooled classifier: its backbone's
         self.wiring = SourceWiring(model, architecture, config.source_layer_offset)
         if config.mt_encoder is not None:
             self._add_mt_projection(adapter_name, config)

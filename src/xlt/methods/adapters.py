@@ -28,7 +28,7 @@ from xlt.errors import XltError
 from xlt.flare.config import FlareConfig
 from xlt.methods.table import DEFAULT_LORA_R, Method
 from xlt.models.architectures import Architecture
-from xlt.run_dir import ADAPTER_CONFIG, ADAPTER_INFO, ADAPTER_WEIGHTS
+from xlt.run_dir import ADAPTER_CONFIG, ADAPTER_INFO, ADAPTER_WEIGHTS, set_base_model
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,12 +170,14 @@ def check_adapter_settings(adapted: AdaptedModel, folder: str | Path) -> None:
 
 
 def save_adapter(adapted: AdaptedModel, folder: str | Path, card: str | None = None,
-                 state_dict: dict | None = None) -> None:
+                 state_dict: dict | None = None, base_model: str | None = None) -> None:
     """Adapter weights as safetensors + PEFT config, written to a temp dir and renamed into place.
 
     PEFT's boilerplate model card (README.md) is replaced by ``card``, or left out without one. ``state_dict``:
     the whole model's tensors as training's accelerator gathered them (``Trained.state_dict``; under FSDP or
-    ZeRO-3 the module's own are shards); PEFT takes the adapter's from it.
+    ZeRO-3 the module's own are shards); PEFT takes the adapter's from it. ``base_model``: the English (stage-1)
+    model's folder the adapter was trained on, recorded as PEFT's ``base_model_name_or_path`` (xlt's pooled
+    classifier leaves it empty) and as ``base_model`` in xlt_adapter.json.
     """
     from xlt.io import building_dir, write_text_atomic
 
@@ -191,6 +193,9 @@ def save_adapter(adapted: AdaptedModel, folder: str | Path, card: str | None = N
         info = {"method": adapted.method.name, "pooling": pooling}
         if adapted.mixup is not None:
             info["mixup"] = _mixup_info(adapted)
+        if base_model is not None:
+            info["base_model"] = base_model
+            set_base_model(tmp, base_model)
         write_text_atomic(tmp / ADAPTER_INFO, json.dumps(info) + "\n")
 
 

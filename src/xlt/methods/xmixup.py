@@ -209,7 +209,7 @@ class MixupWiring:
         task_model.register_forward_hook(self._after, with_kwargs=True)
 
     def _before(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        from xlt.models.classifier import pool
+        from xlt.models.pooling import pool
 
         source = {k[len(SOURCE_PREFIX):]: kwargs.pop(k) for k in list(kwargs) if k.startswith(SOURCE_PREFIX)}
         self._mode, self._states, self._source = None, {}, None
@@ -240,7 +240,7 @@ class MixupWiring:
         self._last_hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else _hidden(output)
 
     def _after(self, module: nn.Module, args: tuple, kwargs: dict, output):
-        from xlt.models.classifier import pool
+        from xlt.models.pooling import pool
 
         source, self._mode, self._states, self._source = self._source, None, {}, None
         labels = kwargs.get("labels")

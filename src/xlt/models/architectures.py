@@ -62,6 +62,21 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
+POOLED_MODEL_TYPE = "xlt-pooled-classifier"  # a stage-1 classifier's config.json (xlt.models.auto_classes)
+
+
+def backbone_model_type(config) -> str | None:
+    """The model type whose architecture row applies: a config's (object or config.json dict) ``model_type``,
+    or, for xlt's pooled classifier, its backbone's (``backbone_config``)."""
+    def get(obj, key):
+        return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+    model_type = get(config, "model_type")
+    if model_type == POOLED_MODEL_TYPE:
+        return get(get(config, "backbone_config") or {}, "model_type")
+    return model_type
+
+
 def architecture_for(model_type: str) -> Architecture:
     if model_type not in ARCHITECTURES:
         raise XltError(

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from xlt.errors import XltError
-from xlt.models.architectures import ARCHITECTURES, architecture_for
+from xlt.models.architectures import ARCHITECTURES, architecture_for, backbone_model_type
 
 EMBEDDED = "e5-small"
 GEMMA3 = "gemma3-270m"  # a real decoder offline, from the [gemma] extra (xlt.models.gemma3)
@@ -108,7 +108,7 @@ def check_model_folder(folder: str | Path) -> str:
     if not folder.is_dir():
         raise XltError(f"model path {folder} is not a folder")
     config = read_json_object(folder / "config.json", f"model folder {folder} has no config.json")
-    model_type = config.get("model_type")
+    model_type = backbone_model_type(config)  # a stage-1 classifier: its backbone's
     supported = ", ".join(sorted(ARCHITECTURES))
     if not isinstance(model_type, str) or not model_type:
         raise XltError(f"{folder / 'config.json'} has no model_type; xlt needs one of: {supported}")

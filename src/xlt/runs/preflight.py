@@ -174,7 +174,7 @@ def check_run_dir(run_dir: str | Path) -> RunConfig:
     """A finished run that ``xlt evaluate`` can rebuild: its config, metrics.json (a JSON object naming
     the English model), that model's folder, the adapter's header and the data files it recorded (same
     content). Returns the run's config."""
-    from xlt.run_dir import missing_files
+    from xlt.run_dir import missing_files, stage1_dir_of
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -184,10 +184,10 @@ def check_run_dir(run_dir: str | Path) -> RunConfig:
     if missing:
         raise XltError(f"{run_dir} is not a finished run: {missing[0]} is missing")
     metrics = read_json_object(run_dir / "metrics.json")
-    stage1 = metrics.get("stage1_dir")
-    if not isinstance(stage1, str) or not stage1:
+    stage1 = stage1_dir_of(run_dir, metrics)
+    if stage1 is None:
         raise XltError(f"{run_dir / 'metrics.json'} names no stage1_dir (the run's English model)")
-    if not Path(stage1).is_dir():
+    if not stage1.is_dir():
         raise XltError(f"the run's English model {stage1} is missing")
     check_model_folder(stage1)
     if get_method(cfg.method).trains:

@@ -12,7 +12,7 @@ from xlt.data.examples import AnyTaskData
 from xlt.errors import XltError
 from xlt.methods.adapters import AdaptedModel, load_adapter
 from xlt.methods.table import get_method
-from xlt.run_dir import ADAPTER, CONFIG, METRICS, missing_files
+from xlt.run_dir import ADAPTER, CONFIG, METRICS, missing_files, stage1_dir_of
 from xlt.runs.adapted_model import build_model
 from xlt.runs.recipe import Run
 from xlt.runs.stage1 import STAGE1_INFO
@@ -40,9 +40,9 @@ def open_finished_run(run_dir: Path) -> tuple[Run, dict, Path]:
     if missing:
         raise XltError(f"{run_dir} is not a finished run: {missing[0]} is missing")
     saved = read_metrics(run_dir)
-    stage1 = Path(saved.get("stage1_dir", ""))
-    if "stage1_dir" not in saved or not (stage1 / STAGE1_INFO).is_file():
-        raise XltError(f"the run's English model {saved.get('stage1_dir')} is missing")
+    stage1 = stage1_dir_of(run_dir, saved)  # relative: the run's own copy (an exported run)
+    if stage1 is None or not (stage1 / STAGE1_INFO).is_file():
+        raise XltError(f"the run's English model {stage1 or saved.get('stage1_dir')} is missing")
     return Run(cfg, architecture_from=str(stage1)), saved, stage1
 
 

@@ -21,7 +21,7 @@ from xlt.data.sets.uner_json import as_generation as json_entities
 from xlt.errors import XltError
 from xlt.kinds.registry import QA, Generation, Tagging
 from xlt.methods.table import Method, get_method
-from xlt.models.architectures import Architecture, architecture_for
+from xlt.models.architectures import Architecture, architecture_for, backbone_model_type
 from xlt.models.classifier import resolve_pooling
 from xlt.models.loading import resolve_model
 
@@ -86,7 +86,7 @@ def architecture_of(path: str) -> Architecture:
     from transformers import AutoConfig
 
     try:
-        return architecture_for(AutoConfig.from_pretrained(path, trust_remote_code=False).model_type)
+        return architecture_for(backbone_model_type(AutoConfig.from_pretrained(path, trust_remote_code=False)))
     except OSError as err:
         raise XltError(f"cannot load model {path!r}: {str(err).splitlines()[0]}") from None
 

@@ -23,12 +23,12 @@ from xlt.io import failed_writes_named, write_json
 from xlt.kinds.registry import kind_of
 from xlt.models.cache import build_once, cache_root
 from xlt.models.loading import load_tokenizer, model_slug
+from xlt.run_dir import STAGE1_INFO  # noqa: F401  (the English model's record, imported from here by others)
 from xlt.runs.recipe import Run, as_run, resolve_defaults
 from xlt.runs.settings import check_precision, schedule, set_seed, train_settings
 from xlt.training.limits import check_steps
 from xlt.training.loop import StepLog, task_steps, train
 
-STAGE1_INFO = "stage1.json"
 
 
 def stage1_method(run: Run | RunConfig) -> str:

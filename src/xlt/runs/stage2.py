@@ -173,7 +173,8 @@ def _write_run_dir(cfg: RunConfig, out: Path, metrics: dict, adapted: AdaptedMod
     predictions.jsonl and the trackers' logs (``tracking``), swapped in whole (xlt.run_dir)."""
     config = cfg.to_dict()
     card = model_card(config, metrics)
-    write_adapter = None if adapted is None else (lambda folder: save_adapter(adapted, folder, card, state))
+    write_adapter = None if adapted is None else (lambda folder: save_adapter(adapted, folder, card, state,
+                                                                             base_model=metrics["stage1_dir"]))
     with failed_writes_named(out):
         write_run(out, config, metrics, write_adapter, predictions, tracking)
 
