@@ -209,3 +209,20 @@ def test_a_generation_run_predicts_the_text_it_was_evaluated_with(tmp_path, data
     rows = xlt.Predictor.from_run_dir(out).predict([ex.prompt_target for ex in test])
     assert [r["generated"] for r in rows] == [s["prediction"] for s in read_predictions(out)]
     assert [set(r) for r in rows] == [{"text", "generated"}] * 4
+
+
+def test_an_exported_run_copied_elsewhere_predicts_what_the_run_predicted(tmp_path, nusax_runs, data_dir, capsys):
+    """Issue 25's travel check through predict: xlt export, the folder copied to a new directory, xlt predict there
+    (its English model read from its own stage1/, relative to the run) gives the run's own predictions."""
+    import shutil
+
+    run_dir = nusax_runs("flare")
+    assert main(["export", "--run-dir", str(run_dir), "--output-dir", str(tmp_path / "export")]) == 0
+    copy = tmp_path / "elsewhere" / "model"
+    shutil.copytree(tmp_path / "export", copy)
+    rows_in = _test_rows_csv(tmp_path / "new.csv", data_dir)
+    assert main(["predict", "--run-dir", str(copy), "--input", str(rows_in), "--output", str(tmp_path / "out.jsonl"),
+                 "--no-show-progress"]) == 0
+    predicted, stored = _jsonl(tmp_path / "out.jsonl"), read_predictions(run_dir)
+    assert [(p["id"], p["label"]) for p in predicted] == [(s["id"], s["prediction"]) for s in stored]
+    assert max(abs(p["probability"] - s["score"]) for p, s in zip(predicted, stored)) <= 1e-6
