@@ -137,7 +137,7 @@ def _subcommands() -> dict[str, argparse.ArgumentParser]:
 def test_every_flag_has_a_help_line_with_its_default_and_choices():
     commands = _subcommands()
     assert set(commands) == {"train", "study", "compare", "evaluate", "predict", "export", "report", "demo",
-                             "retrieval", "merge", "translate"}
+                             "retrieval", "merge", "translate", "lid"}
     for name, parser in commands.items():
         text = parser.format_help()
         options = [a for a in parser._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]

@@ -17,7 +17,7 @@ LAYERS = [
     ("foundation", ("xlt.errors", "xlt.io", "xlt.processes", "xlt.languages")),
     ("scoring, models", ("xlt.scoring", "xlt.models")),
     ("data, run folders", ("xlt.data", "xlt.run_dir")),
-    ("translation, FLARE", ("xlt.mt", "xlt.flare")),
+    ("translation, FLARE, language identification", ("xlt.mt", "xlt.flare", "xlt.lid")),
     ("methods, training", ("xlt.methods", "xlt.training")),
     ("settings", ("xlt.config",)),
     ("task kinds, alignment", ("xlt.kinds", "xlt.alignment")),

@@ -7,8 +7,9 @@
 :mod:`xlt.models.registration`'s business (as soon as PEFT or transformers is imported, keeping the command
 line's up-front checks free of torch).
 
-``xlt.Predictor`` (:class:`xlt.runs.predict.Predictor`) loads a finished run and predicts on new text; it is
-imported on first use, so ``import xlt`` stays light.
+``xlt.Predictor`` (:class:`xlt.runs.predict.Predictor`) loads a finished run and predicts on new text;
+``xlt.RoutedPredictor`` (:class:`xlt.runs.routing.RoutedPredictor`) routes each input to the run of its language;
+both are imported on first use, so ``import xlt`` stays light.
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ register_when_peft_loads()
 
 
 def __getattr__(name: str):
-    """``xlt.Predictor``, imported when first asked for (it brings torch)."""
+    """``xlt.Predictor`` and ``xlt.RoutedPredictor``, imported when first asked for (they bring torch)."""
     if name == "Predictor":
         from xlt.runs.predict import Predictor
 
         return Predictor
+    if name == "RoutedPredictor":
+        from xlt.runs.routing import RoutedPredictor
+
+        return RoutedPredictor
     raise AttributeError(f"module 'xlt' has no attribute {name!r}")

@@ -13,12 +13,12 @@ import argparse
 import os
 import sys
 
-from xlt.cli import compare, demo, evaluate, export, merge, predict, report, retrieval, study, train, translate
+from xlt.cli import compare, demo, evaluate, export, lid, merge, predict, report, retrieval, study, train, translate
 from xlt.cli.options import EXIT_BAD_INPUT, EXIT_INTERRUPTED, Parser
 from xlt.errors import XltError
 
 SUBCOMMANDS = (train, study, compare, evaluate, predict, export, report, demo, retrieval, merge,
-               translate)  # in the order --help lists them
+               translate, lid)  # in the order --help lists them
 COMMANDS = {module.__name__.rpartition(".")[2]: module for module in SUBCOMMANDS}
 
 

@@ -63,6 +63,12 @@ def _label_and_probabilities(batch, logits) -> list[tuple[int, list[float]]]:
     return list(zip(best, logits.float().softmax(-1).tolist()))
 
 
+def _with_row_inputs(to_batch, row_inputs, examples: list):
+    batch = to_batch(examples)
+    batch.inputs.update(row_inputs(examples))
+    return batch
+
+
 class _Kind:
     """What every kind shares: ``evaluate``, the metrics of :meth:`evaluation` (stage 1 keeps no predictions)."""
 
@@ -101,9 +107,13 @@ class Classification(_Kind):
         return partial(make_batch, tokenizer, view=view, max_length=cfg.max_length, source=source)
 
     def predict(self, cfg: RunConfig, model, tokenizer, data: TaskData, examples: list, view: str,
-                source: str | None, desc: str) -> list[tuple[int, list[float]]]:
-        """Per example: the argmax label and the probability of each label (in ``data.labels`` order)."""
+                source: str | None, desc: str, row_inputs=None) -> list[tuple[int, list[float]]]:
+        """Per example: the argmax label and the probability of each label (in ``data.labels`` order).
+        ``row_inputs(examples)``: more keyword arguments of each batch's model call, made from its examples (a
+        routed bank's per-row ``adapter_names``, xlt.runs.adapter_bank)."""
         to_batch = self.train_batches(cfg, tokenizer, model, data, view, source)
+        if row_inputs is not None:
+            to_batch = partial(_with_row_inputs, to_batch, row_inputs)
         return predict(model, examples, to_batch, bf16=cfg.bf16, show_progress=cfg.show_progress, desc=desc,
                        read=_label_and_probabilities)
 

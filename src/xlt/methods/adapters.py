@@ -147,16 +147,16 @@ def _comparable(config: dict, key: str):
     return sorted(value) if isinstance(value, (list, tuple, set)) else value
 
 
-def check_adapter_settings(adapted: AdaptedModel, folder: str | Path) -> None:
-    """Refuse an adapter saved under other settings than the model it is loaded into (an ``add_relu``
-    adapter has the same tensors as an ``add`` one and would otherwise load silently)."""
+def check_adapter_settings(adapted: AdaptedModel, folder: str | Path, adapter_name: str = "default") -> None:
+    """Refuse an adapter saved under other settings than the model's adapter ``adapter_name`` it is loaded into
+    (an ``add_relu`` adapter has the same tensors as an ``add`` one and would otherwise load silently)."""
     folder = Path(folder)
     try:
         saved = json.loads((folder / ADAPTER_CONFIG).read_text())
         info = json.loads((folder / ADAPTER_INFO).read_text())
     except (OSError, ValueError) as err:
         raise XltError(f"adapter at {folder} has no readable {ADAPTER_CONFIG} and {ADAPTER_INFO}: {err}") from None
-    live = adapted.model.peft_config["default"].to_dict()
+    live = adapted.model.peft_config[adapter_name].to_dict()
     live["peft_type"] = str(getattr(live["peft_type"], "value", live["peft_type"]))
     differ = [f"{key} {_comparable(saved, key)!r} (model: {_comparable(live, key)!r})" for key in SAVED_SETTINGS
               if _comparable(saved, key) != _comparable(live, key)]
@@ -199,8 +199,9 @@ def save_adapter(adapted: AdaptedModel, folder: str | Path, card: str | None = N
         write_text_atomic(tmp / ADAPTER_INFO, json.dumps(info) + "\n")
 
 
-def load_adapter(adapted: AdaptedModel, folder: str | Path) -> int:
-    """Load saved adapter weights into a freshly attached adapter; every tensor must match.
+def load_adapter(adapted: AdaptedModel, folder: str | Path, adapter_name: str = "default") -> int:
+    """Load saved adapter weights into a freshly attached adapter (``adapter_name``: a further adapter added to
+    the PEFT model, as a routed bank holds one per language); every tensor must match.
 
     A PEFT load reports missing/unexpected keys instead of failing; here any mismatch is an
     error, so a checkpoint can never "load" while leaving the adapter at its initialization.
@@ -209,15 +210,16 @@ def load_adapter(adapted: AdaptedModel, folder: str | Path) -> int:
     path = Path(folder) / ADAPTER_WEIGHTS
     if not path.exists():
         raise XltError(f"no adapter weights at {path}")
-    check_adapter_settings(adapted, folder)
+    check_adapter_settings(adapted, folder, adapter_name)
     state = load_file(str(path))
     try:
-        result = set_peft_model_state_dict(adapted.model, state)
+        result = set_peft_model_state_dict(adapted.model, state, adapter_name=adapter_name)
     except KeyError as err:  # PEFT looks up each modules_to_save tensor (X-Mixup's module) by name
         raise XltError(f"adapter at {folder} does not match the model: 1 missing tensor ({err.args[0]!r}, "
                        "a trained module's)") from None
     unexpected = list(result.unexpected_keys)
-    expected = {n for n, p in adapted.model.named_parameters() if p.requires_grad}
+    expected = {n for n, p in adapted.model.named_parameters() if p.requires_grad} if adapter_name == "default" \
+        else {n for n, _ in adapted.model.named_parameters() if f".{adapter_name}." in n}  # PEFT names them by it
     missing = sorted(expected & set(result.missing_keys))
     if unexpected or missing or not state:
         raise XltError(

@@ -30,6 +30,7 @@ from xlt.runs.predict_input import (PAIR_COLUMN, TARGET_COLUMNS, check_output_pa
 from xlt.runs.rebuild import open_finished_run, rebuild_model
 
 PROBABILITY_DIGITS = 6  # as predictions.jsonl's scores
+ROUTE_COLUMNS = ("lang", "lid_confidence", "run")  # what a routed prediction adds (xlt.runs.routes.Route)
 
 
 class Predictor:
@@ -72,8 +73,9 @@ class Predictor:
         """Whether the run's method reads the English side of each input."""
         return self.method.reads_source
 
-    def predict(self, inputs: list[str | dict]) -> list[dict]:
-        """One prediction per input (a string is a ``target_text``), in order."""
+    def predict(self, inputs: list[str | dict], adapter_names: list[str] | None = None) -> list[dict]:
+        """One prediction per input (a string is a ``target_text``), in order. ``adapter_names``: classification
+        only, the PEFT adapter that answers each input, all in mixed batches (xlt.runs.adapter_bank)."""
         rows = [{"target_text": x} if isinstance(x, str) else dict(x) for x in inputs]
         if not rows:
             return []
@@ -82,8 +84,10 @@ class Predictor:
             check_source(rows, self.kind, self.method.name, self.translator_name)
             self._fill_source(rows)
         examples = [self._example(row, number) for number, row in enumerate(rows, 1)]
+        routed = {} if adapter_names is None else {"row_inputs": _adapter_names_of(examples, adapter_names)}
         outputs = kind_of(self.data, self.cfg).predict(self.cfg, self.adapted.model, self.tokenizer, self.data,
-                                                       examples, self.method.view, self.adapted.source, "predict")
+                                                       examples, self.method.view, self.adapted.source, "predict",
+                                                       **routed)
         return [self._output(row, out) for row, out in zip(rows, outputs)]
 
     def _example(self, row: dict, number: int):
@@ -174,6 +178,15 @@ class Predictor:
         return self._translator
 
 
+def _adapter_names_of(examples: list, names: list[str]):
+    """``row_inputs`` for the kind's predict: the adapter of each example of a batch (examples are told apart by
+    identity: the user's ids need not be unique)."""
+    if len(names) != len(examples):
+        raise ValueError(f"{len(names)} adapter names for {len(examples)} inputs")
+    by_example = {id(example): name for example, name in zip(examples, names)}
+    return lambda batch: {"adapter_names": [by_example[id(example)] for example in batch]}
+
+
 def _texts(row: dict, kind: str) -> dict[str, str]:
     """The target texts of a row that a translation gives an English side to, by column (a tagging row's words
     joined by spaces)."""
@@ -206,13 +219,14 @@ def write_predictions_file(path: str | Path, rows: list[dict], overwrite: bool =
 
 def _csv_text(rows: list[dict]) -> str:
     labels = list(rows[0]["probabilities"])
+    routed = [column for column in ROUTE_COLUMNS if any(column in row for row in rows)]  # xlt.runs.routing's
     columns = (["id"] if "id" in rows[0] else []) + ["text", "label", "probability"] + \
-        [f"probability_{label}" for label in labels]
+        [f"probability_{label}" for label in labels] + routed
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
         text = row["text"] if isinstance(row["text"], str) else " ||| ".join(row["text"])
         writer.writerow(([row["id"]] if "id" in row else []) + [text, row["label"], row["probability"]] +
-                        [row["probabilities"][label] for label in labels])
+                        [row["probabilities"][label] for label in labels] + [row.get(c, "") for c in routed])
     return out.getvalue()
