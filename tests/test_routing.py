@@ -8,9 +8,9 @@ import json
 
 import numpy as np
 import pytest
+from helpers import cli_error
 
 import xlt
-from helpers import cli_error
 from xlt.cli.main import main
 from xlt.data.registry import load_task
 from xlt.lid.model import char_wb_ngrams, load_identifier

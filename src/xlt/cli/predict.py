@@ -81,8 +81,8 @@ def run_routed(args: argparse.Namespace) -> int:
     from xlt.data.registry import get_task
     from xlt.lid.model import load_identifier
     from xlt.runs.predict_input import check_output_path, read_input
-    from xlt.runs.routes import (DEFAULT_MIN_CONFIDENCE, check_min_confidence, check_routed_runs,
-                                 check_routed_sources, choose_routes)
+    from xlt.runs.routes import (DEFAULT_MIN_CONFIDENCE, check_min_confidence, check_routed_runs, check_routed_sources,
+                                 choose_routes)
 
     runs, default = check_routed_runs(args.run_dirs, args.default_run)
     kind = get_task(runs[0].cfg.task).kind
