@@ -9,8 +9,9 @@ import yaml
 
 from xlt.cli import main
 from xlt.errors import XltError
-from xlt.models.classifier import PooledClassifier, pool, resolve_pooling
+from xlt.models.classifier import PooledClassifier, resolve_pooling
 from xlt.models.loading import resolve_model
+from xlt.models.pooling import pool
 
 HIDDEN = torch.tensor([[[1.0], [2.0], [3.0], [9.0]],  # right padded: real tokens 1, 2, 3
                        [[9.0], [9.0], [4.0], [6.0]]])  # left padded: real tokens 4, 6

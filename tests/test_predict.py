@@ -6,9 +6,9 @@ import csv
 import json
 
 import pytest
+from helpers import cli_error
 
 import xlt
-from helpers import cli_error
 from xlt.cli.main import main
 from xlt.data.registry import load_task
 from xlt.run_dir import read_predictions

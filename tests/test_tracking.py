@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import cli_error
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import cli_error
 from xlt.cli.main import build_parser, main
 from xlt.config import RunConfig
 from xlt.errors import XltError

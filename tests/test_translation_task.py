@@ -150,7 +150,7 @@ def test_wmt23_trains_and_scores_bleu_and_chrf_on_a_tiny_decoder(tmp_path, capsy
 
 
 def test_bleu_tokenizes_chinese_and_japanese_as_wmt_does_and_never_falls_back():
-    from xlt.scoring.generation import bleu_tokenizer, check_bleu_tokenizer
+    from xlt.scoring.generation import bleu_tokenizer
 
     assert [bleu_tokenizer(lang) for lang in ("zh", "Japanese", "ko", "cs", "xx-unknown")] == [
         "zh", "ja-mecab", "ko-mecab", "13a", "13a"]

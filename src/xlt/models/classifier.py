@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from xlt.errors import XltError
-from xlt.models.pooling import POOLINGS, classify, head_dropout, pool  # noqa: F401  (pool: tests import it from here)
+from xlt.models.pooling import POOLINGS, classify, head_dropout
 
 DEFAULT_POOLING = {"encoder": "mean", "decoder": "last", "encoder-decoder": "eos"}
 HEAD_WEIGHTS = "classifier.safetensors"  # the older layout's head (still read)

@@ -22,8 +22,9 @@ from xlt.methods.table import get_method
 from xlt.models.cache import COMPLETE_MARKER
 from xlt.models.loading import check_model_folder, read_json_object
 from xlt.run_dir import (ADAPTER, CARD, CONFIG, MARKER, METRICS, PREDICTIONS, RUN_ENTRIES, STAGE1, STAGE1_INFO,
-                         check_replaceable, missing_files, output_lock, set_base_model, stage1_dir_of,
-                         stage1_key, write_marker)
+                         check_replaceable, missing_files, output_lock, set_base_model, stage1_dir_of, stage1_key,
+                         write_marker)
+
 EXPORT_ENTRIES = (*RUN_ENTRIES, STAGE1, CARD)  # what an exported folder holds (check_replaceable)
 COPIED = (CONFIG, PREDICTIONS, MARKER)  # run files copied as they are (metrics.json is rewritten)
 

@@ -11,9 +11,8 @@ CSV or LaTeX, and :mod:`xlt.runs.report_plots` draws them.
 
 from __future__ import annotations
 
-import dataclasses
-
 import csv
+import dataclasses
 import io
 import json
 from collections.abc import Callable

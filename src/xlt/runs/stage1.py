@@ -30,7 +30,6 @@ from xlt.training.limits import check_steps
 from xlt.training.loop import StepLog, task_steps, train
 
 
-
 def stage1_method(run: Run | RunConfig) -> str:
     """"full" or "lora": the flag, else the architecture's default (LoRA for large decoders)."""
     run = as_run(run)
