@@ -107,7 +107,8 @@ def test_the_shipped_study_files_expand_to_valid_runs(tmp_path):
 
     shipped = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
     sizes = {path.name: len(expand(*read_study(path), tmp_path)) for path in shipped}
-    assert sizes == {"alignment-nusax.yaml": 3 * 4 * 3, "flare-nusax.yaml": 11 * 5 * 3}
+    assert sizes == {"alignment-nusax.yaml": 3 * 4 * 3, "flare-fusions-nusax.yaml": 3 * 7 * 3,
+                     "flare-nusax.yaml": 11 * 5 * 3}
 
 
 def test_extra_runs_follow_the_product_with_its_naming_and_a_repeated_run_is_refused(tmp_path, capsys):
