@@ -330,3 +330,20 @@ def test_the_table_has_the_english_models_row_flares_zeroed_row_and_the_gap_to_e
     assert lines[5] == "| flare (add) | 0.750 ± 0.000 | 0.750 ± 0.000 | 0.750 | 0.100 |"
     assert lines[6] == "| flare (add), English zeroed at test | 0.500 ± 0.000 | 0.500 ± 0.000 | 0.500 | – |"
     assert not any("zeroed at test −" in line or "− flare (add), English" in line for line in lines)
+
+
+def test_runs_of_another_source_get_their_own_rows_and_are_compared_within_their_source(tmp_path):
+    """Settings besides the cell's axes that differ between runs (here the English source) label the rows: runs of
+    another source are never averaged into one cell, and FLARE meets the input-fusion of its own source."""
+    for source, shift in (("gold", 8), ("pivot:id", 0)):
+        for method, right in (("input-fusion", 30), ("flare", 26)):
+            metrics = {"task": "nusax", "method": method, "fusion": "add" if method == "flare" else None,
+                       "target_lang": "ace", "seed": 0, "metrics": {"accuracy": (right + shift) / 40}}
+            config = {"method": method, "source_from": source, "seed": 0, "output_dir": f"/x/{source}-{method}"}
+            write_run(tmp_path / f"{source}-{method}", config, metrics, None, _predictions(right + shift))
+    text = report(find_runs([tmp_path]), samples=50)
+    assert "| input-fusion [source_from=gold] | 0.950 | 0.950 |" in text
+    assert "| flare (add) [source_from=pivot:id] | 0.650 | 0.650 |" in text
+    comparisons = [row.split(" | ")[0] for row in text.split("Differences")[1].splitlines() if " − " in row]
+    assert comparisons == ["| flare (add) [source_from=gold] − input-fusion [source_from=gold]",
+                           "| flare (add) [source_from=pivot:id] − input-fusion [source_from=pivot:id]"]

@@ -16,13 +16,15 @@ import dataclasses
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from xlt.data.registry import get_task
 from xlt.errors import XltError
 from xlt.methods.table import METHODS
-from xlt.run_dir import MARKER, METRICS, read_predictions
+from xlt.run_dir import CONFIG, MARKER, METRICS, read_predictions
 from xlt.runs.results import format_mean_std, mean_std
 from xlt.scoring.bootstrap import Difference, Metric, accuracy_metric, paired_bootstrap, summed_statistics
 from xlt.scoring.entities import tagging_metrics
@@ -33,6 +35,9 @@ BASELINES = {"*": ("lora",), "flare": ("lora", "input-fusion")}  # method (label
 MAIN_METRIC = {"classification": "accuracy", "tagging": "f1", "extractive-qa": "f1"}  # generation: MAIN_SCORE
 FORMATS = ("markdown", "csv", "latex")
 ENGLISH = "English (stage-1 model)"  # the row of the English models' own test scores
+# settings that place a run in its table (its cell) or say where its files go, never what it measured
+CELL_SETTINGS = {"seed", "target_lang", "method", "fusion", "output_dir", "stage1_dir", "data_dir", "show_progress",
+                 "report_to", "translation_cache", "train_file", "test_file"}
 ZEROED = "{method}, English zeroed at test"  # FLARE's diagnostic rows (no comparisons: no predictions are kept)
 
 
@@ -43,6 +48,8 @@ class FinishedRun:
     folder: Path
     metrics: dict
     predictions: list[dict] | None
+    settings: dict = field(default_factory=dict)  # its config.yaml (empty where there is none: a demo row)
+    variant: str = ""  # the settings that set it apart from the other runs of its table, "key=value, ..."
 
     @classmethod
     def from_row(cls, row: dict, predictions: bool = True) -> FinishedRun:
@@ -55,8 +62,9 @@ class FinishedRun:
     def method(self) -> str:
         if self.metrics.get("label"):  # a diagnostic row (ZEROED)
             return self.metrics["label"]
-        return f"{self.metrics['method']} ({self.metrics['fusion']})" if self.metrics.get("fusion") \
+        label = f"{self.metrics['method']} ({self.metrics['fusion']})" if self.metrics.get("fusion") \
             else self.metrics["method"]
+        return f"{label} [{self.variant}]" if self.variant else label
 
     def zeroed(self) -> FinishedRun | None:
         """The same run scored with the English states zeroed at test (FLARE's diagnostic), as a row of its own."""
@@ -140,7 +148,8 @@ def find_runs(paths: list[str | Path]) -> list[FinishedRun]:
         for folder in folders:
             metrics = json.loads((folder / METRICS).read_text()) if (folder / METRICS).is_file() else {}
             if isinstance(metrics.get("metrics"), dict):
-                found.append(FinishedRun(folder, metrics, read_predictions(folder)))
+                settings = yaml.safe_load((folder / CONFIG).read_text()) if (folder / CONFIG).is_file() else {}
+                found.append(FinishedRun(folder, metrics, read_predictions(folder), settings or {}))
     if not found:
         raise XltError(f"no finished xlt run under {', '.join(map(str, paths))}")
     return found
@@ -214,12 +223,27 @@ def compare(method_runs: list[FinishedRun], baseline_runs: list[FinishedRun], me
 
 def comparison_pairs(methods: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
     """(method, baseline) for every method and each of its baselines among ``methods``, in ``methods``' order; a
-    method label's fusion (``flare (mul)``) does not change its baselines."""
+    method label's fusion (``flare (mul)``) does not change its baselines, and its variant (``[source_from=lexicon]``)
+    picks the baseline of the same variant where there is one."""
     pairs = []
     for method in (m for m in methods if not m.endswith(ZEROED.format(method=""))):
-        name = method.split(" (")[0]
-        pairs += [(method, b) for b in BASELINES.get(name, BASELINES["*"]) if b != name and b in methods]
+        name, variant = method.split(" [")[0].split(" (")[0], method.partition(" [")[2]
+        for baseline in BASELINES.get(name, BASELINES["*"]):
+            same = f"{baseline} [{variant}" if variant else baseline
+            chosen = same if same in methods else baseline
+            if baseline != name and chosen in methods:
+                pairs.append((method, chosen))
     return pairs
+
+
+def with_variants(runs: list[FinishedRun]) -> list[FinishedRun]:
+    """The runs labelled with the settings that vary among them besides the cells' own axes (seed, language,
+    method, fusion) and where things go: runs of another source, model or rate are never averaged into one cell."""
+    keys = sorted({key for r in runs for key in r.settings} - CELL_SETTINGS)
+    varying = [k for k in keys if len({json.dumps(r.settings.get(k), sort_keys=True) for r in runs}) > 1]
+    if not varying:
+        return runs
+    return [dataclasses.replace(r, variant=", ".join(f"{k}={r.settings.get(k)}" for k in varying)) for r in runs]
 
 
 def build_table(runs: list[FinishedRun], metric: str, samples: int = 1000, keep_order: bool = False) -> Table:
@@ -244,7 +268,7 @@ def build_tables(runs: list[FinishedRun], samples: int = 1000) -> list[Table]:
     """One table per task (in the order the runs come) of its main metric, with the English models' row and
     FLARE's rows with the English zeroed at test."""
     tasks = dict.fromkeys(r.metrics["task"] for r in runs)
-    return [full_table(task_runs, main_metric(task_runs), samples)
+    return [full_table(with_variants(task_runs), main_metric(task_runs), samples)
             for task_runs in ([r for r in runs if r.metrics["task"] == task] for task in tasks)]
 
 
