@@ -347,3 +347,10 @@ def test_runs_of_another_source_get_their_own_rows_and_are_compared_within_their
     comparisons = [row.split(" | ")[0] for row in text.split("Differences")[1].splitlines() if " − " in row]
     assert comparisons == ["| flare (add) [source_from=gold] − input-fusion [source_from=gold]",
                            "| flare (add) [source_from=pivot:id] − input-fusion [source_from=pivot:id]"]
+
+
+def test_two_runs_of_one_cell_and_seed_are_refused_instead_of_one_hiding_the_other(tmp_path):
+    _run(tmp_path, "lora", "jv", 0, 20)
+    _run(tmp_path / "copy", "lora", "jv", 0, 22)
+    with pytest.raises(XltError, match=rf"lora on jv has 2 runs of seed 0 with the same settings \({tmp_path}"):
+        report(find_runs([tmp_path]), samples=20)

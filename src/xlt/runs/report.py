@@ -140,12 +140,15 @@ class Table:
 
 def find_runs(paths: list[str | Path]) -> list[FinishedRun]:
     """Every finished run at or under ``paths`` (a folder holding xlt's marker and a metrics.json with metrics)."""
-    found = []
+    found, seen = [], set()
     for path in map(Path, paths):
         if not path.exists():
             raise XltError(f"{path} does not exist")
         folders = [path] if (path / MARKER).is_file() else sorted(p.parent for p in path.rglob(MARKER))
         for folder in folders:
+            if folder.resolve() in seen:  # paths that overlap (a folder and a run inside it) name a run once
+                continue
+            seen.add(folder.resolve())
             metrics = json.loads((folder / METRICS).read_text()) if (folder / METRICS).is_file() else {}
             if isinstance(metrics.get("metrics"), dict):
                 settings = yaml.safe_load((folder / CONFIG).read_text()) if (folder / CONFIG).is_file() else {}
@@ -254,6 +257,13 @@ def build_table(runs: list[FinishedRun], metric: str, samples: int = 1000, keep_
     methods = tuple(found if keep_order else sorted(found, key=_table_order))
     groups = {(m, lang): [r for r in runs if r.method == m and r.metrics["target_lang"] == lang
                           and metric in r.metrics["metrics"]] for m in methods for lang in langs}
+    for (method, lang), group in groups.items():
+        seeds = [r.metrics.get("seed") for r in group]
+        if len(set(seeds)) < len(seeds):
+            twice = next(seed for seed in seeds if seeds.count(seed) > 1)
+            folders = [str(r.folder) for r in group if r.metrics.get("seed") == twice]
+            raise XltError(f"{method} on {lang} has {len(folders)} runs of seed {twice} with the same settings "
+                           f"({', '.join(folders)}): report one of them")
     cells = {key: Cell(tuple(float(r.metrics["metrics"][metric]) for r in group),
                        tuple(r.metrics.get("seed") for r in group), tuple(r.gap(metric) for r in group))
              for key, group in groups.items() if group}
