@@ -160,6 +160,7 @@ def default_output_dir(task: str, target_lang: str, method: str, fusion: str | N
 
 
 STAGE1 = "stage1"  # an exported run's own copy of its English model (metrics.json: ``stage1_dir: stage1``)
+TASK_SHELL = "task_shell.json"  # an exported run's task without its rows: what predict reads (xlt.runs.task_shell)
 STAGE1_INFO = "stage1.json"  # in a stage-1 folder: its settings, labels, pooling and English test metrics
 
 

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from xlt.runs.predict_input import check_output_path, check_source, read_input
     from xlt.runs.preflight import check_run_dir
 
-    cfg = check_run_dir(args.run_dir)
+    cfg = check_run_dir(args.run_dir, for_predict=True)
     kind = get_task(cfg.task).kind
     check_output_path(args.output, args.overwrite, kind)
     rows = read_input(args.input, kind)

@@ -7,7 +7,10 @@ names it as ``../stage1`` (PEFT's ``base_model_name_or_path``, xlt_adapter.json'
 the folder anywhere evaluates (``xlt evaluate --run-dir``) without the machine's cache. A stage-1
 classifier of an older xlt (backbone folder + head files) is written in the current layout, which stock
 ``AutoModelForSequenceClassification`` loads after ``import xlt``. The folder is built in a temp sibling and
-swapped in whole; an existing one is replaced only with ``overwrite`` (and only an xlt folder).
+swapped in whole; an existing one is replaced only with ``overwrite`` (and only an xlt folder). The folder also
+holds ``task_shell.json`` (xlt.runs.task_shell): what prediction reads of the task's data, read here, so that
+``xlt predict`` on the copy needs neither the data set nor the user's train/test files (``xlt evaluate`` still
+reads the test set).
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from xlt.config import RunConfig
 from xlt.errors import XltError
 from xlt.io import building_dir, failed_writes_named, write_json
 from xlt.methods.table import get_method
+from xlt.runs.task_shell import data_shell, read_shell, write_shell
 from xlt.models.cache import COMPLETE_MARKER
 from xlt.models.loading import check_model_folder, read_json_object
 from xlt.run_dir import (ADAPTER, CARD, CONFIG, MARKER, METRICS, PREDICTIONS, RUN_ENTRIES, STAGE1, STAGE1_INFO,
-                         check_replaceable, missing_files, output_lock, set_base_model, stage1_dir_of, stage1_key,
-                         write_marker)
+                         TASK_SHELL, check_replaceable, missing_files, output_lock, set_base_model, stage1_dir_of,
+                         stage1_key, write_marker)
 
-EXPORT_ENTRIES = (*RUN_ENTRIES, STAGE1, CARD)  # what an exported folder holds (check_replaceable)
+EXPORT_ENTRIES = (*RUN_ENTRIES, STAGE1, CARD, TASK_SHELL)  # what an exported folder holds (check_replaceable)
 COPIED = (CONFIG, PREDICTIONS, MARKER)  # run files copied as they are (metrics.json is rewritten)
 
 
@@ -57,6 +61,7 @@ def export_run(run_dir: str | Path, output_dir: str | Path, overwrite: bool = Fa
     run_dir, out = Path(run_dir), Path(output_dir)
     stage1 = check_export(run_dir, out, overwrite)
     metrics = read_json_object(run_dir / METRICS)
+    shell = task_shell_of(run_dir, stage1)
     with output_lock(out), failed_writes_named(out):
         check_replaceable(out, EXPORT_ENTRIES, overwrite)  # again, now that the folder is held
         with building_dir(out, keep_mode=True) as tmp:
@@ -65,6 +70,7 @@ def export_run(run_dir: str | Path, output_dir: str | Path, overwrite: bool = Fa
                     shutil.copyfile(run_dir / name, tmp / name)
             if not (tmp / MARKER).is_file():
                 write_marker(tmp)
+            write_shell(tmp, shell)
             copy_stage1(stage1, tmp / STAGE1)
             if (run_dir / ADAPTER).is_dir():
                 shutil.copytree(run_dir / ADAPTER, tmp / ADAPTER)
@@ -75,6 +81,17 @@ def export_run(run_dir: str | Path, output_dir: str | Path, overwrite: bool = Fa
             write_json(tmp / METRICS, {**metrics, "stage1_dir": STAGE1,
                                        "stage1_key": metrics.get("stage1_key") or stage1_key(stage1.resolve())})
     return out
+
+
+def task_shell_of(run_dir: Path, stage1: Path) -> dict:
+    """What prediction reads of the run's task: an exported run's own shell, else read from the task's data
+    (its data set, or the user's files) as stage 2 read it."""
+    from xlt.runs.recipe import Run
+
+    shell = read_shell(run_dir)
+    if shell is not None:
+        return shell
+    return data_shell(Run(RunConfig.from_yaml(run_dir / CONFIG), architecture_from=str(stage1)))
 
 
 def copy_stage1(stage1: Path, target: Path) -> None:

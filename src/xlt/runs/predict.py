@@ -28,6 +28,7 @@ from xlt.kinds.registry import kind_of
 from xlt.runs.predict_input import (PAIR_COLUMN, TARGET_COLUMNS, check_output_path, check_rows, check_source,
                                     has_source, row_text, source_column)
 from xlt.runs.rebuild import open_finished_run, rebuild_model
+from xlt.runs.task_shell import from_shell, read_shell, segments_of
 
 PROBABILITY_DIGITS = 6  # as predictions.jsonl's scores
 ROUTE_COLUMNS = ("lang", "lid_confidence", "run")  # what a routed prediction adds (xlt.runs.routes.Route)
@@ -43,8 +44,9 @@ class Predictor:
     files and returns one dict per input, in order."""
 
     def __init__(self, run_dir: Path, run, data: AnyTaskData, adapted, tokenizer, translator: str | None = None,
-                 translation_cache: str | None = None, show_progress: bool = False):
+                 translation_cache: str | None = None, show_progress: bool = False, segments: int | None = None):
         self.run_dir, self.data, self.adapted, self.tokenizer = run_dir, data, adapted, tokenizer
+        self.segments = segments if segments is not None else segments_of(data)  # texts per classification row
         self.cfg = run.cfg.replace(show_progress=show_progress)
         self.method = run.method
         self.kind = get_task(self.cfg.task).kind  # the rows' kind, as the task's files are read
@@ -56,12 +58,16 @@ class Predictor:
     def from_run_dir(cls, run_dir: str | Path, translator: str | None = None, translation_cache: str | None = None,
                      show_progress: bool = False) -> "Predictor":
         """The run in ``run_dir`` (written by ``xlt train`` or ``xlt merge``), rebuilt as ``xlt evaluate`` does.
-        ``translator``: an MT model (or ``lexicon``) that writes the English side of inputs that lack it."""
+        ``translator``: an MT model (or ``lexicon``) that writes the English side of inputs that lack it. An
+        exported run reads its task from its ``task_shell.json`` (xlt.runs.task_shell): no data set is needed."""
         run_dir = Path(run_dir)
         run, _, stage1 = open_finished_run(run_dir)
-        data = run.data  # the task's data: its kind, labels and prompt template; none of its rows are read
+        shell = read_shell(run_dir)
+        # the task's data: its kind, labels and prompt template; none of its rows are read
+        data = from_shell(shell) if shell is not None else run.data
+        segments = shell.get("segments") if shell is not None else None
         adapted, tokenizer = rebuild_model(run_dir, run, stage1, data)
-        return cls(run_dir, run, data, adapted, tokenizer, translator, translation_cache, show_progress)
+        return cls(run_dir, run, data, adapted, tokenizer, translator, translation_cache, show_progress, segments)
 
     @property
     def labels(self) -> tuple[str, ...] | None:
@@ -117,7 +123,7 @@ class Predictor:
         if not first:
             return None
         pair = row.get(source_column(PAIR_COLUMN) if side == "source" else PAIR_COLUMN)
-        wanted = len(self.data.test[0].target) if self.data.test else None
+        wanted = self.segments
         segments = (row_text(row, f"{side}_text"),) + ((str(pair),) if pair else ())
         if wanted is not None and side == "target" and len(segments) != wanted:
             need = "a sentence pair: target_text and target_text_pair" if wanted == 2 else "one text per row"

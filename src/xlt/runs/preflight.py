@@ -170,11 +170,12 @@ def check_data_files(run_dir: str | Path, cfg: RunConfig, recorded: dict) -> Non
                            f"now {now[:12]}); evaluate reads the files the run was trained and tested on")
 
 
-def check_run_dir(run_dir: str | Path) -> RunConfig:
+def check_run_dir(run_dir: str | Path, for_predict: bool = False) -> RunConfig:
     """A finished run that ``xlt evaluate`` can rebuild: its config, metrics.json (a JSON object naming
     the English model), that model's folder, the adapter's header and the data files it recorded (same
-    content). Returns the run's config."""
-    from xlt.run_dir import missing_files, stage1_dir_of
+    content; not for prediction with an exported run, which reads no data: ``for_predict``). Returns the
+    run's config."""
+    from xlt.run_dir import TASK_SHELL, missing_files, stage1_dir_of
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -192,6 +193,8 @@ def check_run_dir(run_dir: str | Path) -> RunConfig:
     check_model_folder(stage1)
     if get_method(cfg.method).trains:
         check_safetensors(run_dir / ADAPTER / ADAPTER_WEIGHTS)
+    if for_predict and (run_dir / TASK_SHELL).is_file():
+        return cfg
     recorded = metrics.get("data_files")
     check_data_files(run_dir, cfg, recorded if isinstance(recorded, dict) else {})
     return cfg

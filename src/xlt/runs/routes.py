@@ -70,7 +70,7 @@ def routed_run(run_dir: str | Path) -> RoutedRun:
     """A finished run checked as ``xlt predict --run-dir`` checks it, with its language and labels."""
     from xlt.runs.preflight import check_run_dir
 
-    cfg = check_run_dir(run_dir)
+    cfg = check_run_dir(run_dir, for_predict=True)
     stage1 = stage1_dir_of(run_dir, json.loads((Path(run_dir) / METRICS).read_text()))
     try:
         labels = json.loads((stage1 / STAGE1_INFO).read_text()).get("labels") or ()
