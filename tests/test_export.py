@@ -163,7 +163,7 @@ def test_an_exported_folder_copied_elsewhere_evaluates_identically_and_loads_wit
     assert main(["export", "--run-dir", str(runs[method]), "--output-dir", str(out)]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"output_dir": str(out)}
     assert sorted(p.name for p in out.iterdir()) == [".xlt-run", "README.md", "adapter", "config.yaml", "metrics.json",
-                                                     "predictions.jsonl", "stage1"]
+                                                     "predictions.jsonl", "stage1", "task_shell.json"]
     assert json.loads((out / "metrics.json").read_text())["stage1_dir"] == "stage1"
     assert json.loads((out / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == "../stage1"
     assert json.loads((out / "adapter" / "xlt_adapter.json").read_text())["base_model"] == "../stage1"
@@ -232,7 +232,7 @@ def test_push_to_hub_uploads_the_exported_folder(runs, tmp_path, capsys, monkeyp
     (create, upload) = calls
     assert create == ("create_repo", "me/jv-lora", {"private": True, "exist_ok": True, "repo_type": "model"})
     assert upload[1] == [".xlt-run", "README.md", "adapter", "config.yaml", "metrics.json", "predictions.jsonl",
-                         "stage1"]
+                         "stage1", "task_shell.json"]
     assert upload[2]["repo_id"] == "me/jv-lora" and upload[2]["folder_path"] == str(out)
     assert upload[2]["ignore_patterns"] == [".xlt-run"]
     assert main(["export", "--run-dir", str(runs["lora"]), "--output-dir", str(tmp_path / "e2"),

@@ -6,6 +6,7 @@ import csv
 import json
 
 import pytest
+import yaml
 from helpers import cli_error
 
 import xlt
@@ -211,18 +212,77 @@ def test_a_generation_run_predicts_the_text_it_was_evaluated_with(tmp_path, data
     assert [set(r) for r in rows] == [{"text", "generated"}] * 4
 
 
-def test_an_exported_run_copied_elsewhere_predicts_what_the_run_predicted(tmp_path, nusax_runs, data_dir, capsys):
-    """Issue 25's travel check through predict: xlt export, the folder copied to a new directory, xlt predict there
-    (its English model read from its own stage1/, relative to the run) gives the run's own predictions."""
+def _travel(run_dir, tmp_path, monkeypatch):
+    """Issue 25's travel: xlt export, the folder copied to a new directory of a machine without the data: its
+    data directory (config.yaml's data_dir, which names this machine's, and $XLT_DATA_DIR) an empty folder."""
     import shutil
 
-    run_dir = nusax_runs("flare")
     assert main(["export", "--run-dir", str(run_dir), "--output-dir", str(tmp_path / "export")]) == 0
     copy = tmp_path / "elsewhere" / "model"
     shutil.copytree(tmp_path / "export", copy)
-    rows_in = _test_rows_csv(tmp_path / "new.csv", data_dir)
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    config = (copy / "config.yaml").read_text(encoding="utf-8")
+    recorded = yaml.safe_load(config).get("data_dir")  # None: a custom task's run reads only the user's files
+    if recorded is not None:
+        (copy / "config.yaml").write_text(config.replace(f"data_dir: {recorded}\n", f"data_dir: {empty}\n"),
+                                          encoding="utf-8")
+    assert yaml.safe_load((copy / "config.yaml").read_text(encoding="utf-8")).get("data_dir") in (None, str(empty))
+    monkeypatch.setenv("XLT_DATA_DIR", str(empty))
+    return copy
+
+
+@pytest.mark.parametrize("method", ["lora", "flare"])
+def test_an_exported_run_copied_elsewhere_predicts_what_the_run_predicted(tmp_path, nusax_runs, data_dir, capsys,
+                                                                          monkeypatch, method):
+    """Issue 25's travel check through predict: xlt export, the folder copied to a new directory, xlt predict there
+    (its English model read from its own stage1/, relative to the run; its task from task_shell.json, with no data
+    set on the machine) gives the run's own predictions."""
+    run_dir = nusax_runs(method)
+    rows_in = _test_rows_csv(tmp_path / "new.csv", data_dir)  # read before the data is hidden
+    copy = _travel(run_dir, tmp_path, monkeypatch)
     assert main(["predict", "--run-dir", str(copy), "--input", str(rows_in), "--output", str(tmp_path / "out.jsonl"),
                  "--no-show-progress"]) == 0
     predicted, stored = _jsonl(tmp_path / "out.jsonl"), read_predictions(run_dir)
     assert [(p["id"], p["label"]) for p in predicted] == [(s["id"], s["prediction"]) for s in stored]
     assert max(abs(p["probability"] - s["score"]) for p, s in zip(predicted, stored)) <= 1e-6
+    assert xlt.Predictor.from_run_dir(copy).labels == LABELS
+    assert main(["evaluate", "--run-dir", str(copy)]) == 2  # evaluation reads the test set, by nature
+    assert "no-data" in cli_error(capsys)
+
+
+def test_an_exported_tagging_run_predicts_without_its_data_set(tmp_path, data_dir, monkeypatch):
+    run_dir = _train_small(tmp_path, "uner", "de", "--max-length", "48")
+    test = load_task("uner", "de", data_dir=data_dir).test[:6]
+    lines = [json.dumps({"id": ex.id, "target_tokens": list(ex.tokens)}) for ex in test]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    copy = _travel(run_dir, tmp_path, monkeypatch)
+    assert main(["predict", "--run-dir", str(copy), "--input", str(tmp_path / "in.jsonl"), "--output",
+                 str(tmp_path / "out.jsonl"), "--no-show-progress"]) == 0
+    predicted = _jsonl(tmp_path / "out.jsonl")
+    assert [p["tags"] for p in predicted] == [s["prediction"] for s in read_predictions(run_dir)]
+
+
+def test_an_exported_custom_run_predicts_after_the_users_files_are_gone(tmp_path, monkeypatch):
+    """A custom task reads the user's --train-file and --test-file: the exported folder predicts without them
+    (xlt predict checks them only for a run that reads its data)."""
+    rows = [(f"{'good' if i % 2 else 'bad'} w{i}", f"{'apik' if i % 2 else 'elek'} w{i}", "pos" if i % 2 else "neg")
+            for i in range(16)]
+    for name in ("train.csv", "test.csv"):
+        with open(tmp_path / name, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([("source_text", "target_text", "label"), *rows])
+    with open(tmp_path / "in.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("target_text", "source_text"), *((t, s) for s, t, _ in rows)])
+    run_dir = _train_small(tmp_path, "custom", "jv", "--train-file", str(tmp_path / "train.csv"), "--test-file",
+                           str(tmp_path / "test.csv"), "--max-eval-examples", "16")
+    copy = _travel(run_dir, tmp_path, monkeypatch)
+    (tmp_path / "train.csv").unlink()
+    (tmp_path / "test.csv").unlink()
+    assert main(["predict", "--run-dir", str(copy), "--input", str(tmp_path / "in.csv"), "--output",
+                 str(tmp_path / "out.jsonl"), "--no-show-progress"]) == 0
+    predicted, stored = _jsonl(tmp_path / "out.jsonl"), read_predictions(run_dir)
+    assert [p["label"] for p in predicted] == [s["prediction"] for s in stored] and len(predicted) == 16
+    assert max(abs(p["probability"] - s["score"]) for p, s in zip(predicted, stored)) <= 1e-6
+    assert xlt.Predictor.from_run_dir(copy).labels == ("neg", "pos")
+    assert main(["export", "--run-dir", str(copy), "--output-dir", str(tmp_path / "again")]) == 0  # its own shell
+    assert (tmp_path / "again" / "task_shell.json").read_text() == (copy / "task_shell.json").read_text()
