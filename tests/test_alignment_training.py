@@ -66,7 +66,8 @@ def test_lora_plus_align_then_merge_with_a_task_module(tmp_path, capsys):
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (again["matches_stored"], again["predictions_match"], again["metrics"]) == (True, True, first["metrics"])
     assert main(["report", str(merged), str(task), "--samples", "20"]) == 0  # the merge is a run report reads
-    assert "| lora |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| lora |" in printed and "| merge (0.9 lora + 0.1 align) |" in printed  # the merge is a row of its own
 
 
 def test_bad_alignment_settings_are_one_line_errors(tmp_path, capsys):

@@ -62,9 +62,17 @@ class FinishedRun:
     def method(self) -> str:
         if self.metrics.get("label"):  # a diagnostic row (ZEROED)
             return self.metrics["label"]
-        label = f"{self.metrics['method']} ({self.metrics['fusion']})" if self.metrics.get("fusion") \
+        return f"{self.base_label} [{self.variant}]" if self.variant else self.base_label
+
+    @property
+    def base_label(self) -> str:
+        """The method with its fusion (``flare (mul)``); a merge names what it merged (``merge (0.9 lora + 0.1
+        align)``)."""
+        merged, weights = self.metrics.get("merged_runs"), (self.metrics.get("merge") or {}).get("weights")
+        if merged and weights and len(weights) == len(merged):
+            return "merge (" + " + ".join(f"{w:g} {run['method']}" for w, run in zip(weights, merged)) + ")"
+        return f"{self.metrics['method']} ({self.metrics['fusion']})" if self.metrics.get("fusion") \
             else self.metrics["method"]
-        return f"{label} [{self.variant}]" if self.variant else label
 
     def zeroed(self) -> FinishedRun | None:
         """The same run scored with the English states zeroed at test (FLARE's diagnostic), as a row of its own."""
@@ -240,13 +248,17 @@ def comparison_pairs(methods: list[str] | tuple[str, ...]) -> list[tuple[str, st
 
 
 def with_variants(runs: list[FinishedRun]) -> list[FinishedRun]:
-    """The runs labelled with the settings that vary among them besides the cells' own axes (seed, language,
-    method, fusion) and where things go: runs of another source, model or rate are never averaged into one cell."""
-    keys = sorted({key for r in runs for key in r.settings} - CELL_SETTINGS)
-    varying = [k for k in keys if len({json.dumps(r.settings.get(k), sort_keys=True) for r in runs}) > 1]
-    if not varying:
-        return runs
-    return [dataclasses.replace(r, variant=", ".join(f"{k}={r.settings.get(k)}" for k in varying)) for r in runs]
+    """The runs labelled with the settings that vary among the runs of one method (and fusion) besides the cells'
+    own axes (seed, language) and where things go: runs of another source, model or rate are never averaged into
+    one cell. A method's own defaults (LoRA's rank against the align methods') are no variant."""
+    labelled = []
+    for label in dict.fromkeys(r.base_label for r in runs):
+        group = [r for r in runs if r.base_label == label]
+        keys = sorted({key for r in group for key in r.settings} - CELL_SETTINGS)
+        varying = [k for k in keys if len({json.dumps(r.settings.get(k), sort_keys=True) for r in group}) > 1]
+        labelled += [dataclasses.replace(r, variant=", ".join(f"{k}={r.settings.get(k)}" for k in varying))
+                     if varying else r for r in group]
+    return labelled
 
 
 def build_table(runs: list[FinishedRun], metric: str, samples: int = 1000, keep_order: bool = False) -> Table:
