@@ -69,7 +69,7 @@ class FinishedRun:
         """The method with its fusion (``flare (mul)``); a merge names what it merged (``merge (0.9 lora + 0.1
         align)``)."""
         merged, weights = self.metrics.get("merged_runs"), (self.metrics.get("merge") or {}).get("weights")
-        if merged and weights and len(weights) == len(merged):
+        if merged and weights and len(weights) == len(merged) and self.metrics["method"] in METHODS:  # not a demo label
             return "merge (" + " + ".join(f"{w:g} {run['method']}" for w, run in zip(weights, merged)) + ")"
         return f"{self.metrics['method']} ({self.metrics['fusion']})" if self.metrics.get("fusion") \
             else self.metrics["method"]
