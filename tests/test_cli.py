@@ -272,7 +272,7 @@ def test_ctrl_c_is_one_line_exit_code_130_and_leaves_nothing_half_written(tmp_pa
         while not _temp_dirs(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _temp_dirs(tmp_path), "stage 1 never started building"
-        time.sleep(2)  # into the training loop
+        time.sleep(5)  # into the training loop
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     finally:

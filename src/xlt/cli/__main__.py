@@ -1,7 +1,5 @@
 """``python -m xlt.cli``: the ``xlt`` command."""
 
-import sys
+from xlt.cli.main import entry
 
-from xlt.cli.main import main
-
-sys.exit(main())
+entry()
