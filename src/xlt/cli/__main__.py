@@ -1,5 +1,7 @@
 """``python -m xlt.cli``: the ``xlt`` command."""
 
-from xlt.cli.main import entry
+import sys
 
-entry()
+from xlt.cli.main import main
+
+sys.exit(main())

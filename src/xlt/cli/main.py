@@ -66,14 +66,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-def entry() -> None:
-    """The ``xlt`` command (and ``python -m xlt.cli``): :func:`main`, then exit. After Ctrl-C, once the files being
-    built are removed (on the way out of :func:`main`), the process ends at once: an interrupt that lands while a
-    library starts its threads (torch, tokenizers) can leave interpreter shutdown waiting on them for ever."""
-    code = main()
-    if code == EXIT_INTERRUPTED:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
