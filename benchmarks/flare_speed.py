@@ -82,7 +82,9 @@ def _epoch_medians(adapted, batches: list[dict], autocast, epochs: int) -> list[
     return [statistics.median(epoch) for epoch in times]
 
 
-def bench_training(model: str, precision: str, steps: int, batch: int, length: int) -> dict[str, float]:
+def _training_inputs(model: str, precision: str, steps: int, batch: int, length: int):
+    """The model path, the target batches, the same with their source batches, the concatenated (input-fusion)
+    batches and the autocast context of ``precision``."""
     path = resolve_model(model)
     vocab = load_tokenizer(path).vocab_size
     target = _batches(vocab, steps, batch, length, seed=1)
@@ -91,6 +93,11 @@ def bench_training(model: str, precision: str, steps: int, batch: int, length: i
     concat = [{k: torch.cat([s[k], t[k]], 1) for k in t} for t, s in zip(target, source)]
     autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16"
                 else contextlib.nullcontext)
+    return path, target, with_source, concat, autocast
+
+
+def bench_training(model: str, precision: str, steps: int, batch: int, length: int) -> dict[str, float]:
+    path, target, with_source, concat, autocast = _training_inputs(model, precision, steps, batch, length)
     times = {"lora": _median_step(_classifier(path, "lora", None), target, autocast, 2)}
     cached = _classifier(path, "flare", "add_relu")
     cached.flare.enable_source_cache(8 * 2**30)
@@ -105,14 +112,7 @@ def bench_fusions(model: str, precision: str, steps: int, batch: int, length: in
     """Median step time of LoRA, input-level fusion and FLARE with each fusion (source cache on, as runs use it):
     (a step of the first epoch, a step once the cache is full). The first epoch is a warm-up for all, and for FLARE
     the epoch that runs the frozen passes (and the aligned fusions' alignment passes)."""
-    path = resolve_model(model)
-    vocab = load_tokenizer(path).vocab_size
-    target = _batches(vocab, steps, batch, length, seed=1)
-    source = _batches(vocab, steps, batch, length, seed=2)
-    with_source = [{**t, **{f"source_{k}": v for k, v in s.items()}} for t, s in zip(target, source)]
-    concat = [{k: torch.cat([s[k], t[k]], 1) for k in t} for t, s in zip(target, source)]
-    autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16"
-                else contextlib.nullcontext)
+    path, target, with_source, concat, autocast = _training_inputs(model, precision, steps, batch, length)
     times = {"lora": tuple(_epoch_medians(_classifier(path, "lora", None), target, autocast, 2)),
              "input-fusion": tuple(_epoch_medians(_classifier(path, "input-fusion", None), concat, autocast, 2))}
     for fusion in fusions:
